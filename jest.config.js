@@ -1,0 +1,14 @@
+// Jest loads TypeScript through ts-jest; the noble packages ship ESM only, so they are transformed too.
+/** @type {import('jest').Config} */
+module.exports = {
+  testEnvironment: "node",
+  roots: ["<rootDir>/test"],
+  testMatch: ["**/*.test.ts"],
+  transform: {
+    "^.+\\.ts$": ["ts-jest", { tsconfig: "tsconfig.json", isolatedModules: true }],
+    "^.+\\.m?js$": ["ts-jest", { tsconfig: { allowJs: true, module: "commonjs", target: "ES2022" }, isolatedModules: true }],
+  },
+  transformIgnorePatterns: ["/node_modules/(?!(@noble)/)"],
+  reporters: ["default", "<rootDir>/test/support/summary-reporter.js"],
+  testTimeout: 60000,
+};

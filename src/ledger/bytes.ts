@@ -1,0 +1,63 @@
+/** Byte helpers shared by the ledger formats: hex, u64 big-endian, utf8, equality. */
+const HEX = "0123456789abcdef";
+const HEX_RE = /^(?:[0-9a-f]{2})*$/;
+
+/** Lowercase hex of bytes (the only hex form the formats use). */
+export function toHex(bytes: Uint8Array): string {
+  let out = "";
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i];
+    out += HEX[b >> 4] + HEX[b & 15];
+  }
+  return out;
+}
+
+/** Parses lowercase hex; returns null for anything else (odd length, uppercase, other chars). */
+export function fromHex(hex: string): Uint8Array | null {
+  if (!HEX_RE.test(hex)) return null;
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(i * 2, 2), 16);
+  return out;
+}
+
+/** Like fromHex but for values that are known to be well formed (e.g. read from our own tables). */
+export function hexToBytes(hex: string): Uint8Array {
+  const out = fromHex(hex);
+  if (out === null) throw new Error(`not lowercase hex: ${hex.slice(0, 80)}`);
+  return out;
+}
+
+/** Unsigned 64-bit big-endian encoding of a non-negative safe integer. */
+export function u64be(n: number): Uint8Array {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`u64 out of range: ${n}`);
+  const out = new Uint8Array(8);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, Math.floor(n / 0x1_0000_0000));
+  view.setUint32(4, n >>> 0);
+  return out;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+export const utf8 = (s: string): Uint8Array => encoder.encode(s);
+/** Strict UTF-8 decode: invalid sequences throw instead of becoming U+FFFD. */
+export const fromUtf8 = (b: Uint8Array): string => decoder.decode(b);
+
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+export function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  let len = 0;
+  for (const p of parts) len += p.length;
+  const out = new Uint8Array(len);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}

@@ -1,0 +1,35 @@
+/**
+ * Typed errors with stable codes. The api layer maps each code to an HTTP status in one place
+ * (src/api/errors.ts); lower layers only say what went wrong.
+ */
+export type ErrorCode =
+  | "bad_request"
+  | "invalid_json"
+  | "schema_violation"
+  | "unknown_record_type"
+  | "unsupported_media_type"
+  | "payload_too_large"
+  | "unauthorized"
+  | "forbidden"
+  | "not_found"
+  | "conflict"
+  | "idempotency_conflict"
+  | "not_leader"
+  | "unavailable"
+  | "verification_failed"
+  | "internal";
+
+export class LedgerError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = "LedgerError";
+  }
+}
+
+export const badRequest = (message: string, details?: Record<string, unknown>): LedgerError =>
+  new LedgerError("bad_request", message, details);
+export const notFound = (message: string): LedgerError => new LedgerError("not_found", message);

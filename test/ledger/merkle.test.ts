@@ -1,0 +1,89 @@
+import vectors from "../fixtures/rfc6962-vectors.json";
+import { fromHex, toHex } from "../../src/ledger/bytes";
+import {
+  CompactRange,
+  MerkleNode,
+  consistencyProof,
+  inclusionProof,
+  rootAt,
+} from "../../src/ledger/merkle";
+import { verifyConsistency, verifyInclusion } from "../../src/ledger/merkle-verify";
+
+const hex = (h: string): Uint8Array => fromHex(h) as Uint8Array;
+
+/** An in-memory node store fed by CompactRange.append, as the SQLite store is. */
+function buildTree(leaves: Uint8Array[]): { read: (l: number, i: number) => Uint8Array; roots: string[] } {
+  const nodes = new Map<string, Uint8Array>();
+  const range = new CompactRange();
+  const roots = [toHex(range.root())];
+  for (const leaf of leaves) {
+    for (const n of range.append(leaf) as MerkleNode[]) nodes.set(`${n.level}/${n.index}`, n.hash);
+    roots.push(toHex(range.root()));
+  }
+  const read = (l: number, i: number): Uint8Array => {
+    const h = nodes.get(`${l}/${i}`);
+    if (!h) throw new Error(`missing node ${l}/${i}`);
+    return h;
+  };
+  return { read, roots };
+}
+
+describe("RFC 6962 / 9162 published vectors", () => {
+  const leaves = vectors.leaves_hex.map(hex);
+  const tree = buildTree(leaves);
+
+  test("compact range roots equal the published root for every size 0..8", () => {
+    expect(tree.roots).toEqual(vectors.roots_by_size);
+  });
+
+  test("roots recomputed from stored subtree hashes equal the published roots", () => {
+    for (let n = 0; n <= 8; n++) expect(toHex(rootAt(tree.read, n))).toBe(vectors.roots_by_size[n]);
+  });
+
+  test.each(vectors.inclusion)("inclusion proof leaf $leaf_index size $size", ({ leaf_index, size, path }) => {
+    const proof = inclusionProof(tree.read, leaf_index, size);
+    expect(proof.map(toHex)).toEqual(path);
+    expect(verifyInclusion(leaf_index, size, leaves[leaf_index], proof, hex(vectors.roots_by_size[size]))).toBe(true);
+  });
+
+  test.each(vectors.consistency)("consistency proof $from -> $to", ({ from, to, path }) => {
+    const proof = consistencyProof(tree.read, from, to);
+    expect(proof.map(toHex)).toEqual(path);
+    const ok = verifyConsistency(from, to, proof, hex(vectors.roots_by_size[from]), hex(vectors.roots_by_size[to]));
+    expect(ok).toBe(true);
+  });
+});
+
+describe("proofs over larger trees", () => {
+  const leaves = Array.from({ length: 70 }, (_, i) => new TextEncoder().encode(`leaf-${i}`));
+  const tree = buildTree(leaves);
+
+  test("every inclusion proof at every size verifies, and a flipped byte fails", () => {
+    for (let size = 1; size <= leaves.length; size++) {
+      const root = hex(tree.roots[size]);
+      for (let i = 0; i < size; i++) {
+        const proof = inclusionProof(tree.read, i, size);
+        expect(verifyInclusion(i, size, leaves[i], proof, root)).toBe(true);
+        if (proof.length > 0) {
+          const bad = proof.map((p) => p.slice());
+          bad[i % bad.length][i % 32] ^= 1;
+          expect(verifyInclusion(i, size, leaves[i], bad, root)).toBe(false);
+        }
+      }
+    }
+  });
+
+  test("every consistency proof between sizes verifies, and a flipped byte fails", () => {
+    for (let m = 1; m <= leaves.length; m++) {
+      for (let n = m; n <= leaves.length; n++) {
+        const proof = consistencyProof(tree.read, m, n);
+        expect(verifyConsistency(m, n, proof, hex(tree.roots[m]), hex(tree.roots[n]))).toBe(true);
+        if (proof.length > 0) {
+          const bad = proof.map((p) => p.slice());
+          bad[(m + n) % bad.length][n % 32] ^= 0x80;
+          expect(verifyConsistency(m, n, bad, hex(tree.roots[m]), hex(tree.roots[n]))).toBe(false);
+        }
+      }
+    }
+  });
+});
