@@ -1,0 +1,123 @@
+/** The v1 REST routes. Handlers parse, call the node, and shape JSON; errors go to errors.ts. */
+import express, { Request, Response, Router } from "express";
+import { LedgerError, notFound } from "../util/errors";
+import { LedgerNode } from "../node/ledger-node";
+import { RecordTypes } from "../node/record-types";
+import { nextSubjectHead, SUBJECT_HEAD_ZERO } from "../ledger/state-machine";
+import { toHex } from "../ledger/bytes";
+import { requireToken } from "./auth";
+import { parseIndex, parseLimit, parseOptionalIndex } from "./params";
+import { entryView } from "./views";
+
+export interface RouteDeps {
+  readonly node: LedgerNode;
+  readonly types: RecordTypes;
+  readonly adminToken: string;
+  readonly bodyLimitBytes: number;
+}
+
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
+
+function requireJson(req: Request, _res: Response, next: () => void): void {
+  if (!req.is("application/json")) {
+    throw new LedgerError("unsupported_media_type", `Content-Type must be application/json, got ${JSON.stringify(req.headers["content-type"] ?? null)}`);
+  }
+  next();
+}
+
+export function v1Routes(deps: RouteDeps): Router {
+  const { node, types } = deps;
+  const r = Router();
+  const json = express.json({ limit: deps.bodyLimitBytes, strict: false, type: () => true });
+
+  r.post("/records", requireToken(deps.adminToken), requireJson, json, async (req, res) => {
+    const header = req.get("Idempotency-Key");
+    if (header !== undefined && !IDEMPOTENCY_KEY.test(header)) {
+      throw new LedgerError("bad_request", "Idempotency-Key must be 1..200 visible ASCII characters");
+    }
+    const valid = types.validate(req.body);
+    if (header !== undefined && valid.clientKey !== undefined) {
+      throw new LedgerError("bad_request", "give either an Idempotency-Key header or client_id/request_id, not both");
+    }
+    const result = await node.append(valid.record, header ?? valid.clientKey);
+    res.status(result.duplicate ? 200 : 201).json({ index: result.index, term: result.term, hash: result.hash });
+  });
+
+  r.get("/records/:index", (req, res) => {
+    const index = parseIndex(req.params.index, "index");
+    res.json(entryView(node.entry(index), node.prevHash(index)));
+  });
+
+  r.get("/records", (req, res) => {
+    const from = parseOptionalIndex(req.query.from, "from") ?? 1;
+    const limit = parseLimit(req.query.limit, 100, 1000);
+    const subject = req.query.subject;
+    if (subject !== undefined && (typeof subject !== "string" || subject.length < 1 || subject.length > 200)) {
+      throw new LedgerError("bad_request", "subject must be a string of 1..200 characters");
+    }
+    const commit = node.commitIndex();
+    const indices = subject === undefined
+      ? Array.from({ length: Math.max(0, Math.min(limit, commit - from + 1)) }, (_, i) => from + i)
+      : node.store.subjectRecords(subject, from, limit).map((x) => x.index);
+    const entries = indices.map((i) => entryView(node.entry(i), node.prevHash(i)));
+    const last = indices[indices.length - 1];
+    const more = subject === undefined ? last !== undefined && last < commit : indices.length === limit;
+    res.json({ entries, next: more && last !== undefined ? last + 1 : null });
+  });
+
+  r.get("/subjects/:subject/history", (req, res) => {
+    const subject = req.params.subject;
+    const row = node.store.getSubject(subject);
+    if (row === undefined) throw notFound(`no records for subject ${JSON.stringify(subject)}`);
+    const cp = node.latestCheckpoint();
+    let head: Uint8Array = SUBJECT_HEAD_ZERO;
+    const records = node.store.subjectRecords(subject, 1, row.version).map(({ version, index }) => {
+      const e = node.entry(index);
+      head = nextSubjectHead(head, e.hash);
+      const proof = cp !== undefined && index <= cp.size ? node.inclusion(index, cp.size) : null;
+      return {
+        version, subject_head: toHex(head), entry: entryView(e, node.prevHash(index)),
+        inclusion: proof === null ? null : { index, size: proof.size, leaf_hash: proof.leaf_hash, path: proof.path, root: proof.root },
+      };
+    });
+    if (toHex(head) !== toHex(row.head)) {
+      throw new LedgerError("verification_failed", `subject ${JSON.stringify(subject)}: replayed head differs from the stored head`);
+    }
+    res.json({ subject, version: row.version, head: toHex(row.head), checkpoint: cp ?? null, records });
+  });
+
+  r.get("/proofs/inclusion/:index", (req, res) => {
+    const index = parseIndex(req.params.index, "index");
+    const size = parseOptionalIndex(req.query.size, "size");
+    res.json(node.inclusion(index, size));
+  });
+
+  r.get("/proofs/consistency", (req, res) => {
+    if (req.query.from === undefined) throw new LedgerError("bad_request", "from is required");
+    const from = parseIndex(req.query.from, "from");
+    const to = parseOptionalIndex(req.query.to, "to");
+    res.json(node.consistency(from, to));
+  });
+
+  r.get("/checkpoints/latest", (_req, res) => {
+    const cp = node.latestCheckpoint();
+    if (cp === undefined) throw notFound("no checkpoint yet");
+    res.json(cp);
+  });
+
+  r.get("/audit/verify", (req, res) => {
+    const from = req.query.from ?? "genesis";
+    if (from !== "genesis") {
+      throw new LedgerError("bad_request", "from must be 'genesis' (this node keeps its whole log; snapshots come with clustering)");
+    }
+    const to = parseOptionalIndex(req.query.to, "to");
+    const report = node.verify(to);
+    res.status(report.ok ? 200 : 500).json({ ...report, state_root_live: to === undefined ? node.stateRoot() : undefined });
+  });
+
+  r.get("/status", (_req, res) => {
+    res.json(node.status());
+  });
+
+  return r;
+}

@@ -1,0 +1,257 @@
+/**
+ * The node's SQLite database: log, Merkle subtree hashes, hard state, checkpoints and the state
+ * tables. WAL with synchronous=FULL, so a committed transaction is fsync'd before it returns.
+ */
+import Database from "better-sqlite3";
+import type { Database as Db, Statement } from "better-sqlite3";
+import { Entry, EntryKind, isEntryKind } from "../ledger/entry";
+import { MerkleNode, NodeReader } from "../ledger/merkle";
+import { Checkpoint } from "../ledger/checkpoint";
+import { DedupRow, StateStore, SubjectRow } from "../ledger/state-machine";
+import { assert } from "../util/assert";
+import { migrate } from "./migrations";
+import type { ChainSource } from "../ledger/verify";
+
+export interface HardState {
+  readonly term: number;
+  readonly votedFor: string | null;
+  readonly commitIndex: number;
+  readonly lastApplied: number;
+}
+
+export interface StoredCheckpoint extends Checkpoint {
+  /** The checkpoint entry's own log index. */
+  readonly index: number;
+}
+
+interface LogRow {
+  idx: number;
+  term: number;
+  kind: number;
+  payload: Buffer;
+  hash: Buffer;
+}
+
+interface CheckpointRow {
+  idx: number;
+  size: number;
+  root: string;
+  head: string;
+  term: number;
+  signer: string;
+  ts: string;
+  sig: string;
+}
+
+const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+
+function toEntry(r: LogRow): Entry {
+  assert(isEntryKind(r.kind), `log row ${r.idx} has unknown kind ${r.kind}`);
+  return { index: r.idx, term: r.term, kind: r.kind as EntryKind, payload: u8(r.payload), hash: u8(r.hash) };
+}
+
+function toCheckpoint(r: CheckpointRow, cluster: string): StoredCheckpoint {
+  return { v: 1, cluster, size: r.size, root: r.root, head: r.head, term: r.term, signer: r.signer, ts: r.ts, sig: r.sig, index: r.idx };
+}
+
+export interface StoreOptions {
+  /** Open without writing anything (verify-chain): no migrations, no pragmas that write. */
+  readonly readonly?: boolean;
+}
+
+/** Storage for one node. Synchronous: better-sqlite3 runs on the caller's thread. */
+export class Store implements StateStore, ChainSource {
+  readonly db: Db;
+  readonly readonly: boolean;
+  private readonly s: Record<string, Statement>;
+
+  constructor(file: string, options: StoreOptions = {}) {
+    this.readonly = options.readonly === true;
+    this.db = new Database(file, { readonly: this.readonly, fileMustExist: this.readonly });
+    if (!this.readonly) {
+      this.db.pragma("journal_mode = WAL");
+      this.db.pragma("synchronous = FULL");
+      this.db.pragma("foreign_keys = ON");
+      migrate(this.db);
+    }
+    this.db.defaultSafeIntegers(false);
+    const p = (sql: string): Statement => this.db.prepare(sql);
+    this.s = {
+      metaGet: p("SELECT value FROM meta WHERE key = ?"),
+      metaSet: p("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
+      hardGet: p("SELECT term, voted_for, commit_index, last_applied FROM hard_state WHERE id = 1"),
+      hardSet: p("UPDATE hard_state SET term = ?, voted_for = ?, commit_index = ?, last_applied = ? WHERE id = 1"),
+      lastApplied: p("UPDATE hard_state SET last_applied = ? WHERE id = 1"),
+      commitIndex: p("UPDATE hard_state SET commit_index = ? WHERE id = 1"),
+      logLast: p("SELECT idx, term, kind, payload, hash FROM log ORDER BY idx DESC LIMIT 1"),
+      logFirst: p("SELECT idx FROM log ORDER BY idx ASC LIMIT 1"),
+      logGet: p("SELECT idx, term, kind, payload, hash FROM log WHERE idx = ?"),
+      logRange: p("SELECT idx, term, kind, payload, hash FROM log WHERE idx >= ? AND idx <= ? ORDER BY idx"),
+      logInsert: p("INSERT INTO log (idx, term, kind, payload, hash) VALUES (?, ?, ?, ?, ?)"),
+      anchorGet: p("SELECT idx, term, hash FROM log_anchor WHERE id = 1"),
+      nodeGet: p("SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?"),
+      nodePut: p("INSERT OR REPLACE INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)"),
+      cpInsert: p("INSERT INTO checkpoints (idx, size, root, head, term, signer, ts, sig) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+      cpLatest: p("SELECT * FROM checkpoints ORDER BY idx DESC LIMIT 1"),
+      cpBySize: p("SELECT * FROM checkpoints WHERE size = ?"),
+      cpAtLeast: p("SELECT * FROM checkpoints WHERE size >= ? ORDER BY size ASC LIMIT 1"),
+      cpAll: p("SELECT * FROM checkpoints ORDER BY idx"),
+      subjGet: p("SELECT subject, version, head, last_index FROM subjects WHERE subject = ?"),
+      subjPut: p("INSERT INTO subjects (subject, version, head, last_index) VALUES (?, ?, ?, ?) ON CONFLICT(subject) DO UPDATE SET version = excluded.version, head = excluded.head, last_index = excluded.last_index"),
+      subjAll: p("SELECT subject, version, head, last_index FROM subjects"),
+      srecPut: p("INSERT INTO subject_records (subject, version, idx) VALUES (?, ?, ?)"),
+      srecList: p("SELECT version, idx FROM subject_records WHERE subject = ? AND idx >= ? ORDER BY version LIMIT ?"),
+      srecAll: p("SELECT subject, version, idx FROM subject_records"),
+      dedupGet: p("SELECT key, digest, idx, term, hash FROM dedup WHERE key = ?"),
+      dedupPut: p("INSERT INTO dedup (key, digest, idx, term, hash) VALUES (?, ?, ?, ?, ?)"),
+      dedupAll: p("SELECT key, digest, idx, term, hash FROM dedup"),
+    };
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  /** Runs fn in one SQLite transaction (one fsync at commit). */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  getMeta(key: string): string | undefined {
+    return (this.s.metaGet.get(key) as { value: string } | undefined)?.value;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.s.metaSet.run(key, value);
+  }
+
+  hardState(): HardState {
+    const r = this.s.hardGet.get() as { term: number; voted_for: string | null; commit_index: number; last_applied: number };
+    return { term: r.term, votedFor: r.voted_for, commitIndex: r.commit_index, lastApplied: r.last_applied };
+  }
+
+  setHardState(h: HardState): void {
+    assert(h.lastApplied <= h.commitIndex, `last_applied ${h.lastApplied} > commit_index ${h.commitIndex}`);
+    this.s.hardSet.run(h.term, h.votedFor, h.commitIndex, h.lastApplied);
+  }
+
+  setCommitIndex(index: number): void {
+    this.s.commitIndex.run(index);
+  }
+
+  setLastApplied(index: number): void {
+    this.s.lastApplied.run(index);
+  }
+
+  lastEntry(): Entry | undefined {
+    const r = this.s.logLast.get() as LogRow | undefined;
+    return r === undefined ? undefined : toEntry(r);
+  }
+
+  lastIndex(): number {
+    return this.lastEntry()?.index ?? this.anchor()?.index ?? 0;
+  }
+
+  firstIndex(): number | undefined {
+    return (this.s.logFirst.get() as { idx: number } | undefined)?.idx;
+  }
+
+  anchor(): { index: number; term: number; hash: Uint8Array } | undefined {
+    const r = this.s.anchorGet.get() as { idx: number; term: number; hash: Buffer } | undefined;
+    return r === undefined ? undefined : { index: r.idx, term: r.term, hash: u8(r.hash) };
+  }
+
+  entry(index: number): Entry | undefined {
+    const r = this.s.logGet.get(index) as LogRow | undefined;
+    return r === undefined ? undefined : toEntry(r);
+  }
+
+  /** Entries from..to inclusive, in index order, read lazily. */
+  *entries(from: number, to: number): IterableIterator<Entry> {
+    for (const r of this.s.logRange.iterate(from, to) as IterableIterator<LogRow>) yield toEntry(r);
+  }
+
+  /** Appends entries and the Merkle nodes they complete; the caller wraps it in a transaction. */
+  appendEntries(entries: readonly Entry[], nodes: readonly MerkleNode[]): void {
+    for (const e of entries) this.s.logInsert.run(e.index, e.term, e.kind, e.payload, e.hash);
+    for (const n of nodes) this.s.nodePut.run(n.level, n.index, n.hash);
+  }
+
+  /** Stored perfect-subtree hash; a missing one is corruption (or a bug), never a silent zero. */
+  readonly readNode: NodeReader = (level, index) => {
+    const hash = this.findNode(level, index);
+    assert(hash !== undefined, `merkle node ${level}/${index} missing from the store`);
+    return hash;
+  };
+
+  findNode(level: number, index: number): Uint8Array | undefined {
+    const r = this.s.nodeGet.get(level, index) as { hash: Buffer } | undefined;
+    return r === undefined ? undefined : u8(r.hash);
+  }
+
+  insertCheckpoint(index: number, cp: Checkpoint): void {
+    this.s.cpInsert.run(index, cp.size, cp.root, cp.head, cp.term, cp.signer, cp.ts, cp.sig);
+  }
+
+  latestCheckpoint(cluster: string): StoredCheckpoint | undefined {
+    const r = this.s.cpLatest.get() as CheckpointRow | undefined;
+    return r === undefined ? undefined : toCheckpoint(r, cluster);
+  }
+
+  checkpointBySize(size: number, cluster: string): StoredCheckpoint | undefined {
+    const r = this.s.cpBySize.get(size) as CheckpointRow | undefined;
+    return r === undefined ? undefined : toCheckpoint(r, cluster);
+  }
+
+  /** The first checkpoint covering at least size entries. */
+  checkpointCovering(size: number, cluster: string): StoredCheckpoint | undefined {
+    const r = this.s.cpAtLeast.get(size) as CheckpointRow | undefined;
+    return r === undefined ? undefined : toCheckpoint(r, cluster);
+  }
+
+  *checkpoints(cluster: string): IterableIterator<StoredCheckpoint> {
+    for (const r of this.s.cpAll.iterate() as IterableIterator<CheckpointRow>) yield toCheckpoint(r, cluster);
+  }
+
+  // StateStore: read and written only by apply.
+  getSubject(subject: string): SubjectRow | undefined {
+    const r = this.s.subjGet.get(subject) as { subject: string; version: number; head: Buffer; last_index: number } | undefined;
+    return r === undefined ? undefined : { subject: r.subject, version: r.version, head: u8(r.head), lastIndex: r.last_index };
+  }
+  putSubject(row: SubjectRow): void {
+    this.s.subjPut.run(row.subject, row.version, row.head, row.lastIndex);
+  }
+  addSubjectRecord(subject: string, version: number, index: number): void {
+    this.s.srecPut.run(subject, version, index);
+  }
+  getDedup(key: string): DedupRow | undefined {
+    const r = this.s.dedupGet.get(key) as { key: string; digest: string; idx: number; term: number; hash: Buffer } | undefined;
+    return r === undefined ? undefined : { key: r.key, digest: r.digest, index: r.idx, term: r.term, hash: u8(r.hash) };
+  }
+  putDedup(row: DedupRow): void {
+    this.s.dedupPut.run(row.key, row.digest, row.index, row.term, row.hash);
+  }
+
+  *allSubjects(): IterableIterator<SubjectRow> {
+    for (const r of this.s.subjAll.iterate() as IterableIterator<{ subject: string; version: number; head: Buffer; last_index: number }>) {
+      yield { subject: r.subject, version: r.version, head: u8(r.head), lastIndex: r.last_index };
+    }
+  }
+
+  *allDedup(): IterableIterator<DedupRow> {
+    for (const r of this.s.dedupAll.iterate() as IterableIterator<{ key: string; digest: string; idx: number; term: number; hash: Buffer }>) {
+      yield { key: r.key, digest: r.digest, index: r.idx, term: r.term, hash: u8(r.hash) };
+    }
+  }
+
+  *allSubjectRecords(): IterableIterator<{ subject: string; version: number; index: number }> {
+    for (const r of this.s.srecAll.iterate() as IterableIterator<{ subject: string; version: number; idx: number }>) {
+      yield { subject: r.subject, version: r.version, index: r.idx };
+    }
+  }
+
+  /** A subject's records (version, index) from a log index on, at most limit. */
+  subjectRecords(subject: string, fromIndex: number, limit: number): Array<{ version: number; index: number }> {
+    return (this.s.srecList.all(subject, fromIndex, limit) as Array<{ version: number; idx: number }>).map((r) => ({ version: r.version, index: r.idx }));
+  }
+}
