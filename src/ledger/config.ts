@@ -8,14 +8,21 @@ export interface MemberInfo {
   readonly public_key: string;
 }
 
+/**
+ * Payload = canonical JSON of {v:1, voters, learners}, members sorted by id. The cluster id is not
+ * repeated here: the genesis hash already binds every entry to it.
+ */
 export interface ClusterConfig {
   readonly v: 1;
-  readonly cluster: string;
   readonly voters: readonly MemberInfo[];
   readonly learners: readonly MemberInfo[];
 }
 
-export const encodeConfig = (config: ClusterConfig): Uint8Array => canonicalBytes(config);
+const byId = (a: MemberInfo, b: MemberInfo): number => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+const member = (m: MemberInfo): MemberInfo => ({ id: m.id, address: m.address, public_key: m.public_key });
+
+export const encodeConfig = (config: ClusterConfig): Uint8Array =>
+  canonicalBytes({ v: 1, voters: [...config.voters].sort(byId).map(member), learners: [...config.learners].sort(byId).map(member) });
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -36,7 +43,7 @@ export function decodeConfig(payload: Uint8Array): ClusterConfig | null {
   }
   if (typeof v !== "object" || v === null) return null;
   const c = v as Record<string, unknown>;
-  if (c.v !== 1 || typeof c.cluster !== "string") return null;
+  if (c.v !== 1) return null;
   if (!Array.isArray(c.voters) || !c.voters.every(isMember)) return null;
   if (!Array.isArray(c.learners) || !c.learners.every(isMember)) return null;
   return c as unknown as ClusterConfig;

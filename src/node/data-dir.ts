@@ -70,7 +70,7 @@ function initSingleNode(dir: string, address: string): void {
   const key = generateKeyPair();
   const clusterId = randomUUID();
   const nodeId = "n1";
-  const config: ClusterConfig = { v: 1, cluster: clusterId, voters: [{ id: nodeId, address, public_key: toHex(key.publicKey) }], learners: [] };
+  const config: ClusterConfig = { v: 1, voters: [{ id: nodeId, address, public_key: toHex(key.publicKey) }], learners: [] };
   // The database is written under a temporary name and renamed last, so a crash mid-init
   // leaves no half-initialized ledger.db behind.
   const tmp = path.join(dir, `${DB_FILE}.init-${process.pid}`);
