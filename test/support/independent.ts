@@ -1,0 +1,268 @@
+/**
+ * An independent implementation of the DESIGN.md formulas, for acceptance tests.
+ * It imports nothing from src/ on purpose: a bug shared by the server and its own verifier
+ * would otherwise pass unnoticed. Written from DESIGN.md "The log" and RFC 9162 2.1 text.
+ */
+import { createHash, createPublicKey, verify as cryptoVerify } from "node:crypto";
+
+/** SHA-256 of the concatenation of the parts. */
+export function sha256(...parts: Uint8Array[]): Buffer {
+  const h = createHash("sha256");
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+/** Lowercase hex only (the formats never use uppercase); throws otherwise. */
+export function hexToBuf(hex: string): Buffer {
+  if (typeof hex !== "string" || !/^(?:[0-9a-f]{2})*$/.test(hex)) {
+    throw new Error(`not lowercase hex: ${String(hex).slice(0, 80)}`);
+  }
+  return Buffer.from(hex, "hex");
+}
+
+export const bufToHex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+
+function u64be(n: number): Buffer {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`not a u64: ${n}`);
+  const out = Buffer.alloc(8);
+  out.writeBigUInt64BE(BigInt(n));
+  return out;
+}
+
+export const KIND_CODES: Readonly<Record<string, number>> = { noop: 0, record: 1, config: 2, checkpoint: 3 };
+
+/** genesis_hash = SHA-256("resonetics/genesis/v1" || 0x00 || utf8(cluster_id)). */
+export function genesisHash(clusterId: string): Buffer {
+  return sha256(Buffer.from("resonetics/genesis/v1", "utf8"), Buffer.from([0]), Buffer.from(clusterId, "utf8"));
+}
+
+/** entry_hash(i) = SHA-256("resonetics/entry/v1" || 0x00 || u64be(i) || u64be(term) || u8(kind) || prev || SHA-256(payload)). */
+export function entryHash(index: number, term: number, kind: number, prev: Uint8Array, payload: Uint8Array): Buffer {
+  if (!Number.isInteger(kind) || kind < 0 || kind > 255) throw new RangeError(`not a u8 kind: ${kind}`);
+  if (prev.length !== 32) throw new RangeError(`prev hash must be 32 bytes, got ${prev.length}`);
+  return sha256(
+    Buffer.from("resonetics/entry/v1", "utf8"),
+    Buffer.from([0]),
+    u64be(index),
+    u64be(term),
+    Buffer.from([kind]),
+    prev,
+    sha256(payload),
+  );
+}
+
+// ---------------------------------------------------------------- RFC 9162 2.1 Merkle tree
+
+/** RFC 9162 leaf hash: SHA-256(0x00 || data). */
+export const leafHash = (data: Uint8Array): Buffer => sha256(Buffer.from([0]), data);
+
+/** RFC 9162 interior node: SHA-256(0x01 || left || right). */
+export const nodeHash = (left: Uint8Array, right: Uint8Array): Buffer => sha256(Buffer.from([1]), left, right);
+
+/** Largest power of two strictly smaller than n (n >= 2). */
+function splitPoint(n: number): number {
+  let k = 1;
+  while (k * 2 < n) k *= 2;
+  return k;
+}
+
+/** MTH(D[lo:hi]) over leaf hashes, straight from the RFC's recursive definition. */
+function mth(leafHashes: readonly Uint8Array[], lo: number, hi: number): Buffer {
+  const n = hi - lo;
+  if (n === 1) return Buffer.from(leafHashes[lo]);
+  const k = splitPoint(n);
+  return nodeHash(mth(leafHashes, lo, lo + k), mth(leafHashes, lo + k, hi));
+}
+
+/** Merkle tree head of the first `size` leaves (given as leaf hashes); size 0 = SHA-256(""). */
+export function merkleRoot(leafHashes: readonly Uint8Array[], size: number = leafHashes.length): Buffer {
+  if (!Number.isInteger(size) || size < 0 || size > leafHashes.length) {
+    throw new RangeError(`size ${size} outside 0..${leafHashes.length}`);
+  }
+  return size === 0 ? sha256() : mth(leafHashes, 0, size);
+}
+
+const isSet = (n: number): boolean => n % 2 === 1;
+
+function isPowerOfTwo(n: number): boolean {
+  let m = n;
+  while (m > 1 && m % 2 === 0) m /= 2;
+  return m === 1;
+}
+const half = (n: number): number => Math.floor(n / 2);
+
+/**
+ * RFC 9162 2.1.3.2: verify that `leaf` (a leaf hash) sits at 0-based `leafIndex` in the tree of
+ * `treeSize` leaves whose head is `root`. Never throws; any malformed input is a failed proof.
+ */
+export function verifyInclusion(
+  leafIndex: number,
+  treeSize: number,
+  leaf: Uint8Array,
+  path: readonly Uint8Array[],
+  root: Uint8Array,
+): boolean {
+  if (!Number.isSafeInteger(leafIndex) || !Number.isSafeInteger(treeSize) || leafIndex < 0) return false;
+  if (leafIndex >= treeSize) return false; // step 1
+  if (leaf.length !== 32 || root.length !== 32 || path.some((p) => p.length !== 32)) return false;
+  let fn = leafIndex; // step 2
+  let sn = treeSize - 1;
+  let r: Buffer = Buffer.from(leaf); // step 3
+  for (const p of path) {
+    // step 4
+    if (sn === 0) return false; // 4a
+    if (isSet(fn) || fn === sn) {
+      r = nodeHash(p, r); // 4b.i
+      if (!isSet(fn)) {
+        while (!isSet(fn) && fn !== 0) {
+          fn = half(fn);
+          sn = half(sn);
+        }
+      }
+    } else {
+      r = nodeHash(r, p);
+    }
+    fn = half(fn); // 4c
+    sn = half(sn);
+  }
+  return sn === 0 && r.equals(root); // step 5
+}
+
+/**
+ * RFC 9162 2.1.4.2: verify that the tree of size `first` with head `firstRoot` is a prefix of the
+ * tree of size `second` with head `secondRoot`. Sizes equal: consistent iff the path is empty and
+ * the heads are equal. first = 0: consistent iff the path is empty (the empty tree is a prefix of all).
+ */
+export function verifyConsistency(
+  first: number,
+  second: number,
+  path: readonly Uint8Array[],
+  firstRoot: Uint8Array,
+  secondRoot: Uint8Array,
+): boolean {
+  if (!Number.isSafeInteger(first) || !Number.isSafeInteger(second) || first < 0 || first > second) return false;
+  if (firstRoot.length !== 32 || secondRoot.length !== 32 || path.some((p) => p.length !== 32)) return false;
+  if (first === second) return path.length === 0 && Buffer.from(firstRoot).equals(secondRoot);
+  if (first === 0) return path.length === 0;
+  if (path.length === 0) return false; // step 1
+  const nodes: Uint8Array[] = [...path];
+  if (isPowerOfTwo(first)) nodes.unshift(firstRoot); // step 2
+  let fn = first - 1; // step 3
+  let sn = second - 1;
+  while (isSet(fn)) {
+    // step 4
+    fn = half(fn);
+    sn = half(sn);
+  }
+  let fr: Buffer = Buffer.from(nodes[0]); // step 5
+  let sr: Buffer = Buffer.from(nodes[0]);
+  for (const c of nodes.slice(1)) {
+    // step 6
+    if (sn === 0) return false; // 6a
+    if (isSet(fn) || fn === sn) {
+      fr = nodeHash(c, fr); // 6b.i
+      sr = nodeHash(c, sr); // 6b.ii
+      if (!isSet(fn)) {
+        while (!isSet(fn) && fn !== 0) {
+          fn = half(fn);
+          sn = half(sn);
+        }
+      }
+    } else {
+      sr = nodeHash(sr, c); // 6b otherwise
+    }
+    fn = half(fn); // 6c
+    sn = half(sn);
+  }
+  return fr.equals(firstRoot) && sr.equals(secondRoot) && sn === 0; // step 7
+}
+
+// ---------------------------------------------------------------- canonical JSON and checkpoints
+
+/**
+ * RFC 8785 canonical JSON for plain JSON values: object keys sorted by UTF-16 code units, no
+ * whitespace, ECMAScript number and string serialization (which is what JSON.stringify emits).
+ */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value === "boolean" || typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) throw new TypeError("non-finite number has no JSON form");
+    return JSON.stringify(value);
+  }
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (typeof value === "object") {
+    const obj = value as Record<string, unknown>;
+    const keys = Object.keys(obj)
+      .filter((k) => obj[k] !== undefined)
+      .sort(); // default sort compares UTF-16 code units, as RFC 8785 3.2.3 requires
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(",")}}`;
+  }
+  throw new TypeError(`${typeof value} has no JSON form`);
+}
+
+export interface CheckpointPayload {
+  v: number;
+  cluster: string;
+  size: number;
+  root: string;
+  head: string;
+  term: number;
+  signer: string;
+  ts: string;
+  sig: string;
+}
+
+/** The exact signed bytes: "resonetics/checkpoint/v1\n" || canonical_json(body without sig). */
+export function checkpointMessage(cp: CheckpointPayload): Buffer {
+  const { v, cluster, size, root, head, term, signer, ts } = cp;
+  return Buffer.concat([
+    Buffer.from("resonetics/checkpoint/v1\n", "utf8"),
+    Buffer.from(canonicalJson({ v, cluster, size, root, head, term, signer, ts }), "utf8"),
+  ]);
+}
+
+const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
+
+/** Ed25519 verification with node:crypto from a raw 32-byte public key (hex). Never throws. */
+export function verifyEd25519(publicKeyHex: string, message: Uint8Array, signatureHex: string): boolean {
+  let key: Buffer;
+  let sig: Buffer;
+  try {
+    key = hexToBuf(publicKeyHex);
+    sig = hexToBuf(signatureHex);
+  } catch {
+    return false; // malformed hex is a failed verification, reported by the caller's assertion
+  }
+  if (key.length !== 32 || sig.length !== 64) return false;
+  const spki = createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, key]), format: "der", type: "spki" });
+  return cryptoVerify(null, message, spki, sig);
+}
+
+/** A checkpoint payload's signature, checked against the given raw public key. */
+export const verifyCheckpointSig = (cp: CheckpointPayload, publicKeyHex: string): boolean =>
+  verifyEd25519(publicKeyHex, checkpointMessage(cp), cp.sig);
+
+// ---------------------------------------------------------------- seeded randomness
+
+/** mulberry32: a small seeded PRNG, so every random choice in a test can be replayed from its seed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The seed for this run: RESONETICS_SEED when set (to reproduce), else a fresh one. */
+export function testSeed(): number {
+  const env = process.env.RESONETICS_SEED;
+  if (env !== undefined && env !== "") {
+    const n = Number(env);
+    if (!Number.isSafeInteger(n)) throw new Error(`RESONETICS_SEED must be an integer, got ${env}`);
+    return n >>> 0;
+  }
+  return (Date.now() ^ (process.pid << 16)) >>> 0;
+}

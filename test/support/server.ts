@@ -1,0 +1,356 @@
+/**
+ * Real-process harness for acceptance tests: starts `resonetics serve` as a child process on
+ * 127.0.0.1 with an OS-chosen port, waits for its "listening" log line, and tracks every child
+ * and temp dir so afterAll can clean up. Waits are on real conditions (stdout lines, process exit,
+ * HTTP answers), each bounded in time.
+ */
+import { ChildProcess, spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as readline from "node:readline";
+
+export const REPO_ROOT = path.resolve(__dirname, "..", "..");
+const CLI = "src/cli/main.ts";
+const OUTPUT_LINES_MAX = 300;
+
+const children = new Set<ChildProcess>();
+const tempDirs = new Map<string, { keep: boolean }>();
+
+export interface ExitStatus {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** A tail of a stream's lines, bounded so a chatty server cannot grow test memory without limit. */
+class LineTail {
+  private readonly lines: string[] = [];
+  push(line: string): void {
+    this.lines.push(line);
+    if (this.lines.length > OUTPUT_LINES_MAX) this.lines.shift();
+  }
+  /** The last `count` lines, each cut to 400 characters (request logs are long). */
+  text(count = 40): string {
+    return this.lines
+      .slice(-count)
+      .map((l) => (l.length > 400 ? `${l.slice(0, 400)}…` : l))
+      .join("\n");
+  }
+}
+
+function exitPromise(child: ChildProcess): Promise<ExitStatus> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      resolve({ code: child.exitCode, signal: child.signalCode });
+      return;
+    }
+    child.once("exit", (code, signal) => resolve({ code, signal }));
+  });
+}
+
+/** Resolves with the exit status, or with null when the process is still running after timeoutMs. */
+async function waitExit(exited: Promise<ExitStatus>, timeoutMs: number): Promise<ExitStatus | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), timeoutMs);
+  });
+  try {
+    return await Promise.race([exited, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A fresh temp dir under os.tmpdir()/resonetics-*, removed by cleanupAll unless kept. */
+export function makeTempDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "resonetics-"));
+  tempDirs.set(dir, { keep: false });
+  return dir;
+}
+
+/** Keeps a temp dir for post-mortem and says where it is. */
+export function keepDir(dir: string, why: string): void {
+  const entry = tempDirs.get(dir);
+  if (entry) entry.keep = true;
+  process.stderr.write(`[resonetics test] kept data dir ${dir} (${why})\n`);
+}
+
+/**
+ * Runs fn; when it throws, keeps the listed dirs, appends the context (seed, dirs, server output)
+ * to the error message and rethrows, so a failure says how to reproduce it.
+ */
+export async function withFailureContext<T>(context: () => string, dirs: readonly string[], fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    for (const d of dirs) keepDir(d, "test failed");
+    const extra = `\n--- reproduce / context ---\n${context()}\ndata dirs kept: ${dirs.join(", ")}`;
+    if (err instanceof Error) {
+      err.message += extra;
+      throw err;
+    }
+    throw new Error(String(err) + extra);
+  }
+}
+
+export interface Server {
+  readonly dir: string;
+  readonly port: number;
+  readonly baseUrl: string;
+  readonly token: string;
+  readonly pid: number;
+  readonly exited: Promise<ExitStatus>;
+  /** SIGTERM, wait up to timeoutMs for the exit, SIGKILL as a fallback (forced = true then). */
+  stop(timeoutMs?: number): Promise<ExitStatus & { forced: boolean }>;
+  /** SIGKILL (kill -9) and wait for the exit. */
+  kill9(): Promise<ExitStatus>;
+  /** The last lines of stdout and stderr, for failure messages. */
+  output(): string;
+}
+
+export interface StartOptions {
+  timeoutMs?: number;
+  env?: Record<string, string>;
+  extraArgs?: string[];
+}
+
+/** Starts `resonetics serve --data-dir dir --host 127.0.0.1 --port 0` and waits until it listens. */
+export async function startServer(dir: string, opts: StartOptions = {}): Promise<Server> {
+  const timeoutMs = opts.timeoutMs ?? 20_000;
+  const args = ["--import", "tsx", CLI, "serve", "--data-dir", dir, "--host", "127.0.0.1", "--port", "0", ...(opts.extraArgs ?? [])];
+  const child = spawn(process.execPath, args, {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...(opts.env ?? {}) },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.add(child);
+  const exited = exitPromise(child);
+  void exited.then(() => children.delete(child));
+
+  const out = new LineTail();
+  const err = new LineTail();
+  const output = (): string => `$ ${process.execPath} ${args.join(" ")}  (cwd ${REPO_ROOT})\n--- stdout (tail) ---\n${out.text()}\n--- stderr (tail) ---\n${err.text()}`;
+  readline.createInterface({ input: child.stderr! }).on("line", (l) => err.push(l));
+
+  const port = await new Promise<number>((resolve, reject) => {
+    let settled = false;
+    const finish = (f: () => void): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      f();
+    };
+    const timer = setTimeout(
+      () => finish(() => reject(new Error(`server did not log "listening" within ${timeoutMs} ms\n${output()}`))),
+      timeoutMs,
+    );
+    readline.createInterface({ input: child.stdout! }).on("line", (line) => {
+      out.push(line);
+      if (settled) return;
+      let rec: unknown;
+      try {
+        rec = JSON.parse(line);
+      } catch {
+        return; // not a pino JSON line (e.g. a banner): only the listening record matters here
+      }
+      const r = rec as Record<string, unknown>;
+      if (r !== null && typeof r === "object" && r.msg === "listening" && typeof r.port === "number") {
+        const p = r.port;
+        finish(() => resolve(p));
+      }
+    });
+    child.once("error", (e) => finish(() => reject(new Error(`could not spawn the server: ${e.message}\n${output()}`))));
+    void exited.then((s) =>
+      finish(() => reject(new Error(`server exited (code ${s.code}, signal ${s.signal}) before listening\n${output()}`))),
+    );
+  }).catch(async (e: unknown) => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGKILL");
+      await waitExit(exited, 10_000);
+    }
+    throw e;
+  });
+
+  const tokenPath = path.join(dir, "admin.token");
+  let token: string;
+  try {
+    token = fs.readFileSync(tokenPath, "utf8").trim();
+  } catch (e) {
+    throw new Error(`server listens but ${tokenPath} is unreadable: ${(e as Error).message}\n${output()}`);
+  }
+
+  return {
+    dir,
+    port,
+    baseUrl: `http://127.0.0.1:${port}`,
+    token,
+    pid: child.pid ?? -1,
+    exited,
+    output,
+    async stop(stopTimeoutMs = 15_000) {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      const s = await waitExit(exited, stopTimeoutMs);
+      if (s !== null) return { ...s, forced: false };
+      child.kill("SIGKILL");
+      const k = await waitExit(exited, 10_000);
+      if (k === null) throw new Error(`server pid ${child.pid} survived SIGKILL for 10 s`);
+      return { ...k, forced: true };
+    },
+    async kill9() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      const k = await waitExit(exited, 10_000);
+      if (k === null) throw new Error(`server pid ${child.pid} survived SIGKILL for 10 s`);
+      return k;
+    },
+  };
+}
+
+export interface ProcessResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI with the given args as a process (bounded by timeoutMs) and collects its output. */
+export async function runCli(cliArgs: readonly string[], timeoutMs = 120_000): Promise<ProcessResult> {
+  const args = ["--import", "tsx", CLI, ...cliArgs];
+  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: process.env, stdio: ["ignore", "pipe", "pipe"] });
+  children.add(child);
+  const exited = exitPromise(child);
+  void exited.then(() => children.delete(child));
+  const stdout: Buffer[] = [];
+  const stderr: Buffer[] = [];
+  child.stdout!.on("data", (b: Buffer) => stdout.push(b));
+  child.stderr!.on("data", (b: Buffer) => stderr.push(b));
+  const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
+  const s = await waitExit(exited, timeoutMs);
+  if (s === null) {
+    child.kill("SIGKILL");
+    await waitExit(exited, 10_000);
+    throw new Error(`resonetics ${cliArgs.join(" ")} did not exit within ${timeoutMs} ms\nstderr: ${Buffer.concat(stderr).toString()}`);
+  }
+  await waitExit(closed.then(() => s), 5_000); // drain the pipes
+  return { ...s, stdout: Buffer.concat(stdout).toString("utf8"), stderr: Buffer.concat(stderr).toString("utf8") };
+}
+
+/** `resonetics verify-chain <dir> --json` as a process. */
+export const runVerifyChain = (dir: string, extraArgs: readonly string[] = []): Promise<ProcessResult> =>
+  runCli(["verify-chain", dir, "--json", ...extraArgs]);
+
+/** Parses verify-chain --json output: the one JSON object it prints (the last JSON line). */
+export function parseJsonOutput(stdout: string): Record<string, unknown> | null {
+  const trimmed = stdout.trim();
+  try {
+    const whole = JSON.parse(trimmed) as unknown;
+    if (whole !== null && typeof whole === "object") return whole as Record<string, unknown>;
+  } catch {
+    // not a single JSON document; look for the last line that is one
+  }
+  const lines = trimmed.split("\n").reverse();
+  for (const l of lines) {
+    try {
+      const v = JSON.parse(l) as unknown;
+      if (v !== null && typeof v === "object") return v as Record<string, unknown>;
+    } catch {
+      continue; // a non-JSON line (progress text)
+    }
+  }
+  return null;
+}
+
+/** Kills every child still running and removes temp dirs that were not kept. For afterAll. */
+export async function cleanupAll(): Promise<void> {
+  const waits: Promise<unknown>[] = [];
+  for (const child of [...children]) {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = exitPromise(child);
+      child.kill("SIGKILL");
+      waits.push(waitExit(exited, 10_000));
+    }
+  }
+  await Promise.all(waits);
+  children.clear();
+  for (const [dir, { keep }] of tempDirs) {
+    if (!keep) fs.rmSync(dir, { recursive: true, force: true });
+  }
+  tempDirs.clear();
+}
+
+// ---------------------------------------------------------------- HTTP
+
+export interface HttpResult {
+  status: number;
+  headers: Headers;
+  text: string;
+  json: unknown;
+}
+
+export interface RequestOptions {
+  token?: string;
+  body?: string | Uint8Array;
+  json?: unknown;
+  headers?: Record<string, string>;
+  timeoutMs?: number;
+}
+
+/** One HTTP request with a bounded time; json is the parsed body or undefined when it is not JSON. */
+export async function http(baseUrl: string, method: string, urlPath: string, opts: RequestOptions = {}): Promise<HttpResult> {
+  const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+  if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
+  let body: string | Uint8Array | undefined = opts.body;
+  if (opts.json !== undefined) {
+    body = JSON.stringify(opts.json);
+    if (!Object.keys(headers).some((h) => h.toLowerCase() === "content-type")) headers["content-type"] = "application/json";
+  }
+  const res = await fetch(baseUrl + urlPath, {
+    method,
+    headers,
+    body,
+    signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
+  });
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = text === "" ? undefined : JSON.parse(text);
+  } catch {
+    json = undefined; // not JSON: callers assert on json and see undefined, with text for the message
+  }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+/** GET that must answer 200 with JSON; throws with the request and answer otherwise. */
+export async function getJson<T = Record<string, unknown>>(baseUrl: string, urlPath: string): Promise<T> {
+  const r = await http(baseUrl, "GET", urlPath);
+  if (r.status !== 200 || r.json === undefined) {
+    throw new Error(`GET ${urlPath} → ${r.status} ${r.text.slice(0, 500)} (expected 200 JSON)`);
+  }
+  return r.json as T;
+}
+
+/** Maps items with at most `limit` calls in flight; results keep the input order. */
+export async function mapPool<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i], i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, () => worker()));
+  return results;
+}
+
+/**
+ * Polls check() until it returns a value (not undefined), at most `attempts` times, yielding
+ * `gapMs` between polls; throws with `what` when the condition never held.
+ */
+export async function pollUntil<T>(what: string, check: () => Promise<T | undefined>, attempts = 200, gapMs = 50): Promise<T> {
+  for (let i = 0; i < attempts; i++) {
+    const v = await check();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, gapMs));
+  }
+  throw new Error(`condition never held after ${attempts} polls: ${what}`);
+}
