@@ -1,0 +1,105 @@
+import * as http from "node:http";
+import pino from "pino";
+import { PeerTransport, PeerInfo } from "../../src/node/peer-transport";
+import { generateKeyPair, KeyPair } from "../../src/ledger/keys";
+import { toHex } from "../../src/ledger/bytes";
+import { decodeFrame, encodeFrame } from "../../src/node/peer-codec";
+
+interface Msg { readonly type: "Ping"; readonly from: string; readonly to: string; readonly n: number; readonly data: Uint8Array }
+const isMsg = (v: unknown): v is Msg => typeof v === "object" && v !== null && (v as Msg).type === "Ping";
+
+interface Node { id: string; key: KeyPair; server: http.Server; port: number; t: PeerTransport<Msg>; got: Msg[] }
+const logger = pino({ level: "silent" });
+const nodes: Node[] = [];
+
+async function start(id: string, cluster: string, directory: () => Map<string, PeerInfo>, key = generateKeyPair()): Promise<Node> {
+  const server = http.createServer((_q, r) => r.end());
+  await new Promise<void>((res) => server.listen(0, "127.0.0.1", res));
+  const port = (server.address() as { port: number }).port;
+  const got: Msg[] = [];
+  const waiters: Array<() => void> = [];
+  const t = new PeerTransport<Msg>({
+    nodeId: id, clusterId: cluster, secretKey: key.secretKey, peer: (p) => directory().get(p), isMessage: isMsg,
+    onMessage: (m) => {
+      got.push(m);
+      waiters.splice(0).forEach((w) => w());
+    },
+    logger, handshakeTimeoutMs: 2000,
+  });
+  t.attach(server);
+  const n = { id, key, server, port, t, got };
+  nodes.push(n);
+  return n;
+}
+
+afterEach(async () => {
+  for (const n of nodes.splice(0)) {
+    n.t.close();
+    n.server.closeAllConnections();
+    await new Promise<void>((res) => n.server.close(() => res()));
+  }
+});
+
+/** Waits (bounded by count of event-loop turns with timers) until cond holds. */
+async function until(cond: () => boolean, what: string, limitMs = 5000): Promise<void> {
+  const end = Date.now() + limitMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe("peer transport", () => {
+  test("frames carry bytes exactly", () => {
+    const m = { type: "Ping", from: "a", to: "b", n: 1, data: new Uint8Array([0, 1, 255]) };
+    expect(decodeFrame(encodeFrame(m))).toEqual(m);
+  });
+
+  test("authenticated peers exchange messages in order", async () => {
+    const dir = new Map<string, PeerInfo>();
+    const a = await start("a", "c1", () => dir);
+    const b = await start("b", "c1", () => dir);
+    dir.set("a", { address: `127.0.0.1:${a.port}`, publicKey: toHex(a.key.publicKey) });
+    dir.set("b", { address: `127.0.0.1:${b.port}`, publicKey: toHex(b.key.publicKey) });
+    for (let n = 0; n < 100; n++) a.t.send({ type: "Ping", from: "a", to: "b", n, data: new Uint8Array([n]) });
+    await until(() => b.got.length === 100, "100 messages at b");
+    expect(b.got.map((m) => m.n)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(b.got[7].data).toEqual(new Uint8Array([7]));
+  });
+
+  test("a dialer without a configured key is refused and delivers nothing", async () => {
+    const dir = new Map<string, PeerInfo>();
+    const b = await start("b", "c1", () => dir);
+    const stranger = generateKeyPair();
+    // The stranger claims to be "a", whose configured key is someone else's.
+    const aDir = new Map<string, PeerInfo>([["b", { address: `127.0.0.1:${b.port}`, publicKey: toHex(b.key.publicKey) }]]);
+    const a = await start("a", "c1", () => aDir, stranger);
+    dir.set("a", { address: `127.0.0.1:${a.port}`, publicKey: toHex(generateKeyPair().publicKey) });
+    a.t.send({ type: "Ping", from: "a", to: "b", n: 1, data: new Uint8Array() });
+    await until(() => b.t.refused >= 1, "b refuses a");
+    expect(b.got).toEqual([]);
+  });
+
+  test("a node not in the configuration, or of another cluster, is refused", async () => {
+    const dir = new Map<string, PeerInfo>();
+    const b = await start("b", "c1", () => dir);
+    const bInfo = { address: `127.0.0.1:${b.port}`, publicKey: toHex(b.key.publicKey) };
+    const x = await start("x", "c1", () => new Map([["b", bInfo]]));
+    x.t.send({ type: "Ping", from: "x", to: "b", n: 1, data: new Uint8Array() });
+    await until(() => b.t.refused >= 1, "b refuses x");
+    expect(b.got).toEqual([]);
+  });
+
+  test("a listener that cannot prove the dialed peer's key gets no frames", async () => {
+    const dir = new Map<string, PeerInfo>();
+    const impostor = await start("b", "c1", () => dir);
+    const a = await start("a", "c1", () => dir);
+    dir.set("a", { address: `127.0.0.1:${a.port}`, publicKey: toHex(a.key.publicKey) });
+    // a believes b has another key: the impostor at b's address fails the reply signature.
+    dir.set("b", { address: `127.0.0.1:${impostor.port}`, publicKey: toHex(generateKeyPair().publicKey) });
+    a.t.send({ type: "Ping", from: "a", to: "b", n: 1, data: new Uint8Array() });
+    // a waits for the listener's proof before it sends anything, so the frame never leaves.
+    await until(() => a.t.authFailures >= 1, "a rejects the impostor");
+    expect(impostor.got).toEqual([]);
+  });
+});
