@@ -24,6 +24,21 @@ export interface StoredCheckpoint extends Checkpoint {
   readonly index: number;
 }
 
+/** A snapshot row; compactRange is JSON of the Merkle peaks at index, data the encoded state. */
+export interface StoredSnapshot {
+  readonly index: number;
+  readonly term: number;
+  readonly hash: Uint8Array;
+  readonly root: string;
+  readonly compactRange: string;
+  readonly config: Uint8Array;
+  readonly stateRoot: string;
+  readonly data: Uint8Array;
+  readonly signer: string;
+  readonly sig: string;
+  readonly createdAt: string;
+}
+
 interface LogRow {
   idx: number;
   term: number;
@@ -105,6 +120,14 @@ export class Store implements StateStore, ChainSource {
       dedupGet: p("SELECT key, digest, idx, term, hash FROM dedup WHERE key = ?"),
       dedupPut: p("INSERT INTO dedup (key, digest, idx, term, hash) VALUES (?, ?, ?, ?, ?)"),
       dedupAll: p("SELECT key, digest, idx, term, hash FROM dedup"),
+      logTruncate: p("DELETE FROM log WHERE idx >= ?"),
+      nodesTruncate: p("DELETE FROM merkle_nodes WHERE ((idx + 1) << level) > ?"),
+      cpTruncate: p("DELETE FROM checkpoints WHERE idx >= ?"),
+      logCompact: p("DELETE FROM log WHERE idx <= ?"),
+      anchorSet: p("INSERT INTO log_anchor (id, idx, term, hash) VALUES (1, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET idx = excluded.idx, term = excluded.term, hash = excluded.hash"),
+      snapPut: p("INSERT OR REPLACE INTO snapshots (idx, term, hash, root, compact_range, config, state_root, data, signer, sig, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+      snapLatest: p("SELECT * FROM snapshots ORDER BY idx DESC LIMIT 1"),
+      snapPrune: p("DELETE FROM snapshots WHERE idx < ?"),
     };
   }
 
@@ -175,6 +198,47 @@ export class Store implements StateStore, ChainSource {
   appendEntries(entries: readonly Entry[], nodes: readonly MerkleNode[]): void {
     for (const e of entries) this.s.logInsert.run(e.index, e.term, e.kind, e.payload, e.hash);
     for (const n of nodes) this.s.nodePut.run(n.level, n.index, n.hash);
+  }
+
+  /**
+   * Drops the log suffix from index on (Raft: an uncommitted suffix that conflicts with the
+   * leader's), with the Merkle nodes and checkpoint rows that covered it.
+   */
+  truncateFrom(index: number): void {
+    assert(index > this.hardState().commitIndex, `refusing to truncate at ${index}: commit index is ${this.hardState().commitIndex}`);
+    this.s.logTruncate.run(index);
+    this.s.cpTruncate.run(index);
+    // Leaf i is entry i+1: entries < index keep leaves < index-1; a node covering any later leaf goes.
+    this.s.nodesTruncate.run(index - 1);
+  }
+
+  /** Removes entries up to anchor.index; the anchor row keeps (index, term, hash). */
+  compactTo(anchor: { index: number; term: number; hash: Uint8Array }): void {
+    assert(anchor.index <= this.hardState().lastApplied, `refusing to compact past last_applied (${anchor.index})`);
+    this.s.anchorSet.run(anchor.index, anchor.term, anchor.hash);
+    this.s.logCompact.run(anchor.index);
+  }
+
+  /** Installs a received snapshot's anchor: the whole log is replaced by it. */
+  resetToAnchor(anchor: { index: number; term: number; hash: Uint8Array }): void {
+    this.s.anchorSet.run(anchor.index, anchor.term, anchor.hash);
+    this.db.exec("DELETE FROM log; DELETE FROM checkpoints; DELETE FROM merkle_nodes; DELETE FROM subjects; DELETE FROM subject_records; DELETE FROM dedup;");
+  }
+
+  saveSnapshot(s: StoredSnapshot): void {
+    this.s.snapPut.run(s.index, s.term, s.hash, s.root, s.compactRange, s.config, s.stateRoot, s.data, s.signer, s.sig, s.createdAt);
+    this.s.snapPrune.run(s.index);
+  }
+
+  latestSnapshot(): StoredSnapshot | undefined {
+    const r = this.s.snapLatest.get() as
+      | { idx: number; term: number; hash: Buffer; root: string; compact_range: string; config: Buffer; state_root: string; data: Buffer; signer: string; sig: string; created_at: string }
+      | undefined;
+    if (r === undefined) return undefined;
+    return {
+      index: r.idx, term: r.term, hash: u8(r.hash), root: r.root, compactRange: r.compact_range, config: u8(r.config),
+      stateRoot: r.state_root, data: u8(r.data), signer: r.signer, sig: r.sig, createdAt: r.created_at,
+    };
   }
 
   /** Stored perfect-subtree hash; a missing one is corruption (or a bug), never a silent zero. */
