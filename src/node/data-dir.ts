@@ -68,14 +68,35 @@ export function openDataDir(dir: string, address: string): DataDir {
 /** Writes key, token and a database whose entry 1 is the genesis CONFIG of a one-node cluster. */
 function initSingleNode(dir: string, address: string): void {
   const key = generateKeyPair();
-  const clusterId = randomUUID();
   const nodeId = "n1";
   const config: ClusterConfig = { v: 1, voters: [{ id: nodeId, address, public_key: toHex(key.publicKey) }], learners: [] };
-  // The database is written under a temporary name and renamed last, so a crash mid-init
-  // leaves no half-initialized ledger.db behind.
+  initNodeDir({ dir, clusterId: randomUUID(), nodeId, key, adminToken: newAdminToken(), config, mode: "single" });
+}
+
+export const newAdminToken = (): string => randomBytes(32).toString("hex");
+
+export interface NodeDirSpec {
+  readonly dir: string;
+  readonly clusterId: string;
+  readonly nodeId: string;
+  readonly key: KeyPair;
+  readonly adminToken: string;
+  /** The genesis configuration: entry 1 of every node of the cluster, byte for byte. */
+  readonly config: ClusterConfig;
+  readonly mode: "single" | "cluster";
+}
+
+/**
+ * Writes one node's data dir: node.key, admin.token and ledger.db holding the genesis CONFIG entry
+ * (index 1, term 1, committed). The database is written under a temporary name and renamed last,
+ * so a crash mid-init leaves no half-initialized ledger.db behind.
+ */
+export function initNodeDir(spec: NodeDirSpec): void {
+  const { dir, clusterId, nodeId, key, config } = spec;
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const tmp = path.join(dir, `${DB_FILE}.init-${process.pid}`);
   writeSecret(path.join(dir, KEY_FILE), toHex(key.secretKey));
-  writeSecret(path.join(dir, TOKEN_FILE), randomBytes(32).toString("hex"));
+  writeSecret(path.join(dir, TOKEN_FILE), spec.adminToken);
   const store = new Store(tmp);
   try {
     const genesis = chainEntry(1, 1, EntryKind.Config, genesisHash(clusterId), encodeConfig(config));
@@ -85,9 +106,10 @@ function initSingleNode(dir: string, address: string): void {
       store.setMeta("cluster_id", clusterId);
       store.setMeta("node_id", nodeId);
       store.setMeta("public_key", toHex(key.publicKey));
+      store.setMeta("mode", spec.mode);
       store.setMeta("created_at", new Date().toISOString());
       store.appendEntries([genesis], nodes);
-      store.setHardState({ term: 1, votedFor: nodeId, commitIndex: 1, lastApplied: 1 });
+      store.setHardState({ term: 1, votedFor: null, commitIndex: 1, lastApplied: 1 });
     });
     store.db.pragma("wal_checkpoint(TRUNCATE)");
     store.db.pragma("journal_mode = DELETE");
@@ -101,4 +123,28 @@ function initSingleNode(dir: string, address: string): void {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** `resonetics cluster init`: N data dirs DIR/n1..nN sharing cluster id, genesis config and token. */
+export function initCluster(root: string, nodes: number, host: string, basePort: number): { clusterId: string; dirs: string[] } {
+  assert(Number.isInteger(nodes) && nodes >= 1 && nodes <= 9, "a cluster has 1 to 9 nodes");
+  const ids = Array.from({ length: nodes }, (_, i) => `n${i + 1}`);
+  for (const id of ids) {
+    const d = path.join(root, id);
+    if (fs.existsSync(d) && fs.readdirSync(d).length > 0) throw new LedgerError("conflict", `${d} is not empty: refusing to overwrite a node`);
+  }
+  const keys = ids.map(() => generateKeyPair());
+  const config: ClusterConfig = {
+    v: 1,
+    voters: ids.map((id, i) => ({ id, address: `${host}:${basePort + i}`, public_key: toHex(keys[i].publicKey) })),
+    learners: [],
+  };
+  const clusterId = randomUUID();
+  const adminToken = newAdminToken();
+  const dirs = ids.map((id, i) => {
+    const dir = path.join(root, id);
+    initNodeDir({ dir, clusterId, nodeId: id, key: keys[i], adminToken, config, mode: "cluster" });
+    return dir;
+  });
+  return { clusterId, dirs };
 }
