@@ -8,6 +8,7 @@ import {
   hexToBuf,
   leafHash,
   prng,
+  sha256,
   testSeed,
   verifyCheckpointSig,
   verifyConsistency,
@@ -281,6 +282,66 @@ describe("append 1,000 records and verify them independently", () => {
         const sig = hexToBuf(cp.sig);
         sig[Math.floor(rnd() * 64)] ^= 1 << Math.floor(rnd() * 8);
         if (verifyCheckpointSig({ ...cp, sig: bufToHex(sig) }, status.public_key)) failures.push(`${where}: a flipped signature still verifies`);
+      }
+      expect(failures.slice(0, 10)).toEqual([]);
+    }),
+  );
+
+  test(
+    "subject history lists exactly the subject's records in index order, chained, each proven against a signed checkpoint",
+    guarded(async () => {
+      const s = server!;
+      const failures: string[] = [];
+      for (const subject of ["s-0", "s-17", "s-36"]) {
+        const url = `/v1/subjects/${subject}/history`;
+        const r = await http(s.baseUrl, "GET", url);
+        const h = r.json as
+          | {
+              subject: string;
+              version: number;
+              head: string;
+              checkpoint: (CheckpointPayload & { index: number }) | null;
+              records: { version: number; subject_head: string; entry: EntryView; inclusion: Record<string, unknown> | null }[];
+            }
+          | undefined;
+        if (r.status !== 200 || h === undefined || !Array.isArray(h.records)) {
+          failures.push(`GET ${url} → ${r.status} ${r.text.slice(0, 300)}`);
+          continue;
+        }
+        const want = posted
+          .filter((p) => p.body.subject === subject)
+          .map((p) => (p.res.json as AppendAck).index)
+          .sort((a, b) => a - b);
+        const got = h.records.map((x) => x.entry.index);
+        if (JSON.stringify(got) !== JSON.stringify(want)) failures.push(`GET ${url}: indices ${JSON.stringify(got)} != posted ${JSON.stringify(want)}`);
+        if (h.version !== want.length) failures.push(`GET ${url}: version ${h.version} != ${want.length} records`);
+        const cp = h.checkpoint;
+        if (cp === null || cp === undefined) {
+          failures.push(`GET ${url}: no checkpoint although the log has ${checkpointSizes.length}`);
+          continue;
+        }
+        if (!verifyCheckpointSig(cp, status.public_key)) failures.push(`GET ${url}: checkpoint signature does not verify`);
+        if (cp.size > entries.length || cp.root !== roots.hex(cp.size)) failures.push(`GET ${url}: checkpoint root(${cp.size}) ${cp.root} != independent`);
+        h.records.forEach((rec, k) => {
+          const where = `GET ${url} record ${k + 1} (index ${rec.entry.index})`;
+          const e = entries[rec.entry.index - 1];
+          if (rec.version !== k + 1) failures.push(`${where}: version ${rec.version}`);
+          if (rec.entry.hash !== e.hash || rec.entry.payload_b64 !== e.payload_b64) failures.push(`${where}: differs from GET /v1/records`);
+          if (k > 0) {
+            const chained = bufToHex(sha256(hexToBuf(h.records[k - 1].subject_head), hexToBuf(e.hash)));
+            if (rec.subject_head !== chained) failures.push(`${where}: subject_head ${rec.subject_head} != SHA-256(prev subject_head || entry_hash) ${chained}`);
+          }
+          if (rec.entry.index > cp.size) return; // newer than the checkpoint: no proof yet
+          const inc = rec.inclusion;
+          if (inc === null || inc === undefined) {
+            failures.push(`${where}: no inclusion proof although checkpoint size ${cp.size} covers it`);
+            return;
+          }
+          const leaf = leafHash(hexToBuf(e.hash));
+          if (inc.size !== cp.size || inc.root !== cp.root) failures.push(`${where}: proof is for size ${inc.size}, not the checkpoint's ${cp.size}`);
+          if (!verifyInclusion(rec.entry.index - 1, cp.size, leaf, decodePath(inc.path), hexToBuf(cp.root))) failures.push(`${where}: inclusion proof does not verify against the checkpoint`);
+        });
+        if (h.records.length > 0 && h.head !== h.records[h.records.length - 1].subject_head) failures.push(`GET ${url}: head != last subject_head`);
       }
       expect(failures.slice(0, 10)).toEqual([]);
     }),

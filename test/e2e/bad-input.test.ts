@@ -146,6 +146,11 @@ describe("bad input is refused with a reason and changes nothing", () => {
         status: 403,
         error: "forbidden",
       });
+      await check("POST with a Basic credential", post(JSON.stringify(valid), { authorization: `Basic ${s.token}`, "content-type": "application/json" }), {
+        status: [401, 403],
+        error: ["unauthorized", "forbidden"],
+      });
+      await check("POST with an empty body", post("", json), { status: 400, error: ["invalid_json", "bad_request", "schema_violation"] });
       await check("POST with the token minus its last char", post(JSON.stringify(valid), { authorization: `Bearer ${s.token.slice(0, -1)}`, "content-type": "application/json" }), {
         status: 403,
         error: "forbidden",
@@ -160,6 +165,9 @@ describe("bad input is refused with a reason and changes nothing", () => {
         await check(`GET /v1/proofs/inclusion/1?size=${bad}`, get(`/v1/proofs/inclusion/1?size=${bad}`), { status: 400, error: "bad_request" });
         await check(`GET /v1/proofs/consistency?from=${bad}&to=${last}`, get(`/v1/proofs/consistency?from=${bad}&to=${last}`), { status: 400, error: "bad_request" });
         await check(`GET /v1/proofs/consistency?from=1&to=${bad}`, get(`/v1/proofs/consistency?from=1&to=${bad}`), { status: 400, error: "bad_request" });
+      }
+      for (const q of ["limit=-1", "limit=abc", "limit=1.5", "from=-1", "from=abc", "limit=99999999999999999999"]) {
+        await check(`GET /v1/records?subject=seed-0&${q}`, get(`/v1/records?subject=seed-0&${q}`), { status: 400, error: "bad_request" });
       }
       await check(`GET /v1/records/${last + 1}`, get(`/v1/records/${last + 1}`), { status: 404, error: "not_found" });
       await check("GET /v1/records/1000000000000", get("/v1/records/1000000000000"), { status: 404, error: "not_found" });
@@ -189,6 +197,47 @@ describe("bad input is refused with a reason and changes nothing", () => {
       expect(after).toEqual(before);
     }),
     120_000,
+  );
+
+  test(
+    "a record just under the 64 KiB body limit is accepted (the 413 is about size)",
+    guarded(async () => {
+      const s = server!;
+      const body = { type: "policy.set", subject: "big", data: { name: "big", value: "y".repeat(60 * 1024) } };
+      const r = await postRecord(s.baseUrl, s.token, body);
+      expect({ status: r.status, ack: isAppendAck(r.json) }).toEqual({ status: 201, ack: true });
+      const e = await getJson<{ record?: { data?: { value?: string } } }>(s.baseUrl, `/v1/records/${(r.json as { index: number }).index}`);
+      expect(e.record?.data?.value).toBe(body.data.value);
+    }),
+  );
+
+  test(
+    "a refused request does not consume its Idempotency-Key",
+    guarded(async () => {
+      const s = server!;
+      const key = `idem-${process.pid}-refused`;
+      const bad = await postRecord(s.baseUrl, s.token, { type: "policy.set", subject: "idem-r", data: { value: 1 } }, key);
+      expect(bad.status).toBe(400);
+      const good = await postRecord(s.baseUrl, s.token, { type: "policy.set", subject: "idem-r", data: { name: "ok", value: 1 } }, key);
+      expect({ status: good.status, ack: isAppendAck(good.json) }).toEqual({ status: 201, ack: true });
+    }),
+  );
+
+  test(
+    "concurrent retries with one Idempotency-Key append one record and all get its result",
+    guarded(async () => {
+      const s = server!;
+      const key = `idem-${process.pid}-concurrent`;
+      const body = { type: "policy.set", subject: "idem-c", data: { name: "once", value: 42 } };
+      const answers = await Promise.all(Array.from({ length: 8 }, () => postRecord(s.baseUrl, s.token, body, key)));
+      const statuses = answers.map((a) => a.status);
+      expect(statuses.every((st) => st === 200 || st === 201)).toBe(true);
+      expect(statuses.filter((st) => st === 201).length).toBeLessThanOrEqual(1);
+      const acks = answers.map((a) => JSON.stringify(a.json));
+      expect(new Set(acks).size).toBe(1);
+      const history = await getJson<{ records: unknown[] }>(s.baseUrl, "/v1/subjects/idem-c/history");
+      expect(history.records.length).toBe(1);
+    }),
   );
 
   test(
