@@ -31,9 +31,10 @@ export function verifyChainCommand(dataDir: string, o: VerifyCliOptions, out: Wr
     return fail(`cannot open ${db}: ${(e as Error).message}`);
   }
   try {
-    if (o.from === "snapshot" && store.anchor() === undefined) return fail("this data dir holds no snapshot anchor; use --from genesis");
+    if (o.from === "snapshot" && store.latestSnapshot() === undefined) return fail("this data dir holds no snapshot; use --from genesis");
     let bar: SingleBar | undefined;
     const report: VerifyReport = verifyChain(store, {
+      from: o.from,
       onProgress: o.progress
         ? (done, total) => {
             if (bar === undefined && total >= 50_000) {

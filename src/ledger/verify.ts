@@ -10,6 +10,7 @@ import { bytesEqual, toHex } from "./bytes";
 import { decodeCheckpoint, verifyCheckpointSignature, Checkpoint } from "./checkpoint";
 import { decodeConfig } from "./config";
 import { applyEntry, DedupRow, MemoryState, stateRoot, SubjectRow } from "./state-machine";
+import { decodeSnapshot, snapshotProblem, snapshotRange, snapshotState } from "./snapshot";
 
 export interface ChainSource {
   getMeta(key: string): string | undefined;
@@ -22,11 +23,15 @@ export interface ChainSource {
   allSubjects(): Iterable<SubjectRow>;
   allSubjectRecords(): Iterable<{ subject: string; version: number; index: number }>;
   allDedup(): Iterable<DedupRow>;
+  /** The latest snapshot document's bytes, if the node made or received one. */
+  latestSnapshotBytes(): Uint8Array | undefined;
+  /** The compaction anchor, if the log was compacted. */
+  anchor(): { index: number; term: number; hash: Uint8Array } | undefined;
 }
 
 export interface VerifyReport {
   readonly ok: boolean;
-  readonly from: "genesis";
+  readonly from: "genesis" | "snapshot";
   readonly entries: number;
   readonly checkpoints: number;
   readonly size: number;
@@ -43,6 +48,8 @@ export interface VerifyOptions {
   readonly onProgress?: (done: number, total: number) => void;
   /** Stop after this index (default: the last one). */
   readonly to?: number;
+  /** Start from genesis (default) or from the latest snapshot anchor. */
+  readonly from?: "genesis" | "snapshot";
 }
 
 class Violation extends Error {
@@ -54,20 +61,45 @@ class Violation extends Error {
 /** Verifies a chain from genesis; a violation is a report with ok=false, never a throw. */
 export function verifyChain(src: ChainSource, options: VerifyOptions = {}): VerifyReport {
   const cluster = src.getMeta("cluster_id");
-  const empty = { from: "genesis" as const, entries: 0, checkpoints: 0, size: 0, head: null, root: null, state_root: null, last_applied: 0 };
+  const from = options.from ?? "genesis";
+  const empty = { from, entries: 0, checkpoints: 0, size: 0, head: null, root: null, state_root: null, last_applied: 0 };
   if (cluster === undefined) return { ...empty, ok: false, first_bad_index: 0, reason: "no cluster_id in meta: not a Resonetics data dir" };
   const hard = src.hardState();
   const last = Math.min(src.lastIndex(), options.to ?? Number.MAX_SAFE_INTEGER);
-  const range = new CompactRange();
-  const state = new MemoryState();
+  let range = new CompactRange();
+  let state = new MemoryState();
   const keys = new Map<string, string>();
   const derived = new Map<number, Checkpoint>();
   let prevHash = genesisHash(cluster);
   let prevTerm = 0;
   let expected = 1;
   let checkpoints = 0;
+  const anchor = src.anchor();
+  if (from === "snapshot") {
+    const bytes = src.latestSnapshotBytes();
+    const doc = bytes === undefined ? null : decodeSnapshot(bytes);
+    if (doc === null) return { ...empty, ok: false, first_bad_index: 0, reason: bytes === undefined ? "no snapshot to start from" : "snapshot does not parse" };
+    const cfg = decodeConfig(Buffer.from(doc.config_b64, "base64"));
+    if (cfg === null) return { ...empty, ok: false, first_bad_index: doc.index, reason: "snapshot configuration does not parse" };
+    for (const m of [...cfg.voters, ...cfg.learners]) keys.set(m.id, m.public_key);
+    const signerKey = keys.get(doc.signer);
+    const problem = doc.cluster !== cluster ? `snapshot is of cluster ${doc.cluster}`
+      : signerKey === undefined ? `snapshot signer ${doc.signer} is not in its configuration` : snapshotProblem(doc, signerKey);
+    if (problem !== null) return { ...empty, ok: false, first_bad_index: doc.index, reason: problem };
+    if (anchor !== undefined && anchor.index > doc.index) {
+      return { ...empty, ok: false, first_bad_index: anchor.index, reason: `log compacted to ${anchor.index}, past the snapshot at ${doc.index}` };
+    }
+    range = snapshotRange(doc);
+    state = snapshotState(doc);
+    prevHash = Buffer.from(doc.hash, "hex");
+    prevTerm = doc.term;
+    expected = doc.index + 1;
+  } else if (anchor !== undefined && anchor.index > 0) {
+    return { ...empty, ok: false, first_bad_index: 1, reason: `the log is compacted up to ${anchor.index}: verify with --from snapshot` };
+  }
+  const start = expected;
   try {
-    for (const e of src.entries(1, last)) {
+    for (const e of src.entries(start, last)) {
       if (e.index !== expected) {
         throw new Violation(expected, `entry ${expected} is missing (next stored index is ${e.index})`);
       }
@@ -105,19 +137,19 @@ export function verifyChain(src: ChainSource, options: VerifyOptions = {}): Veri
       if (size < hard.commitIndex) throw new Violation(size + 1, `commit_index is ${hard.commitIndex} but the log ends at ${size}`);
       if (hard.lastApplied > hard.commitIndex) throw new Violation(0, `last_applied ${hard.lastApplied} exceeds commit_index ${hard.commitIndex}`);
       if (hard.term < prevTerm) throw new Violation(0, `hard state term ${hard.term} is lower than the last entry's term ${prevTerm}`);
-      checkCheckpointTable(src, cluster, derived);
+      checkCheckpointTable(src, cluster, derived, start);
       checkState(src, state);
     }
     options.onProgress?.(size, last);
     const root = stateRoot(state.subjects.values(), state.dedup.values());
     return {
-      ok: true, from: "genesis", entries: size, checkpoints, size,
+      ok: true, from, entries: size - start + 1, checkpoints, size,
       head: size > 0 ? toHex(prevHash) : null, root: toHex(range.root()),
       state_root: toHex(root), last_applied: Math.min(hard.lastApplied, size),
     };
   } catch (err) {
     if (!(err instanceof Violation)) throw err;
-    return { ...empty, ok: false, entries: expected - 1, checkpoints, size: expected - 1, first_bad_index: err.index, reason: err.message };
+    return { ...empty, ok: false, entries: expected - start, checkpoints, size: expected - 1, first_bad_index: err.index, reason: err.message };
   }
 }
 
@@ -134,9 +166,10 @@ function checkCheckpoint(e: Entry, range: CompactRange, prevHash: Uint8Array, cl
   if (!verifyCheckpointSignature(cp, key)) throw new Violation(e.index, `checkpoint signature does not verify against ${cp.signer}'s key`);
 }
 
-function checkCheckpointTable(src: ChainSource, cluster: string, derived: Map<number, Checkpoint>): void {
+function checkCheckpointTable(src: ChainSource, cluster: string, derived: Map<number, Checkpoint>, start: number): void {
   const seen = new Set<number>();
   for (const row of src.checkpoints(cluster)) {
+    if (row.index < start) continue; // before the snapshot anchor: its entry is compacted away
     const want = derived.get(row.index);
     if (want === undefined) throw new Violation(row.index, `checkpoints table has a row at ${row.index} with no CHECKPOINT entry there`);
     for (const k of ["size", "root", "head", "term", "signer", "ts", "sig"] as const) {

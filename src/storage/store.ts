@@ -128,6 +128,7 @@ export class Store implements StateStore, ChainSource {
       snapPut: p("INSERT OR REPLACE INTO snapshots (idx, term, hash, root, compact_range, config, state_root, data, signer, sig, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
       snapLatest: p("SELECT * FROM snapshots ORDER BY idx DESC LIMIT 1"),
       snapPrune: p("DELETE FROM snapshots WHERE idx < ?"),
+      configAt: p("SELECT payload FROM log WHERE kind = 2 AND idx <= ? ORDER BY idx DESC LIMIT 1"),
     };
   }
 
@@ -239,6 +240,18 @@ export class Store implements StateStore, ChainSource {
       index: r.idx, term: r.term, hash: u8(r.hash), root: r.root, compactRange: r.compact_range, config: u8(r.config),
       stateRoot: r.state_root, data: u8(r.data), signer: r.signer, sig: r.sig, createdAt: r.created_at,
     };
+  }
+
+  /** The CONFIG payload in force at index: the last CONFIG entry at or before it, else the snapshot's. */
+  configAt(index: number): Uint8Array | undefined {
+    const r = this.s.configAt.get(index) as { payload: Buffer } | undefined;
+    if (r !== undefined) return u8(r.payload);
+    const snap = this.latestSnapshot();
+    return snap !== undefined && snap.index <= index ? snap.config : undefined;
+  }
+
+  latestSnapshotBytes(): Uint8Array | undefined {
+    return this.latestSnapshot()?.data;
   }
 
   /** Stored perfect-subtree hash; a missing one is corruption (or a bug), never a silent zero. */
