@@ -32,6 +32,7 @@ import {
   HttpResult,
   Server,
   cleanupAll,
+  getJson,
   http,
   makeTempDir,
   mapPool,
@@ -348,6 +349,28 @@ describe("append 1,000 records and verify them independently", () => {
   );
 
   test(
+    "an inclusion proof without size is against a signed checkpoint that covers the entry",
+    guarded(async () => {
+      const s = server!;
+      const latest = await getJson<CheckpointPayload & { index: number }>(s.baseUrl, "/v1/checkpoints/latest");
+      const failures: string[] = [];
+      for (const index of [1, 2, Math.max(1, Math.floor(latest.size / 2)), latest.size]) {
+        const url = `/v1/proofs/inclusion/${index}`;
+        const p = await getJson<{ size: number; path: string[]; root: string; checkpoint?: CheckpointPayload }>(s.baseUrl, url);
+        if (p.size < index) failures.push(`GET ${url}: size ${p.size} does not cover the entry`);
+        if (p.size + 1 <= entries.length && !checkpointSizes.includes(p.size)) failures.push(`GET ${url}: size ${p.size} is no checkpoint's size (${checkpointSizes.join(",")})`);
+        if (p.size <= entries.length && p.root !== roots.hex(p.size)) failures.push(`GET ${url}: root != independent root(${p.size})`);
+        if (p.checkpoint !== undefined) {
+          if (p.checkpoint.size !== p.size || p.checkpoint.root !== p.root) failures.push(`GET ${url}: attached checkpoint is for size ${p.checkpoint.size}, root ${p.checkpoint.root}`);
+          if (!verifyCheckpointSig(p.checkpoint, status.public_key)) failures.push(`GET ${url}: attached checkpoint signature does not verify`);
+        }
+        if (!verifyInclusion(index - 1, p.size, leafHash(hashes[index - 1]), decodePath(p.path), hexToBuf(p.root))) failures.push(`GET ${url}: does not verify`);
+      }
+      expect(failures).toEqual([]);
+    }),
+  );
+
+  test(
     "GET /v1/checkpoints/latest is the newest checkpoint entry, with its own index",
     guarded(async () => {
       const s = server!;
@@ -374,6 +397,7 @@ describe("append 1,000 records and verify them independently", () => {
     "SIGTERM shuts down cleanly and verify-chain on the data dir exits 0 with ok: true",
     guarded(async () => {
       const s = server!;
+      expect(s.running()).toBe(true); // it served the whole suite; an earlier exit would be a crash
       const exit = await s.stop();
       expect(exit).toEqual({ code: 0, signal: null, forced: false });
       const v = await runVerifyChain(dir);

@@ -2,6 +2,7 @@
 // the right 4xx with {"error": code, "message": string}, and the log is byte-identical before and
 // after. Plus Idempotency-Key semantics (same key + same body → 200 original; other body → 409).
 import { createHash } from "node:crypto";
+import { canonicalJson } from "../support/independent";
 import { isAppendAck, getStatus, postRecord } from "../support/ledger-client";
 import { HttpResult, Server, cleanupAll, getJson, http, makeTempDir, mapPool, pollUntil, startServer, withFailureContext } from "../support/server";
 
@@ -169,6 +170,13 @@ describe("bad input is refused with a reason and changes nothing", () => {
       for (const q of ["limit=-1", "limit=abc", "limit=1.5", "from=-1", "from=abc", "limit=99999999999999999999"]) {
         await check(`GET /v1/records?subject=seed-0&${q}`, get(`/v1/records?subject=seed-0&${q}`), { status: 400, error: "bad_request" });
       }
+      // Unknown routes and methods answer JSON errors too, and change nothing.
+      await check("GET /v1/nope", get("/v1/nope"), { status: 404, error: "not_found" });
+      await check("DELETE /v1/records/1", http(s.baseUrl, "DELETE", "/v1/records/1", { headers: auth }), { status: [404, 405], error: ["not_found", "method_not_allowed"] });
+      await check("PUT /v1/records/1", http(s.baseUrl, "PUT", "/v1/records/1", { body: JSON.stringify(valid), headers: json }), {
+        status: [404, 405],
+        error: ["not_found", "method_not_allowed"],
+      });
       await check(`GET /v1/records/${last + 1}`, get(`/v1/records/${last + 1}`), { status: 404, error: "not_found" });
       await check("GET /v1/records/1000000000000", get("/v1/records/1000000000000"), { status: 404, error: "not_found" });
       await check("GET /v1/records/0", get("/v1/records/0"), { status: [400, 404], error: ["bad_request", "not_found"] });
@@ -208,6 +216,44 @@ describe("bad input is refused with a reason and changes nothing", () => {
       expect({ status: r.status, ack: isAppendAck(r.json) }).toEqual({ status: 201, ack: true });
       const e = await getJson<{ record?: { data?: { value?: string } } }>(s.baseUrl, `/v1/records/${(r.json as { index: number }).index}`);
       expect(e.record?.data?.value).toBe(body.data.value);
+    }),
+  );
+
+  test(
+    "awkward but valid input is stored byte-exactly: __proto__ keys, path characters, non-ASCII",
+    guarded(async () => {
+      const s = server!;
+      const cases: { subject: string; raw: string }[] = [
+        { subject: "__proto__", raw: '{"type":"policy.set","subject":"__proto__","data":{"name":"p","value":1}}' },
+        { subject: "constructor", raw: '{"type":"policy.set","subject":"constructor","data":{"name":"c","value":{"__proto__":{"x":1}},"__proto__":{"polluted":true}}}' },
+        { subject: "a/b?c#d%e", raw: JSON.stringify({ type: "policy.set", subject: "a/b?c#d%e", data: { name: "slash", value: [1, "two", null] } }) },
+        { subject: "Grüße ✓ 日本", raw: JSON.stringify({ type: "policy.set", subject: "Grüße ✓ 日本", data: { name: "ünï", value: "\u0000 \n \"" } }) },
+      ];
+      for (const c of cases) {
+        const r = await http(s.baseUrl, "POST", "/v1/records", { body: c.raw, headers: { authorization: `Bearer ${s.token}`, "content-type": "application/json" } });
+        expect({ subject: c.subject, status: r.status }).toEqual({ subject: c.subject, status: 201 });
+        const index = (r.json as { index: number }).index;
+        const e = await getJson<{ payload_b64: string }>(s.baseUrl, `/v1/records/${index}`);
+        const stored = JSON.parse(Buffer.from(e.payload_b64, "base64").toString("utf8")) as Record<string, unknown>;
+        const sent = JSON.parse(c.raw) as Record<string, unknown>;
+        // Compare as canonical text: a __proto__ key lost to an Object.assign would show here.
+        expect(canonicalJson({ type: stored.type, subject: stored.subject, data: stored.data })).toBe(canonicalJson(sent));
+        const h = await getJson<{ records: { entry: { index: number } }[] }>(s.baseUrl, `/v1/subjects/${encodeURIComponent(c.subject)}/history`);
+        expect(h.records.map((x) => x.entry.index)).toEqual([index]);
+      }
+    }),
+  );
+
+  test(
+    "Idempotency-Key: a retry of the same record serialized differently (key order, whitespace) is the same body",
+    guarded(async () => {
+      const s = server!;
+      const key = `idem-${process.pid}-reordered`;
+      const headers = { authorization: `Bearer ${s.token}`, "content-type": "application/json", "idempotency-key": key };
+      const a = await http(s.baseUrl, "POST", "/v1/records", { body: '{"type":"policy.set","subject":"idem-o","data":{"name":"o","value":1}}', headers });
+      expect(a.status).toBe(201);
+      const b = await http(s.baseUrl, "POST", "/v1/records", { body: '{ "data": {"value": 1, "name": "o"}, "subject": "idem-o", "type": "policy.set" }\n', headers });
+      expect({ status: b.status, body: b.json }).toEqual({ status: 200, body: a.json });
     }),
   );
 

@@ -106,6 +106,8 @@ export interface Server {
   kill9(): Promise<ExitStatus>;
   /** The last lines of stdout and stderr, for failure messages. */
   output(): string;
+  /** True while the process has not exited. */
+  running(): boolean;
 }
 
 export interface StartOptions {
@@ -129,7 +131,14 @@ export async function startServer(dir: string, opts: StartOptions = {}): Promise
 
   const out = new LineTail();
   const err = new LineTail();
-  const output = (): string => `$ ${process.execPath} ${args.join(" ")}  (cwd ${REPO_ROOT})\n--- stdout (tail) ---\n${out.text()}\n--- stderr (tail) ---\n${err.text()}`;
+  const startedAt = Date.now();
+  let exitNote = "still running";
+  void exited.then((st) => {
+    exitNote = `exited with code ${st.code}, signal ${st.signal}, ${Date.now() - startedAt} ms after start`;
+  });
+  const output = (): string =>
+    `$ ${process.execPath} ${args.join(" ")}  (cwd ${REPO_ROOT}; pid ${child.pid}: ${exitNote})\n` +
+    `--- stdout (tail) ---\n${out.text()}\n--- stderr (tail) ---\n${err.text()}`;
   readline.createInterface({ input: child.stderr! }).on("line", (l) => err.push(l));
 
   const port = await new Promise<number>((resolve, reject) => {
@@ -187,6 +196,7 @@ export async function startServer(dir: string, opts: StartOptions = {}): Promise
     pid: child.pid ?? -1,
     exited,
     output,
+    running: () => child.exitCode === null && child.signalCode === null,
     async stop(stopTimeoutMs = 15_000) {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
       const s = await waitExit(exited, stopTimeoutMs);
