@@ -351,8 +351,11 @@ export class Simulation {
     if (this.blocked.size > 0 && (this.now >= this.partitionUntil || this.rng.chance(f.partitionEnd))) this.blocked.clear();
     else if (this.blocked.size === 0 && this.rng.chance(f.partitionStart)) this.partition();
     if (this.rng.chance(f.crash)) {
+      // Half the crashes hit the leader: the moments around a leader's death are where Raft is subtle.
+      const leader = this.currentLeader();
       const up = this.ids.filter((id) => this.nodes.get(id)?.raw !== null);
-      if (up.length > 0) this.crash(this.nodes.get(this.rng.pick(up)) as SimNode);
+      if (leader !== null && this.rng.chance(0.5)) this.crash(leader);
+      else if (up.length > 0) this.crash(this.nodes.get(this.rng.pick(up)) as SimNode);
     }
     if (this.rng.chance(f.membership)) this.changeMembership();
     if (this.rng.chance(f.transfer)) {
