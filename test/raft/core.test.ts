@@ -1,0 +1,275 @@
+// Focused tests of single rules of the core, driven by hand-made messages.
+import { utf8 } from "../../src/ledger/bytes";
+import { chainEntry, EntryKind, genesisHash, type Entry } from "../../src/ledger/entry";
+import { AssertionError } from "../../src/util/assert";
+import { configOfIds, decodeConfig, encodeConfig, makeConfig } from "../../src/raft/config";
+import { RaftLog } from "../../src/raft/log";
+import { Prng } from "../../src/raft/prng";
+import type { RaftConfig } from "../../src/raft/raft";
+import { RawNode } from "../../src/raft/rawnode";
+import { MemoryStorage } from "../../src/raft/storage";
+import { KvStateMachine, encodePut } from "../../src/raft/sim/kv";
+import type { AppendMsg, Message, Ready } from "../../src/raft/types";
+
+const CFG3 = configOfIds(["n1", "n2", "n3"]);
+
+function node(id: string, storage: MemoryStorage, extra: Partial<RaftConfig> = {}): RawNode {
+  return new RawNode({
+    id,
+    storage,
+    electionTick: 10,
+    heartbeatTick: 1,
+    preVote: true,
+    checkQuorum: true,
+    maxMsgBytes: 1 << 20,
+    maxInflight: 4,
+    rng: new Prng(1),
+    ...extra,
+  });
+}
+
+/** Persists and applies a Ready the way the runtime must, returning it for inspection. */
+function handle(raw: RawNode, storage: MemoryStorage): Ready {
+  const rd = raw.ready();
+  if (rd.snapshot !== null) storage.applySnapshot(rd.snapshot);
+  storage.append(rd.entries);
+  if (rd.hardState !== null) storage.setHardState(rd.hardState);
+  raw.advance(rd);
+  return rd;
+}
+
+/** Extends a storage's log with entries of the given terms, properly chained. */
+function extend(storage: MemoryStorage, terms: number[]): Entry[] {
+  const out: Entry[] = [];
+  let prev = storage.entry(storage.lastIndex());
+  for (const t of terms) {
+    const e = chainEntry(prev.index + 1, t, EntryKind.Record, prev.hash, utf8(`e${prev.index + 1}`));
+    out.push(e);
+    prev = e;
+  }
+  storage.append(out);
+  return out;
+}
+
+function append(storage: MemoryStorage, prevIndex: number, entries: Entry[], extra: Partial<AppendMsg> = {}): AppendMsg {
+  const prev = storage.entry(prevIndex);
+  return { type: "Append", from: "n1", to: "n2", term: 2, prevIndex, prevTerm: prev.term, prevHash: prev.hash, entries, commit: 0, ...extra };
+}
+
+describe("config payload", () => {
+  test("round-trips as canonical JSON with members sorted by id", () => {
+    const cfg = makeConfig(
+      [
+        { id: "n2", address: "127.0.0.1:8081", public_key: "bb" },
+        { id: "n1", address: "127.0.0.1:8080", public_key: "aa" },
+      ],
+      [{ id: "n3", address: "127.0.0.1:8082", public_key: "cc" }],
+    );
+    const bytes = encodeConfig(cfg);
+    expect(new TextDecoder().decode(bytes)).toBe(
+      '{"learners":[{"address":"127.0.0.1:8082","id":"n3","public_key":"cc"}],"v":1,"voters":[{"address":"127.0.0.1:8080","id":"n1","public_key":"aa"},{"address":"127.0.0.1:8081","id":"n2","public_key":"bb"}]}',
+    );
+    expect(decodeConfig(bytes)).toEqual(cfg);
+  });
+  test("rejects duplicates and other versions", () => {
+    expect(() => configOfIds(["n1", "n1"])).toThrow(/duplicate/);
+    expect(() => configOfIds(["n1"], ["n1"])).toThrow(/duplicate/);
+    expect(() => decodeConfig(utf8('{"v":2,"voters":[],"learners":[]}'))).toThrow(/version/);
+  });
+});
+
+describe("follower checks the hash chain", () => {
+  test("an entry whose hash does not recompute is rejected and reported; nothing is appended", () => {
+    const s = MemoryStorage.bootstrap("c", CFG3);
+    const raw = node("n2", s);
+    const good = chainEntry(2, 2, EntryKind.Noop, s.entry(1).hash, new Uint8Array(0));
+    const forged: Entry = { ...chainEntry(3, 2, EntryKind.Record, good.hash, utf8("real")), payload: utf8("forged") };
+    raw.step(append(s, 1, [good, forged]));
+    const rd = handle(raw, s);
+    expect(rd.reports).toEqual([expect.objectContaining({ kind: "entry_hash", index: 3 })]);
+    expect(rd.entries).toEqual([]);
+    expect(rd.messages).toEqual([expect.objectContaining({ type: "AppendResp", reject: true })]);
+    expect(raw.status().lastIndex).toBe(1);
+  });
+
+  test("a prevHash that differs from ours at a committed index halts the node loudly", () => {
+    const s = MemoryStorage.bootstrap("c", CFG3);
+    const raw = node("n2", s);
+    raw.step({ ...append(s, 1, []), prevHash: new Uint8Array(32) });
+    const rd = handle(raw, s);
+    expect(rd.reports[0].kind).toBe("prev_hash");
+    expect(rd.halted).toMatch(/committed history differs/);
+    expect(raw.status().halted).not.toBeNull();
+    raw.step(append(s, 1, []));
+    expect(raw.hasReady()).toBe(false);
+  });
+
+  test("a heartbeat whose commit hash differs from our committed entry halts the node", () => {
+    const s = MemoryStorage.bootstrap("c", CFG3);
+    const raw = node("n2", s);
+    raw.step({ type: "Heartbeat", from: "n1", to: "n2", term: 2, commit: 1, commitHash: new Uint8Array(32), readCtx: 0 });
+    const rd = handle(raw, s);
+    expect(rd.reports[0].kind).toBe("commit_hash");
+    expect(rd.halted).toMatch(/differs/);
+  });
+
+  test("a correct chain is accepted and acknowledged only in the Ready that persists it", () => {
+    const s = MemoryStorage.bootstrap("c", CFG3);
+    const leaderLog = MemoryStorage.bootstrap("c", CFG3);
+    const es = extend(leaderLog, [2, 2, 2]);
+    const raw = node("n2", s);
+    raw.step(append(leaderLog, 1, es, { commit: 3 }));
+    const rd = handle(raw, s);
+    expect(rd.entries.map((e) => e.index)).toEqual([2, 3, 4]);
+    expect(rd.hardState).toEqual({ term: 2, vote: null, commit: 3 });
+    expect(rd.messages).toEqual([expect.objectContaining({ type: "AppendResp", reject: false, index: 4 })]);
+  });
+});
+
+describe("log rules", () => {
+  test("the log refuses to truncate at or below the commit index", () => {
+    const s = MemoryStorage.bootstrap("c", CFG3);
+    extend(s, [2, 2]);
+    s.setHardState({ term: 2, vote: null, commit: 3 });
+    const log = new RaftLog(s, 0);
+    const other = chainEntry(3, 3, EntryKind.Noop, s.entry(2).hash, new Uint8Array(0));
+    expect(() => log.append([other])).toThrow(AssertionError);
+  });
+
+  test("fast backtracking: the hint skips a whole conflicting term in one round trip", () => {
+    const follower = MemoryStorage.bootstrap("c", CFG3);
+    extend(follower, [2, 2, 2, 3, 3, 3, 3, 3, 3, 3]); // 2..11
+    const log = new RaftLog(follower, 0);
+    // Leader's Append at prevIndex 40 of term 5: the follower answers with its last index of term <= 5.
+    expect(log.findConflictByTerm(Math.min(40, log.lastIndex()), 5)).toEqual({ index: 11, term: 3 });
+    // A leader whose log has term 4 from index 5 gets back to index 4 (term 2) in one step.
+    expect(log.findConflictByTerm(11, 2)).toEqual({ index: 4, term: 2 });
+  });
+
+  test("the conflicting uncommitted suffix is replaced, never merged", () => {
+    const s = MemoryStorage.bootstrap("c", CFG3);
+    extend(s, [2, 2, 2]); // 2..4 of term 2, commit 1
+    const raw = node("n2", s);
+    const leader = MemoryStorage.bootstrap("c", CFG3);
+    const es = extend(leader, [2, 3]);
+    expect(es[0].hash).toEqual(s.entry(2).hash);
+    raw.step(append(leader, 1, es, { term: 3 }));
+    const rd = handle(raw, s);
+    expect(rd.entries.map((e) => `${e.index}/${e.term}`)).toEqual(["3/3"]);
+    expect(s.lastIndex()).toBe(3);
+    expect(s.entry(3).term).toBe(3);
+  });
+});
+
+describe("persistence contract", () => {
+  test("a vote is in the same Ready as the reply that depends on it", () => {
+    const s = MemoryStorage.bootstrap("c", CFG3);
+    const raw = node("n2", s);
+    raw.step({ type: "Vote", from: "n3", to: "n2", term: 2, lastIndex: 1, lastTerm: 1, transfer: false });
+    const rd = handle(raw, s);
+    expect(rd.hardState).toEqual({ term: 2, vote: "n3", commit: 1 });
+    expect(rd.messages).toEqual([expect.objectContaining({ type: "VoteResp", reject: false })]);
+    expect(s.hardState().vote).toBe("n3");
+  });
+
+  test("a leader counts its own entry toward commit only after it was persisted", () => {
+    const s = MemoryStorage.bootstrap("c", configOfIds(["n1"]));
+    const raw = node("n1", s);
+    raw.campaign();
+    const rd1 = handle(raw, s); // becomes leader, NOOP at 2 not yet durable
+    expect(rd1.entries.map((e) => e.kind)).toEqual([EntryKind.Noop]);
+    expect(rd1.committedEntries.map((e) => e.index)).toEqual([1]);
+    const rd2 = handle(raw, s); // now durable: commits
+    expect(rd2.hardState?.commit).toBe(2);
+    expect(rd2.committedEntries.map((e) => e.index)).toEqual([2]);
+    const p = raw.propose(EntryKind.Record, utf8("x"));
+    expect(p).toEqual({ ok: true, index: 3, term: 2 });
+    const rd3 = handle(raw, s);
+    expect(rd3.committedEntries).toEqual([]);
+    expect(handle(raw, s).committedEntries.map((e) => e.index)).toEqual([3]);
+  });
+
+  test("input between ready() and advance() is refused", () => {
+    const s = MemoryStorage.bootstrap("c", CFG3);
+    const raw = node("n2", s);
+    raw.ready();
+    expect(() => raw.tick()).toThrow(/advance/);
+  });
+});
+
+describe("leader replication limits", () => {
+  function leaderWithFollowers(extra: Partial<RaftConfig>): { raw: RawNode; s: MemoryStorage; sent: Message[] } {
+    const s = MemoryStorage.bootstrap("c", CFG3);
+    const raw = node("n1", s, extra);
+    raw.campaign();
+    handle(raw, s);
+    raw.step({ type: "PreVoteResp", from: "n2", to: "n1", term: 2, reject: false });
+    handle(raw, s);
+    raw.step({ type: "VoteResp", from: "n2", to: "n1", term: 2, reject: false });
+    handle(raw, s);
+    expect(raw.status().role).toBe("leader");
+    // n2 acknowledges the NOOP: it is now in Replicate state.
+    raw.step({ type: "AppendResp", from: "n2", to: "n1", term: 2, reject: false, index: 2, hintIndex: 0, hintTerm: 0 });
+    handle(raw, s);
+    return { raw, s, sent: [] };
+  }
+
+  test("Appends are bounded by bytes and the inflight window bounds pipelining", () => {
+    const { raw, s } = leaderWithFollowers({ maxMsgBytes: 300, maxInflight: 2 });
+    const sent: AppendMsg[] = [];
+    for (let i = 0; i < 20; i++) {
+      raw.propose(EntryKind.Record, new Uint8Array(100));
+      for (const m of handle(raw, s).messages) if (m.type === "Append" && m.to === "n2") sent.push(m);
+    }
+    const withEntries = sent.filter((m) => m.entries.length > 0);
+    expect(withEntries.length).toBe(2); // window full: n2 has not answered
+    for (const m of withEntries) expect(m.entries.reduce((b, e) => b + e.payload.length + 56, 0)).toBeLessThanOrEqual(300);
+    // An acknowledgement frees the window and the rest streams in byte-bounded batches.
+    const last = withEntries[1].prevIndex + withEntries[1].entries.length;
+    raw.step({ type: "AppendResp", from: "n2", to: "n1", term: 2, reject: false, index: last, hintIndex: 0, hintTerm: 0 });
+    const more = handle(raw, s).messages.filter((m): m is AppendMsg => m.type === "Append" && m.to === "n2");
+    expect(more.length).toBe(2);
+    expect(more[0].prevIndex).toBe(last);
+  });
+
+  test("ReadIndex waits for the leader's NOOP to commit", () => {
+    const s = MemoryStorage.bootstrap("c", CFG3);
+    const raw = node("n1", s, { preVote: false });
+    raw.campaign();
+    handle(raw, s);
+    raw.step({ type: "VoteResp", from: "n2", to: "n1", term: 2, reject: false });
+    handle(raw, s);
+    expect(raw.readIndex(1)).toEqual(expect.objectContaining({ ok: false, reason: "not_ready" }));
+  });
+
+  test("a learner that has not caught up cannot be promoted", () => {
+    const s = MemoryStorage.bootstrap("c", configOfIds(["n1", "n2", "n3"], ["n4"]));
+    const raw = node("n1", s, { preVote: false });
+    raw.campaign();
+    handle(raw, s);
+    raw.step({ type: "VoteResp", from: "n2", to: "n1", term: 2, reject: false });
+    handle(raw, s);
+    raw.step({ type: "AppendResp", from: "n2", to: "n1", term: 2, reject: false, index: 2, hintIndex: 0, hintTerm: 0 });
+    handle(raw, s);
+    expect(raw.status().commit).toBe(2);
+    expect(raw.proposeConfig(configOfIds(["n1", "n2", "n3", "n4"]))).toEqual(expect.objectContaining({ ok: false, reason: "learner_behind" }));
+    raw.step({ type: "AppendResp", from: "n4", to: "n1", term: 2, reject: false, index: 2, hintIndex: 0, hintTerm: 0 });
+    handle(raw, s);
+    expect(raw.proposeConfig(configOfIds(["n1", "n2", "n3", "n4"]))).toEqual(expect.objectContaining({ ok: true }));
+  });
+});
+
+describe("client sessions in the simulated state machine", () => {
+  test("a retried (client, request) is applied once", () => {
+    const sm = new KvStateMachine();
+    const g = genesisHash("c");
+    const e1 = chainEntry(1, 1, EntryKind.Record, g, encodePut({ c: "a", s: 1, k: "k", v: "first" }));
+    const e2 = chainEntry(2, 1, EntryKind.Record, e1.hash, encodePut({ c: "b", s: 1, k: "k", v: "other" }));
+    const e3 = chainEntry(3, 2, EntryKind.Record, e2.hash, encodePut({ c: "a", s: 1, k: "k", v: "first" }));
+    expect(sm.apply(e1).fresh).toBe(true);
+    expect(sm.apply(e2).fresh).toBe(true);
+    expect(sm.apply(e3).fresh).toBe(false);
+    expect(sm.get("k")).toBe("other");
+    expect(KvStateMachine.restore(sm.snapshot()).get("k")).toBe("other");
+  });
+});
