@@ -1,0 +1,250 @@
+/**
+ * `npm run bench:single` (issue 2, acceptance 9): a single-node Resonetics server as a real
+ * process on a temp data dir (SQLite WAL, synchronous=FULL: every acknowledged append is fsync'd,
+ * there is no switch to turn that off), measured over HTTP with keep-alive connections:
+ *   (a) 1 sequential client, (b) N concurrent clients (default 32), appends/s and p50/p99 latency;
+ * then a data dir of about 100,000 entries, built by driving the same real server with many
+ * concurrent clients (the honest way: the exact write path, group commit included), and the time
+ * `verify-chain` takes on it, as a process (node + tsx start-up included) and in-process.
+ * It prints figures and the machine; it never passes or fails on them.
+ *
+ *   npm run bench:single -- [--seq 3000] [--concurrent 20000] [--clients 32] [--warmup 1000]
+ *                           [--entries 100000] [--build-clients 128] [--verify-runs 1]
+ *                           [--log-level info] [--keep]
+ */
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import { verifyChainCommand } from "../src/cli/verify-chain";
+import { Answer, Client, LoadResult, REPO_ROOT, ServerProcess, fmtInt, fmtMs, machine, runLoad, startServer, table } from "./bench-lib";
+
+const CHECKPOINT_EVERY = 1000; // the serve default; passed explicitly so the figure is pinned
+const SUBJECTS = 1000;
+
+interface Options {
+  seq: number;
+  concurrent: number;
+  clients: number;
+  warmup: number;
+  entries: number;
+  buildClients: number;
+  verifyRuns: number;
+  logLevel: string;
+  keep: boolean;
+}
+
+function options(): Options {
+  const { values } = parseArgs({
+    options: {
+      seq: { type: "string", default: "3000" },
+      concurrent: { type: "string", default: "20000" },
+      clients: { type: "string", default: "32" },
+      warmup: { type: "string", default: "1000" },
+      entries: { type: "string", default: "100000" },
+      "build-clients": { type: "string", default: "128" },
+      "verify-runs": { type: "string", default: "1" },
+      "log-level": { type: "string", default: "info" },
+      keep: { type: "boolean", default: false },
+    },
+    strict: true,
+  });
+  const whole = (name: string, raw: string | undefined, min: number): number => {
+    const n = Number(raw);
+    if (!Number.isSafeInteger(n) || n < min) throw new Error(`--${name} must be a whole number >= ${min}, got ${raw}`);
+    return n;
+  };
+  return {
+    seq: whole("seq", values.seq, 1),
+    concurrent: whole("concurrent", values.concurrent, 1),
+    clients: whole("clients", values.clients, 1),
+    warmup: whole("warmup", values.warmup, 0),
+    entries: whole("entries", values.entries, 10),
+    buildClients: whole("build-clients", values["build-clients"], 1),
+    verifyRuns: whole("verify-runs", values["verify-runs"], 1),
+    logLevel: values["log-level"] ?? "info",
+    keep: values.keep === true,
+  };
+}
+
+const log = (line: string): void => {
+  process.stderr.write(`[bench] ${line}\n`);
+};
+
+/** Request bodies are all distinct (a global sequence), so no two appends are alike. */
+let sequence = 0;
+function appendOne(client: Client, withKey: boolean): Promise<Answer> {
+  const i = sequence++;
+  const body = JSON.stringify({ type: "policy.set", subject: `bench-${i % SUBJECTS}`, data: { name: `n${i}`, value: i } });
+  return client.request("POST", "/v1/records", body, withKey ? { "idempotency-key": `bench-key-${i}` } : {});
+}
+
+const created = (s: number): boolean => s === 201;
+
+async function commitIndex(client: Client): Promise<number> {
+  const a = await client.request("GET", "/v1/status");
+  if (a.status !== 200) throw new Error(`GET /v1/status → ${a.status} ${a.body.slice(0, 300)}`);
+  const s = JSON.parse(a.body) as { commit_index?: unknown };
+  if (typeof s.commit_index !== "number") throw new Error(`status without commit_index: ${a.body.slice(0, 300)}`);
+  return s.commit_index;
+}
+
+async function serverFor(dir: string, o: Options): Promise<{ server: ServerProcess; token: string }> {
+  // Snapshots (with compaction) are switched off through the environment, so verify-chain from
+  // genesis sees every entry; a server that has no such setting ignores the variable.
+  const server = await startServer(dir, ["--log-level", o.logLevel, "--checkpoint-every", String(CHECKPOINT_EVERY)], { RESONETICS_SNAPSHOT_EVERY: "0" });
+  running.add(server);
+  const token = fs.readFileSync(path.join(dir, "admin.token"), "utf8").trim();
+  return { server, token };
+}
+
+async function stop(server: ServerProcess): Promise<void> {
+  const s = await server.stop();
+  running.delete(server);
+  if (s.forced || s.code !== 0) throw new Error(`server did not shut down cleanly: ${JSON.stringify(s)}`);
+}
+
+interface ProcessTiming {
+  readonly seconds: number;
+  readonly code: number | null;
+  readonly report: { ok?: unknown; entries?: unknown; reason?: unknown };
+}
+
+/** `resonetics verify-chain <dir> --json` as a real process, timed from spawn to exit. */
+function verifyAsProcess(dir: string, timeoutMs = 600_000): Promise<ProcessTiming> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "verify-chain", dir, "--json"], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (b: Buffer) => out.push(b));
+    child.stderr.on("data", (b: Buffer) => err.push(b));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.once("error", reject);
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      const text = Buffer.concat(out).toString("utf8").trim();
+      const lastLine = text.split("\n").pop() ?? "";
+      try {
+        resolve({ seconds, code, report: JSON.parse(lastLine) as ProcessTiming["report"] });
+      } catch {
+        reject(new Error(`verify-chain printed no JSON (exit ${code}): ${text.slice(0, 500)} ${Buffer.concat(err).toString("utf8").slice(0, 500)}`));
+      }
+    });
+  });
+}
+
+/** The same command in this process: the verifier's own cost, without node and tsx start-up. */
+function verifyInProcess(dir: string): { seconds: number; code: number; report: ProcessTiming["report"] } {
+  let printed = "";
+  const t0 = process.hrtime.bigint();
+  const code = verifyChainCommand(dir, { from: "genesis", json: true, progress: false }, (t) => (printed += t), (t) => (printed += t));
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  return { seconds, code, report: JSON.parse(printed.trim().split("\n").pop() ?? "{}") as ProcessTiming["report"] };
+}
+
+const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+
+const running = new Set<ServerProcess>();
+
+async function main(): Promise<void> {
+  const o = options();
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "resonetics-bench-"));
+  const interrupt = (): void => {
+    for (const s of running) s.child.kill("SIGKILL");
+    if (!o.keep) fs.rmSync(root, { recursive: true, force: true });
+    process.exit(130);
+  };
+  process.once("SIGINT", interrupt);
+  try {
+    // ---- (a) and (b): appends over HTTP
+    const dirA = path.join(root, "appends");
+    log(`starting the server on ${dirA}`);
+    const a = await serverFor(dirA, o);
+    const client = new Client(a.server.port, a.token, Math.max(o.clients, 8));
+    log(`warm-up: ${o.warmup} appends, 8 clients`);
+    const warm = await runLoad(o.warmup, 8, () => appendOne(client, false), created);
+    log(`sequential: ${o.seq} appends, 1 client`);
+    const seq = await runLoad(o.seq, 1, () => appendOne(client, false), created);
+    log(`concurrent: ${o.concurrent} appends, ${o.clients} clients`);
+    const conc = await runLoad(o.concurrent, o.clients, () => appendOne(client, false), created);
+    const keyed = await runLoad(Math.min(o.concurrent, 5000), o.clients, () => appendOne(client, true), created);
+    const commitA = await commitIndex(client);
+    client.close();
+    await stop(a.server);
+
+    // ---- a data dir of about `entries` entries, built through the real server
+    const dirB = path.join(root, "verify");
+    log(`building a ${fmtInt(o.entries)}-entry data dir through the server (${o.buildClients} clients, every 10th append with an Idempotency-Key)`);
+    const b = await serverFor(dirB, o);
+    const builder = new Client(b.server.port, b.token, o.buildClients);
+    const builds: LoadResult[] = [];
+    let have = await commitIndex(builder);
+    for (let round = 0; round < 20 && have < o.entries; round++) {
+      const remaining = o.entries - have;
+      // A checkpoint entry joins every CHECKPOINT_EVERY entries: ask for that many fewer records.
+      const n = Math.max(1, remaining - Math.floor(remaining / (CHECKPOINT_EVERY + 1)));
+      builds.push(await runLoad(n, o.buildClients, () => appendOne(builder, sequence % 10 === 0), created));
+      have = await commitIndex(builder);
+    }
+    builder.close();
+    await stop(b.server);
+    const buildRequests = builds.reduce((s, r) => s + r.requests, 0);
+    const buildSeconds = builds.reduce((s, r) => s + r.seconds, 0);
+    const buildErrors = builds.reduce((s, r) => s + r.errors, 0);
+
+    // ---- verify-chain on it
+    const proc: ProcessTiming[] = [];
+    const inproc: Array<{ seconds: number; code: number; report: ProcessTiming["report"] }> = [];
+    for (let run = 0; run < o.verifyRuns; run++) {
+      log(`verify-chain run ${run + 1}/${o.verifyRuns}: as a process, then in-process`);
+      proc.push(await verifyAsProcess(dirB));
+      inproc.push(verifyInProcess(dirB));
+    }
+    const entries = Number(proc[0].report.entries);
+    const bad = [...proc, ...inproc].find((r) => r.code !== 0 || r.report.ok !== true);
+
+    // ---- report
+    const loadRow = (name: string, r: LoadResult): string[] => [
+      name, String(r.clients), fmtInt(r.requests), r.seconds.toFixed(2), fmtInt(r.perSecond), fmtMs(r.p50Ms), fmtMs(r.p99Ms), fmtMs(r.maxMs), String(r.errors),
+    ];
+    const lines: string[] = [];
+    lines.push("Resonetics single-node benchmark (npm run bench:single)");
+    lines.push(`machine: ${machine()}`);
+    lines.push(`server: real process, 127.0.0.1, HTTP/1.1 keep-alive, SQLite WAL synchronous=FULL (fsync on every commit), checkpoint every ${CHECKPOINT_EVERY} entries, log level ${o.logLevel}`);
+    lines.push(`record: policy.set over ${SUBJECTS} subjects, ~${Buffer.byteLength(JSON.stringify({ type: "policy.set", subject: "bench-999", data: { name: "n99999", value: 99999 } }))} B body; latency = client-side, request sent to 201 received`);
+    lines.push("");
+    lines.push(table([
+      ["appends (POST /v1/records)", "clients", "requests", "seconds", "appends/s", "p50 ms", "p99 ms", "max ms", "errors"],
+      loadRow("warm-up (not a result)", warm),
+      loadRow("(a) sequential", seq),
+      loadRow(`(b) concurrent`, conc),
+      loadRow(`(b') concurrent, Idempotency-Key`, keyed),
+      [`build of the verify data dir`, String(o.buildClients), fmtInt(buildRequests), buildSeconds.toFixed(2), fmtInt(buildRequests / buildSeconds), "", "", "", String(buildErrors)],
+    ]));
+    lines.push(`(log after the append runs: ${fmtInt(commitA)} entries)`);
+    lines.push("");
+    const verifyRow = (name: string, secs: number[]): string[] => [name, fmtInt(entries), median(secs).toFixed(2), fmtInt(entries / median(secs))];
+    lines.push(table([
+      [`verify-chain (${o.verifyRuns} run${o.verifyRuns > 1 ? "s, median" : ""})`, "entries", "seconds", "entries/s"],
+      verifyRow("as a process (node + tsx start-up included)", proc.map((r) => r.seconds)),
+      verifyRow("in-process (verifyChainCommand)", inproc.map((r) => r.seconds)),
+    ]));
+    if (bad !== undefined) lines.push(`WARNING: verify-chain did not verify the data dir: exit ${bad.code}, ${JSON.stringify(bad.report).slice(0, 400)}`);
+    const errors = [warm, seq, conc, keyed, ...builds].filter((r) => r.errors > 0);
+    for (const r of errors) lines.push(`WARNING: ${r.errors} of ${r.requests} requests failed; first: ${r.firstError}`);
+    lines.push(o.keep ? `data dirs kept under ${root}` : "temp data dirs removed");
+    process.stdout.write(lines.join("\n") + "\n");
+  } finally {
+    for (const s of running) await s.stop(10_000);
+    if (!o.keep) fs.rmSync(root, { recursive: true, force: true });
+    process.removeListener("SIGINT", interrupt);
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench-single failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+  process.exitCode = 1;
+});
