@@ -240,6 +240,11 @@ test(
       const v = await runVerifyChain(dir);
       const report = parseJsonOutput(v.stdout);
       expect({ code: v.code, ok: report?.ok, stderr: v.code === 0 ? "" : v.stderr.slice(-2000) }).toEqual({ code: 0, ok: true, stderr: "" });
+      // The server's replay and the offline verifier's replay agree on the state of the same prefix.
+      const a = audit.json as { size?: unknown; state_root?: unknown } | undefined;
+      if (a?.size !== undefined && a.size === report?.size && typeof a.state_root === "string") {
+        expect(report?.state_root).toBe(a.state_root);
+      }
     });
   },
   300_000,
