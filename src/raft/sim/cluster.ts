@@ -230,6 +230,8 @@ export class Simulation {
     const base = { ...DEFAULT_FAULTS, ...opts.faults };
     this.f = {
       ...base,
+      drop: Math.min(0.5, base.drop * k),
+      duplicate: Math.min(0.5, base.duplicate * k),
       partitionStart: base.partitionStart * k,
       crash: base.crash * k,
       crashDuringPersist: base.crashDuringPersist * k,
