@@ -38,7 +38,7 @@ function toLedgerError(err: unknown): LedgerError {
 
 /** Express error middleware: {"error": code, "message": ...} with the mapped status. */
 export function errorHandler(logger: Logger) {
-  return (err: unknown, _req: Request, res: Response, next: NextFunction): void => {
+  return (err: unknown, req: Request, res: Response, next: NextFunction): void => {
     if (res.headersSent) {
       next(err);
       return;
@@ -47,6 +47,10 @@ export function errorHandler(logger: Logger) {
     const status = STATUS[e.code];
     if (status >= 500) logger.error({ err }, "request failed");
     if (e.code === "unavailable") res.setHeader("Retry-After", "1");
+    const leaderAddress = e.details?.leader_address;
+    if (e.code === "not_leader" && typeof leaderAddress === "string") {
+      res.setHeader("Location", `http://${leaderAddress}${req.originalUrl}`);
+    }
     res.status(status).json({ error: e.code, message: e.message, ...(e.details ?? {}) });
   };
 }

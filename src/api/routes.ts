@@ -1,7 +1,7 @@
 /** The v1 REST routes. Handlers parse, call the node, and shape JSON; errors go to errors.ts. */
 import express, { Request, Response, Router } from "express";
 import { LedgerError, notFound } from "../util/errors";
-import { LedgerNode } from "../node/ledger-node";
+import { RaftLedgerNode } from "../node/raft-node";
 import { RecordTypes } from "../node/record-types";
 import { nextSubjectHead, SUBJECT_HEAD_ZERO } from "../ledger/state-machine";
 import { toHex } from "../ledger/bytes";
@@ -10,7 +10,7 @@ import { parseIndex, parseLimit, parseOptionalIndex } from "./params";
 import { entryView } from "./views";
 
 export interface RouteDeps {
-  readonly node: LedgerNode;
+  readonly node: RaftLedgerNode;
   readonly types: RecordTypes;
   readonly adminToken: string;
   readonly bodyLimitBytes: number;
@@ -25,9 +25,29 @@ function requireJson(req: Request, _res: Response, next: () => void): void {
   next();
 }
 
+/**
+ * Reads are linearizable by default: the leader confirms its lead (ReadIndex) and serves once it
+ * applied that far; a follower redirects. ?consistency=local reads this node's applied state as is,
+ * and says so in the X-Resonetics-Consistency header.
+ */
+function readConsistency(node: RaftLedgerNode) {
+  return async (req: Request, res: Response, next: () => void): Promise<void> => {
+    const c = req.query.consistency;
+    if (c !== undefined && c !== "local" && c !== "linearizable") throw new LedgerError("bad_request", "consistency must be local or linearizable");
+    if (c === "local") {
+      res.setHeader("X-Resonetics-Consistency", "local");
+    } else {
+      await node.readBarrier();
+      res.setHeader("X-Resonetics-Consistency", "linearizable");
+    }
+    next();
+  };
+}
+
 export function v1Routes(deps: RouteDeps): Router {
   const { node, types } = deps;
   const r = Router();
+  const read = readConsistency(node);
   const json = express.json({ limit: deps.bodyLimitBytes, strict: false, type: () => true });
 
   r.post("/records", requireToken(deps.adminToken), requireJson, json, async (req, res) => {
@@ -43,12 +63,12 @@ export function v1Routes(deps: RouteDeps): Router {
     res.status(result.duplicate ? 200 : 201).json({ index: result.index, term: result.term, hash: result.hash });
   });
 
-  r.get("/records/:index", (req, res) => {
+  r.get("/records/:index", read, (req, res) => {
     const index = parseIndex(req.params.index, "index");
     res.json(entryView(node.entry(index), node.prevHash(index)));
   });
 
-  r.get("/records", (req, res) => {
+  r.get("/records", read, (req, res) => {
     const from = parseOptionalIndex(req.query.from, "from") ?? 1;
     const limit = parseLimit(req.query.limit, 100, 1000);
     const subject = req.query.subject;
@@ -65,8 +85,8 @@ export function v1Routes(deps: RouteDeps): Router {
     res.json({ entries, next: more && last !== undefined ? last + 1 : null });
   });
 
-  r.get("/subjects/:subject/history", (req, res) => {
-    const subject = req.params.subject;
+  r.get("/subjects/:subject/history", read, (req, res) => {
+    const subject = String(req.params.subject);
     const row = node.store.getSubject(subject);
     if (row === undefined) throw notFound(`no records for subject ${JSON.stringify(subject)}`);
     const cp = node.latestCheckpoint();
@@ -86,20 +106,20 @@ export function v1Routes(deps: RouteDeps): Router {
     res.json({ subject, version: row.version, head: toHex(row.head), checkpoint: cp ?? null, records });
   });
 
-  r.get("/proofs/inclusion/:index", (req, res) => {
+  r.get("/proofs/inclusion/:index", read, (req, res) => {
     const index = parseIndex(req.params.index, "index");
     const size = parseOptionalIndex(req.query.size, "size");
     res.json(node.inclusion(index, size));
   });
 
-  r.get("/proofs/consistency", (req, res) => {
+  r.get("/proofs/consistency", read, (req, res) => {
     if (req.query.from === undefined) throw new LedgerError("bad_request", "from is required");
     const from = parseIndex(req.query.from, "from");
     const to = parseOptionalIndex(req.query.to, "to");
     res.json(node.consistency(from, to));
   });
 
-  r.get("/checkpoints/latest", (_req, res) => {
+  r.get("/checkpoints/latest", read, (_req, res) => {
     const cp = node.latestCheckpoint();
     if (cp === undefined) throw notFound("no checkpoint yet");
     res.json(cp);
@@ -113,6 +133,25 @@ export function v1Routes(deps: RouteDeps): Router {
     const to = parseOptionalIndex(req.query.to, "to");
     const report = node.verify(to);
     res.status(report.ok ? 200 : 500).json({ ...report, state_root_live: to === undefined ? node.stateRoot() : undefined });
+  });
+
+  const admin = requireToken(deps.adminToken);
+  r.post("/admin/members", admin, requireJson, json, async (req, res) => {
+    const b = req.body as { id?: unknown; address?: unknown; public_key?: unknown };
+    if (typeof b !== "object" || b === null || typeof b.id !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(b.id) ||
+      typeof b.address !== "string" || !/^[^\s/]+:[0-9]{1,5}$/.test(b.address) || typeof b.public_key !== "string" || !/^[0-9a-f]{64}$/.test(b.public_key)) {
+      throw new LedgerError("schema_violation", "body must be {id: [A-Za-z0-9_-]{1,64}, address: host:port, public_key: 64 lowercase hex}");
+    }
+    const member = { id: b.id, address: b.address, public_key: b.public_key };
+    const added = await node.changeMembership({ add: member });
+    // A learner votes only once it has caught up; the core refuses the promotion until then.
+    const promoted = await node.promoteWhenCaughtUp(member.id);
+    res.status(201).json({ id: member.id, learner_index: added.index, voter_index: promoted.index, voters: node.config().voters.map((m) => m.id) });
+  });
+
+  r.delete("/admin/members/:id", admin, async (req, res) => {
+    const removed = await node.changeMembership({ remove: String(req.params.id) });
+    res.json({ id: String(req.params.id), index: removed.index, voters: node.config().voters.map((m) => m.id) });
   });
 
   r.get("/status", (_req, res) => {

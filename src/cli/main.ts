@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { serve } from "./serve";
 import { verifyChainCommand } from "./verify-chain";
+import { initCluster } from "../node/data-dir";
 
 const out = (text: string): void => {
   process.stdout.write(text);
@@ -9,6 +10,31 @@ const out = (text: string): void => {
 const err = (text: string): void => {
   process.stderr.write(text);
 };
+
+interface ServeFlags {
+  dataDir: string;
+  host: string;
+  port: number;
+  checkpointEvery: number;
+  checkpointIntervalMs: number;
+  snapshotEvery: number;
+  tickMs: number;
+  writeTimeoutMs: number;
+  peers: ReadonlyMap<string, string> | string;
+  bodyLimit: number;
+  logLevel: string;
+}
+
+/** "n2=127.0.0.1:7002,n3=127.0.0.1:7003" → a map. */
+function peerList(raw: string): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const part of raw.split(",").map((x) => x.trim()).filter((x) => x.length > 0)) {
+    const eq = part.indexOf("=");
+    if (eq <= 0 || !/^[^\s/]+:[0-9]{1,5}$/.test(part.slice(eq + 1))) throw new InvalidArgumentError(`expected id=host:port, got ${part}`);
+    m.set(part.slice(0, eq), part.slice(eq + 1));
+  }
+  return m;
+}
 
 function int(min: number, max: number) {
   return (raw: string): number => {
@@ -29,10 +55,27 @@ export function program(): Command {
     .addOption(new Option("--port <port>", "port (0 = any free port)").env("RESONETICS_PORT").default(8080).argParser(int(0, 65535)))
     .addOption(new Option("--checkpoint-every <n>", "sign a checkpoint after this many entries").env("RESONETICS_CHECKPOINT_EVERY").default(1000).argParser(int(1, 1_000_000)))
     .addOption(new Option("--checkpoint-interval-ms <ms>", "...or after this long with new entries").env("RESONETICS_CHECKPOINT_INTERVAL_MS").default(1000).argParser(int(10, 3_600_000)))
+    .addOption(new Option("--snapshot-every <n>", "snapshot and compact after this many applied entries (0 = never)").env("RESONETICS_SNAPSHOT_EVERY").default(100_000).argParser(int(0, 100_000_000)))
+    .addOption(new Option("--tick-ms <ms>", "Raft tick (election timeout is 10-20 ticks)").env("RESONETICS_TICK_MS").default(20).argParser(int(1, 10_000)))
+    .addOption(new Option("--write-timeout-ms <ms>", "how long a write waits for commit before 503").env("RESONETICS_WRITE_TIMEOUT_MS").default(5000).argParser(int(10, 600_000)))
+    .addOption(new Option("--peers <list>", "peer address overrides: id=host:port,...").env("RESONETICS_PEERS").default("").argParser(peerList))
     .addOption(new Option("--body-limit <bytes>", "largest request body").env("RESONETICS_BODY_LIMIT").default(65536).argParser(int(1024, 16 * 1024 * 1024)))
     .addOption(new Option("--log-level <level>", "pino log level").env("RESONETICS_LOG_LEVEL").default("info"))
-    .action(async (o: { dataDir: string; host: string; port: number; checkpointEvery: number; checkpointIntervalMs: number; bodyLimit: number; logLevel: string }) => {
-      await serve({ ...o, bodyLimitBytes: o.bodyLimit });
+    .action(async (o: ServeFlags) => {
+      await serve({ ...o, peers: typeof o.peers === "string" ? peerList(o.peers) : o.peers, bodyLimitBytes: o.bodyLimit });
+    });
+  p.command("cluster")
+    .description("cluster set-up")
+    .command("init")
+    .description("write N node data dirs DIR/n1..nN sharing a cluster id, genesis configuration and admin token")
+    .requiredOption("--dir <dir>", "parent directory")
+    .requiredOption("--nodes <n>", "number of nodes (1..9)", int(1, 9))
+    .addOption(new Option("--base-port <port>", "node i listens on base-port + i - 1").default(7001).argParser(int(1, 65535)))
+    .addOption(new Option("--host <host>", "address the nodes listen on").default("127.0.0.1"))
+    .action((o: { dir: string; nodes: number; basePort: number; host: string }) => {
+      const r = initCluster(o.dir, o.nodes, o.host, o.basePort);
+      out(`cluster ${r.clusterId}: ${r.dirs.length} nodes\n`);
+      r.dirs.forEach((d, i) => out(`  n${i + 1}: resonetics serve --data-dir ${d} --host ${o.host} --port ${o.basePort + i}\n`));
     });
   p.command("verify-chain")
     .description("verify a data directory offline (exit 0 verified, 1 violation, 2 usage/unreadable)")

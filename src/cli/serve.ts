@@ -2,7 +2,7 @@
 import * as path from "node:path";
 import pino from "pino";
 import { openDataDir, TOKEN_FILE } from "../node/data-dir";
-import { LedgerNode } from "../node/ledger-node";
+import { RaftLedgerNode } from "../node/raft-node";
 import { RecordTypes } from "../node/record-types";
 import { createApp, listen } from "../api/server";
 
@@ -12,26 +12,29 @@ export interface ServeOptions {
   readonly port: number;
   readonly checkpointEvery: number;
   readonly checkpointIntervalMs: number;
+  readonly snapshotEvery: number;
+  readonly tickMs: number;
+  readonly writeTimeoutMs: number;
+  readonly peers: ReadonlyMap<string, string>;
   readonly bodyLimitBytes: number;
   readonly logLevel: string;
 }
 
-/** Runs until SIGTERM/SIGINT, then shuts down cleanly (in-flight writes finish first). */
+/** Runs until SIGTERM/SIGINT, then shuts down cleanly. */
 export async function serve(o: ServeOptions): Promise<void> {
   const logger = pino({ level: o.logLevel, base: { pid: process.pid } });
   const dd = openDataDir(path.resolve(o.dataDir), `${o.host}:${o.port}`);
   if (dd.created) logger.info({ data_dir: dd.dir, cluster: dd.clusterId }, "initialized a new single-node cluster");
-  const node = new LedgerNode(dd, {
-    checkpointEvery: o.checkpointEvery,
-    checkpointIntervalMs: o.checkpointIntervalMs,
-    batchMax: 1024,
-    now: () => new Date(),
-    logger: logger.child({ component: "node" }),
+  const node = new RaftLedgerNode(dd, {
+    tickMs: o.tickMs, electionTick: 10, heartbeatTick: 2,
+    checkpointEvery: o.checkpointEvery, checkpointIntervalMs: o.checkpointIntervalMs, snapshotEvery: o.snapshotEvery,
+    writeTimeoutMs: o.writeTimeoutMs, peerAddresses: o.peers, now: () => new Date(), logger: logger.child({ component: "node" }),
   });
-  const log = logger.child({ node_id: dd.nodeId, term: node.currentTerm() });
+  const log = logger.child({ node_id: dd.nodeId });
   const app = createApp({ node, types: new RecordTypes(), adminToken: dd.adminToken, bodyLimitBytes: o.bodyLimitBytes }, log);
   const { server, port } = await listen(app, o.host, o.port);
-  log.info({ host: o.host, port, data_dir: dd.dir, admin_token_file: path.join(dd.dir, TOKEN_FILE) }, "listening");
+  node.peers.attach(server);
+  log.info({ host: o.host, port, data_dir: dd.dir, term: node.currentTerm(), admin_token_file: path.join(dd.dir, TOKEN_FILE) }, "listening");
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

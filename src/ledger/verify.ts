@@ -4,7 +4,7 @@
  * the checkpoint index, the hard state, and the state tables against a fresh replay.
  * Reads through ChainSource, so it shares the exact hashing code with the server.
  */
-import { Entry, EntryKind, entryHash, genesisHash } from "./entry";
+import { Entry, EntryKind, entryHash, genesisHash, isEntryKind } from "./entry";
 import { CompactRange } from "./merkle";
 import { bytesEqual, toHex } from "./bytes";
 import { decodeCheckpoint, verifyCheckpointSignature, Checkpoint } from "./checkpoint";
@@ -52,6 +52,8 @@ export interface VerifyOptions {
   readonly from?: "genesis" | "snapshot";
 }
 
+const isU64 = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+
 class Violation extends Error {
   constructor(readonly index: number, reason: string) {
     super(reason);
@@ -65,6 +67,9 @@ export function verifyChain(src: ChainSource, options: VerifyOptions = {}): Veri
   const empty = { from, entries: 0, checkpoints: 0, size: 0, head: null, root: null, state_root: null, last_applied: 0 };
   if (cluster === undefined) return { ...empty, ok: false, first_bad_index: 0, reason: "no cluster_id in meta: not a Resonetics data dir" };
   const hard = src.hardState();
+  for (const [name, v] of [["term", hard.term], ["commit_index", hard.commitIndex], ["last_applied", hard.lastApplied]] as const) {
+    if (!isU64(v)) return { ...empty, ok: false, first_bad_index: 0, reason: `hard_state ${name} is not a whole number: ${JSON.stringify(v)}` };
+  }
   const last = Math.min(src.lastIndex(), options.to ?? Number.MAX_SAFE_INTEGER);
   let range = new CompactRange();
   let state = new MemoryState();
@@ -103,6 +108,9 @@ export function verifyChain(src: ChainSource, options: VerifyOptions = {}): Veri
       if (e.index !== expected) {
         throw new Violation(expected, `entry ${expected} is missing (next stored index is ${e.index})`);
       }
+      if (!isU64(e.term) || e.term < 1) throw new Violation(e.index, `term ${JSON.stringify(e.term)} is not a whole number >= 1`);
+      if (!isEntryKind(e.kind)) throw new Violation(e.index, `kind ${JSON.stringify(e.kind)} is not 0..3`);
+      if (e.hash.length !== 32) throw new Violation(e.index, `stored hash is ${e.hash.length} bytes, not 32`);
       if (e.term < prevTerm) throw new Violation(e.index, `term ${e.term} is lower than the previous entry's ${prevTerm}`);
       const h = entryHash(e.index, e.term, e.kind, prevHash, e.payload);
       if (!bytesEqual(h, e.hash)) {

@@ -3,7 +3,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import pino from "pino";
 import { openDataDir, DB_FILE } from "../../src/node/data-dir";
-import { LedgerNode } from "../../src/node/ledger-node";
+import { RaftLedgerNode } from "../../src/node/raft-node";
 import { createSnapshot, compactToSnapshot } from "../../src/node/snapshots";
 import { Store } from "../../src/storage/store";
 import { verifyChain } from "../../src/ledger/verify";
@@ -19,7 +19,11 @@ async function buildDir(): Promise<string> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "resonetics-snap-"));
   dirs.push(dir);
   const dd = openDataDir(dir, "127.0.0.1:0");
-  const node = new LedgerNode(dd, { checkpointEvery: 7, checkpointIntervalMs: 3_600_000, batchMax: 16, now: () => new Date(0), logger });
+  const node = new RaftLedgerNode(dd, {
+    tickMs: 5, electionTick: 10, heartbeatTick: 2, checkpointEvery: 7, checkpointIntervalMs: 3_600_000, snapshotEvery: 0,
+    writeTimeoutMs: 10_000, now: () => new Date(0), logger,
+  });
+  await node.leaderKnown();
   await Promise.all(Array.from({ length: 40 }, (_, i) => node.append(rec(`s${i % 4}`, i), `k${i}`)));
   const { row } = createSnapshot(node.store, { cluster: dd.clusterId, nodeId: dd.nodeId, secretKey: dd.key.secretKey, now: () => new Date(0) });
   compactToSnapshot(node.store, row);

@@ -1,0 +1,184 @@
+/**
+ * The Raft core's Storage over the node's SQLite store, and the writer that makes a Ready's
+ * snapshot, entries and hard state durable in one transaction (one fsync: group commit).
+ * It also keeps the Merkle compact range of the stored log, and checks what it is asked to store:
+ * a CHECKPOINT entry must carry this log's root and head, and a snapshot must verify.
+ */
+import type { Logger } from "pino";
+import type { Entry } from "../ledger/entry";
+import { EntryKind, genesisHash } from "../ledger/entry";
+import { CompactRange, MerkleNode } from "../ledger/merkle";
+import { bytesEqual, toHex } from "../ledger/bytes";
+import { decodeCheckpoint, verifyCheckpointSignature } from "../ledger/checkpoint";
+import { decodeConfig, encodeConfig } from "../ledger/config";
+import { decodeSnapshot, snapshotProblem, snapshotRange } from "../ledger/snapshot";
+import type { Anchor, ClusterConfig, HardState, Ready, Snapshot, Storage } from "../raft";
+import { Store } from "../storage/store";
+import { assert } from "../util/assert";
+
+/** Recent entries kept in memory: replication reads the tail of the log over and over. */
+const TAIL_CACHE_MAX = 8192;
+
+export class VerificationFailure extends Error {
+  constructor(readonly index: number, message: string) {
+    super(message);
+    this.name = "VerificationFailure";
+  }
+}
+
+export class RaftStorage implements Storage {
+  private range: CompactRange;
+  private readonly tail = new Map<number, Entry>();
+  private readonly genesis: Uint8Array;
+
+  constructor(readonly store: Store, readonly clusterId: string, private readonly log: Logger) {
+    this.genesis = genesisHash(clusterId);
+    this.range = CompactRange.fromStore(store.readNode, this.lastIndex());
+  }
+
+  hardState(): HardState {
+    const h = this.store.hardState();
+    return { term: h.term, vote: h.votedFor, commit: h.commitIndex };
+  }
+
+  anchor(): Anchor {
+    return this.store.anchor() ?? { index: 0, term: 0, hash: this.genesis };
+  }
+
+  lastIndex(): number {
+    return this.store.lastIndex();
+  }
+
+  entry(i: number): Entry {
+    const cached = this.tail.get(i);
+    if (cached !== undefined) return cached;
+    const e = this.store.entry(i);
+    assert(e !== undefined, () => `storage: no entry ${i} (anchor ${this.anchor().index}, last ${this.lastIndex()})`);
+    return e;
+  }
+
+  snapshot(): Snapshot | null {
+    const s = this.store.latestSnapshot();
+    if (s === undefined) return null;
+    const config = decodeConfig(s.config);
+    assert(config !== null, `stored snapshot at ${s.index} has an unreadable configuration`);
+    return { meta: { index: s.index, term: s.term, hash: s.hash, config }, data: s.data };
+  }
+
+  /** Root of the stored log, and the hash of its last entry: what a new checkpoint signs. */
+  treeHead(): { size: number; root: Uint8Array; head: Uint8Array } {
+    const size = this.lastIndex();
+    const head = size === this.anchor().index ? this.anchor().hash : this.entry(size).hash;
+    return { size, root: this.range.root(), head };
+  }
+
+  /**
+   * Makes rd's snapshot, entries and hard state durable in one transaction. Throws
+   * VerificationFailure (and writes nothing) when what the leader sent does not check out.
+   */
+  persist(rd: Ready, keys: (config: ClusterConfig | null) => Map<string, string>): void {
+    if (rd.snapshot === null && rd.entries.length === 0 && rd.hardState === null) return;
+    let range = this.range;
+    const nodes: MerkleNode[] = [];
+    const checkpoints: Array<{ index: number; payload: Uint8Array }> = [];
+    let truncateAt: number | null = null;
+    let installed: { snap: Snapshot; range: CompactRange } | null = null;
+    if (rd.snapshot !== null) installed = { snap: rd.snapshot, range: this.checkSnapshot(rd.snapshot, keys) };
+    if (rd.entries.length > 0) {
+      const first = rd.entries[0].index;
+      const base = installed !== null ? installed.snap.meta.index : this.lastIndex();
+      assert(first <= base + 1, `entries start at ${first}, after a gap from ${base}`);
+      if (installed !== null) range = installed.range.clone();
+      else if (first <= base) {
+        truncateAt = first;
+        range = CompactRange.fromStore(this.store.readNode, first - 1);
+      } else range = range.clone();
+      let prevHash = first - 1 === this.anchor().index && installed === null ? this.anchor().hash
+        : installed !== null && first - 1 === installed.snap.meta.index ? installed.snap.meta.hash
+        : this.entry(first - 1).hash;
+      for (const e of rd.entries) {
+        if (e.kind === EntryKind.Checkpoint) {
+          this.checkCheckpoint(e, range, prevHash, keys(null));
+          checkpoints.push({ index: e.index, payload: e.payload });
+        }
+        nodes.push(...range.append(e.hash));
+        prevHash = e.hash;
+      }
+    }
+    this.store.transaction(() => {
+      if (installed !== null) this.install(installed.snap, installed.range);
+      if (truncateAt !== null) this.store.truncateFrom(truncateAt);
+      this.store.appendEntries(rd.entries, nodes);
+      for (const c of checkpoints) {
+        const cp = decodeCheckpoint(c.payload);
+        assert(cp !== null, "checked checkpoint decodes");
+        this.store.insertCheckpoint(c.index, cp);
+      }
+      if (rd.hardState !== null) {
+        const cur = this.store.hardState();
+        const lastApplied = installed !== null ? installed.snap.meta.index : cur.lastApplied;
+        this.store.setHardState({ term: rd.hardState.term, votedFor: rd.hardState.vote, commitIndex: Math.max(rd.hardState.commit, lastApplied), lastApplied });
+      } else if (installed !== null) {
+        const cur = this.store.hardState();
+        const at = installed.snap.meta.index;
+        this.store.setHardState({ ...cur, commitIndex: Math.max(cur.commitIndex, at), lastApplied: at });
+      }
+    });
+    // Durable: now the caches follow.
+    if (installed !== null || truncateAt !== null) this.tail.clear();
+    this.range = rd.entries.length > 0 ? range : installed !== null ? installed.range : this.range;
+    for (const e of rd.entries) this.tail.set(e.index, e);
+    while (this.tail.size > TAIL_CACHE_MAX) this.tail.delete(this.tail.keys().next().value as number);
+  }
+
+  /** After compaction the cache must not serve entries the store no longer has. */
+  forgetUpTo(index: number): void {
+    for (const i of this.tail.keys()) if (i <= index) this.tail.delete(i);
+  }
+
+  private checkCheckpoint(e: Entry, range: CompactRange, prevHash: Uint8Array, keys: Map<string, string>): void {
+    const cp = decodeCheckpoint(e.payload);
+    if (cp === null) throw new VerificationFailure(e.index, `checkpoint entry ${e.index} does not parse`);
+    const problem = cp.size !== e.index - 1 ? `size ${cp.size} is not ${e.index - 1}`
+      : cp.cluster !== this.clusterId ? `cluster ${cp.cluster}`
+      : cp.root !== toHex(range.root()) ? `root ${cp.root} is not this log's root(${cp.size}) ${toHex(range.root())}`
+      : cp.head !== toHex(prevHash) ? "head is not this log's entry hash there"
+      : cp.term !== e.term ? `term ${cp.term} is not the entry's ${e.term}`
+      : keys.get(cp.signer) === undefined ? `signer ${cp.signer} is not a member`
+      : !verifyCheckpointSignature(cp, keys.get(cp.signer) as string) ? "signature does not verify" : null;
+    if (problem !== null) throw new VerificationFailure(e.index, `checkpoint at ${e.index}: ${problem}`);
+  }
+
+  private checkSnapshot(snap: Snapshot, keys: (config: ClusterConfig | null) => Map<string, string>): CompactRange {
+    const doc = decodeSnapshot(snap.data);
+    const at = snap.meta.index;
+    if (doc === null) throw new VerificationFailure(at, "received snapshot does not parse");
+    if (doc.index !== at || doc.term !== snap.meta.term || doc.hash !== toHex(snap.meta.hash) || doc.cluster !== this.clusterId) {
+      throw new VerificationFailure(at, "received snapshot does not match its metadata");
+    }
+    const docConfig = decodeConfig(Buffer.from(doc.config_b64, "base64"));
+    if (docConfig === null || !bytesEqual(encodeConfig(docConfig), encodeConfig(snap.meta.config))) {
+      throw new VerificationFailure(at, "received snapshot's configuration differs from its metadata");
+    }
+    const key = keys(snap.meta.config).get(doc.signer);
+    const problem = key === undefined ? `signer ${doc.signer} is not a member` : snapshotProblem(doc, key);
+    if (problem !== null) throw new VerificationFailure(at, `received snapshot: ${problem}`);
+    return snapshotRange(doc);
+  }
+
+  /** Replaces log, Merkle nodes and state with a verified snapshot. */
+  private install(snap: Snapshot, range: CompactRange): void {
+    const doc = decodeSnapshot(snap.data);
+    assert(doc !== null, "checked snapshot decodes");
+    this.store.resetToAnchor({ index: snap.meta.index, term: snap.meta.term, hash: snap.meta.hash });
+    this.store.appendEntries([], range.nodes());
+    for (const s of doc.state.subjects) this.store.putSubject({ subject: s.subject, version: s.version, head: Buffer.from(s.head, "hex"), lastIndex: s.last_index });
+    for (const r of doc.state.subject_records) this.store.addSubjectRecord(r.subject, r.version, r.index);
+    for (const d of doc.state.dedup) this.store.putDedup({ key: d.key, digest: d.digest, index: d.index, term: d.term, hash: Buffer.from(d.hash, "hex") });
+    this.store.saveSnapshot({
+      index: doc.index, term: doc.term, hash: snap.meta.hash, root: doc.root, compactRange: JSON.stringify(doc.compact_range),
+      config: Buffer.from(doc.config_b64, "base64"), stateRoot: doc.state_root, data: snap.data, signer: doc.signer, sig: doc.sig, createdAt: doc.ts,
+    });
+    this.log.info({ index: doc.index, signer: doc.signer }, "installed snapshot");
+  }
+}
