@@ -30,6 +30,8 @@ describe("the simulator catches deliberate bugs (mutation check)", () => {
     ["vote-persistence", 3, 298, /Election Safety/],
     ["truncate-below-commit", 3, 1, /commit went back|lost|gone|below its commit/],
     ["prevote", 3, 1, /PreVote/],
+    // A planted client-side bug (reads served locally, no ReadIndex): only the linearizability check sees it.
+    ["local-reads", 3, 3, /Linearizability/],
   ];
   test.each(cases)("%s (%i nodes) is caught at seed %i, which passes without the mutation", (mutation, nodes, seed, pattern) => {
     const broken = runSeeds({ seeds: 1, seed, nodes, steps: 600, mutation });

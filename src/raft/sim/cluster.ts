@@ -84,6 +84,8 @@ export interface SimOptions {
   readonly checkQuorum?: boolean;
   readonly electionTick?: number;
   readonly heartbeatTick?: number;
+  /** Planted client bug for checking the checker: reads served locally, skipping ReadIndex. */
+  readonly unsafeLocalReads?: boolean;
 }
 
 export interface SimStats {
@@ -790,6 +792,13 @@ export class Simulation {
     } else if (this.now < op.retryAt) return;
     const node = this.pickTarget(c);
     if (node === null || node.raw === null) return;
+    if (this.opts.unsafeLocalReads === true) {
+      // Planted bug: answer from whatever the contacted node has applied, without ReadIndex.
+      this.history.push({ clientId: c.id, input: { type: "get", key: op.key }, output: node.sm.get(op.key), call: op.call, return: this.now });
+      this.stats.clientOps.ok++;
+      c.op = null;
+      return;
+    }
     const ctx = this.nextCtx++;
     const r = node.raw.readIndex(ctx);
     if (r.ok) {

@@ -2,8 +2,8 @@
 import type { RaftMutations } from "../raft";
 import { simulate, type FaultRates, type SimResult, type SimStats } from "./cluster";
 
-export type MutationName = "figure8" | "vote-persistence" | "truncate-below-commit" | "prevote";
-export const MUTATION_NAMES: readonly MutationName[] = ["figure8", "vote-persistence", "truncate-below-commit", "prevote"];
+export type MutationName = "figure8" | "vote-persistence" | "truncate-below-commit" | "prevote" | "local-reads";
+export const MUTATION_NAMES: readonly MutationName[] = ["figure8", "vote-persistence", "truncate-below-commit", "prevote", "local-reads"];
 
 export function mutationFlags(name: MutationName): RaftMutations {
   switch (name) {
@@ -15,6 +15,8 @@ export function mutationFlags(name: MutationName): RaftMutations {
       return { unsafeTruncateBelowCommit: true };
     case "prevote":
       return { unsafeSkipPreVote: true };
+    case "local-reads":
+      return {};
     default: {
       const never: never = name;
       throw new Error(`unknown mutation ${String(never)}`);
@@ -68,7 +70,8 @@ export function runSeeds(o: RunOptions): RunSummary {
   };
   const mutations = o.mutation !== undefined ? mutationFlags(o.mutation) : undefined;
   for (let k = 0; k < o.seeds; k++) {
-    const r = simulate({ seed: o.seed + k, nodes: o.nodes, steps: o.steps, mutations, faults: o.faults });
+    const unsafeLocalReads = o.mutation === "local-reads";
+    const r = simulate({ seed: o.seed + k, nodes: o.nodes, steps: o.steps, mutations, faults: o.faults, unsafeLocalReads });
     sum.seeds++;
     sum.ticks += r.stats.ticks;
     sum.events += r.stats.events;
