@@ -149,6 +149,10 @@ export function v1Routes(deps: RouteDeps): Router {
     res.status(201).json({ id: member.id, learner_index: added.index, voter_index: promoted.index, voters: node.config().voters.map((m) => m.id) });
   });
 
+  r.get("/admin/config", (_req, res) => {
+    res.json(node.config());
+  });
+
   r.delete("/admin/members/:id", admin, async (req, res) => {
     const removed = await node.changeMembership({ remove: String(req.params.id) });
     res.json({ id: String(req.params.id), index: removed.index, voters: node.config().voters.map((m) => m.id) });

@@ -3,6 +3,8 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { serve } from "./serve";
 import { verifyChainCommand } from "./verify-chain";
 import { initCluster } from "../node/data-dir";
+import { prepareJoin, requestMembership } from "../node/join";
+import { readFileSync } from "node:fs";
 
 const out = (text: string): void => {
   process.stdout.write(text);
@@ -76,6 +78,25 @@ export function program(): Command {
       const r = initCluster(o.dir, o.nodes, o.host, o.basePort);
       out(`cluster ${r.clusterId}: ${r.dirs.length} nodes\n`);
       r.dirs.forEach((d, i) => out(`  n${i + 1}: resonetics serve --data-dir ${d} --host ${o.host} --port ${o.basePort + i}\n`));
+    });
+  p.command("join")
+    .description("join a running cluster: prepare this node's data dir from a member, serve, and ask the leader to add it")
+    .requiredOption("--data-dir <dir>", "this node's data directory")
+    .requiredOption("--id <id>", "this node's id (unique in the cluster)")
+    .requiredOption("--seed <url>", "a member's URL, e.g. http://127.0.0.1:7001")
+    .requiredOption("--token-file <file>", "the cluster's admin token file")
+    .addOption(new Option("--host <host>", "address to listen on").default("127.0.0.1"))
+    .requiredOption("--port <port>", "port to listen on", int(1, 65535))
+    .addOption(new Option("--log-level <level>", "pino log level").env("RESONETICS_LOG_LEVEL").default("info"))
+    .action(async (o: { dataDir: string; id: string; seed: string; tokenFile: string; host: string; port: number; logLevel: string }) => {
+      const spec = { dir: o.dataDir, id: o.id, address: `${o.host}:${o.port}`, seed: o.seed, adminToken: readFileSync(o.tokenFile, "utf8").trim() };
+      const { publicKey } = await prepareJoin(spec);
+      await serve({
+        dataDir: o.dataDir, host: o.host, port: o.port, checkpointEvery: 1000, checkpointIntervalMs: 1000, snapshotEvery: 100_000,
+        tickMs: 20, writeTimeoutMs: 5000, peers: new Map(), bodyLimitBytes: 65536, logLevel: o.logLevel,
+      });
+      const r = await requestMembership(spec, publicKey);
+      out(`joined: ${JSON.stringify(r)}\n`);
     });
   p.command("verify-chain")
     .description("verify a data directory offline (exit 0 verified, 1 violation, 2 usage/unreadable)")

@@ -102,6 +102,7 @@ export class RaftLedgerNode {
   private sinceCheckpoint: number;
   private firstUncheckpointedAt: number;
   private lastSnapshotIndex: number;
+  private readonly bootstrapPeers: readonly Member[];
 
   constructor(dd: DataDir, private readonly opts: RaftNodeOptions) {
     assert(opts.checkpointEvery >= 1, "checkpointEvery must be >= 1");
@@ -124,6 +125,9 @@ export class RaftLedgerNode {
     this.sinceCheckpoint = this.storage.lastIndex() - (cp?.index ?? 0);
     this.firstUncheckpointedAt = opts.now().getTime();
     this.lastSnapshotIndex = this.store.latestSnapshot()?.index ?? 0;
+    const boot = this.store.getMeta("bootstrap_peers");
+    const bootCfg = boot === undefined ? null : decodeConfig(Buffer.from(boot, "utf8"));
+    this.bootstrapPeers = bootCfg === null ? [] : [...bootCfg.voters, ...bootCfg.learners];
     this.transport = new PeerTransport<Message>({
       nodeId: this.nodeId, clusterId: this.clusterId, secretKey: this.secretKey, logger: this.log.child({ component: "transport" }),
       peer: (id) => this.peerInfo(id), isMessage: isRaftMessage,
@@ -180,7 +184,9 @@ export class RaftLedgerNode {
 
   private peerInfo(id: string): { address: string; publicKey: string } | undefined {
     const cfg = this.raw.status().config;
-    const m: Member | undefined = [...cfg.voters, ...cfg.learners].find((x) => x.id === id);
+    // A joining node trusts the members it was told of until its own log names its cluster.
+    const m: Member | undefined = [...cfg.voters, ...cfg.learners].find((x) => x.id === id) ??
+      (isVoterOrLearner(cfg, this.nodeId) ? undefined : this.bootstrapPeers.find((x) => x.id === id));
     if (m === undefined) return undefined;
     return { address: this.opts.peerAddresses?.get(id) ?? m.address, publicKey: m.public_key };
   }
@@ -278,6 +284,8 @@ export class RaftLedgerNode {
     clearTimeout(w.timer);
     if (e.term !== w.term) {
       w.reject(new LedgerError("unavailable", `leadership changed before index ${e.index} committed; retry with the same Idempotency-Key`));
+    } else if (e.kind === EntryKind.Config) {
+      w.resolve({ index: e.index, term: e.term, hash: toHex(e.hash), duplicate: false });
     } else if (r.kind === "record") {
       w.resolve({ index: r.index, term: r.term, hash: toHex(r.hash), duplicate: false });
     } else if (r.kind === "duplicate") {
@@ -628,6 +636,8 @@ export class RaftLedgerNode {
     this.log.info("node closed");
   }
 }
+
+const isVoterOrLearner = (cfg: ClusterConfig, id: string): boolean => [...cfg.voters, ...cfg.learners].some((m) => m.id === id);
 
 const idempotencyConflict = (key: string): LedgerError =>
   new LedgerError("idempotency_conflict", `Idempotency-Key ${JSON.stringify(key)} was used with a different request body`);
