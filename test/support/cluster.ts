@@ -1,0 +1,155 @@
+/**
+ * A real cluster for tests: `resonetics cluster init` on free loopback ports, one `resonetics serve`
+ * process per node, kill -9 / restart / stop per node, and bounded waits for a leader and for
+ * convergence. Built on test/support/server.ts (which tracks and cleans up every child and dir).
+ */
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as path from "node:path";
+import { makeTempDir, runCli, startServer, Server, getJson, pollUntil } from "./server";
+
+export interface StatusJson {
+  node_id: string;
+  role: string;
+  term: number;
+  leader: string | null;
+  leader_address: string | null;
+  commit_index: number;
+  last_applied: number;
+  head: string;
+  cluster: string;
+  voters: string[];
+  learners: string[];
+  halted: string | null;
+}
+
+/** True when nothing listens on 127.0.0.1:port right now. */
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once("error", () => resolve(false));
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
+  });
+}
+
+/** A base port with `count` consecutive free ports after it (bounded tries). */
+export async function freePortRange(count: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    let ok = true;
+    for (let i = 0; i < count && ok; i++) ok = await portFree(base + i);
+    if (ok) return base;
+  }
+  throw new Error(`no ${count} consecutive free ports found`);
+}
+
+export interface ClusterOptions {
+  /** Extra `serve` flags for every node (e.g. --snapshot-every 50). */
+  readonly serveArgs?: readonly string[];
+  /** Extra `serve` flags per node id (e.g. --peers overrides that route through a proxy). */
+  readonly nodeArgs?: (id: string) => readonly string[];
+}
+
+export class TestCluster {
+  readonly servers = new Map<string, Server>();
+
+  private constructor(
+    readonly root: string,
+    readonly ids: readonly string[],
+    readonly basePort: number,
+    readonly token: string,
+    private readonly opts: ClusterOptions,
+  ) {}
+
+  /** cluster init + start every node. */
+  static async start(nodes: number, opts: ClusterOptions = {}): Promise<TestCluster> {
+    const root = makeTempDir();
+    const basePort = await freePortRange(nodes);
+    const r = await runCli(["cluster", "init", "--dir", root, "--nodes", String(nodes), "--base-port", String(basePort)], 60_000);
+    if (r.code !== 0) throw new Error(`cluster init failed (${r.code}): ${r.stderr}${r.stdout}`);
+    const ids = Array.from({ length: nodes }, (_, i) => `n${i + 1}`);
+    const token = fs.readFileSync(path.join(root, "n1", "admin.token"), "utf8").trim();
+    const c = new TestCluster(root, ids, basePort, token, opts);
+    await Promise.all(ids.map((id) => c.startNode(id)));
+    return c;
+  }
+
+  dir(id: string): string {
+    return path.join(this.root, id);
+  }
+
+  port(id: string): number {
+    return this.basePort + this.ids.indexOf(id);
+  }
+
+  url(id: string): string {
+    return `http://127.0.0.1:${this.port(id)}`;
+  }
+
+  urls(): string[] {
+    return this.ids.map((id) => this.url(id));
+  }
+
+  running(): string[] {
+    return this.ids.filter((id) => this.servers.has(id));
+  }
+
+  async startNode(id: string): Promise<Server> {
+    if (this.servers.has(id)) throw new Error(`${id} is already running`);
+    const s = await startServer(this.dir(id), {
+      extraArgs: ["--port", String(this.port(id)), ...(this.opts.serveArgs ?? []), ...(this.opts.nodeArgs?.(id) ?? [])],
+    });
+    this.servers.set(id, s);
+    void s.exited.then(() => {
+      if (this.servers.get(id) === s) this.servers.delete(id);
+    });
+    return s;
+  }
+
+  /** kill -9 a node and wait for it to be gone. */
+  async kill9(id: string): Promise<void> {
+    const s = this.servers.get(id);
+    if (s === undefined) return;
+    this.servers.delete(id);
+    await s.kill9();
+  }
+
+  async stopNode(id: string): Promise<void> {
+    const s = this.servers.get(id);
+    if (s === undefined) return;
+    this.servers.delete(id);
+    await s.stop();
+  }
+
+  async status(id: string): Promise<StatusJson> {
+    return getJson<StatusJson>(this.url(id), "/v1/status");
+  }
+
+  /** Statuses of the running nodes that answer (a node mid-restart may not). */
+  async statuses(): Promise<StatusJson[]> {
+    const out = await Promise.all(this.running().map((id) => this.status(id).catch(() => null)));
+    return out.filter((s): s is StatusJson => s !== null);
+  }
+
+  /** Waits until a running node is leader and every answering running node names it. */
+  async leader(attempts = 300): Promise<string> {
+    return pollUntil("a leader every running node agrees on", async () => {
+      const st = await this.statuses();
+      const lead = st.find((s) => s.role === "leader");
+      if (lead === undefined) return undefined;
+      return st.every((s) => s.leader === lead.node_id && s.term === lead.term) ? lead.node_id : undefined;
+    }, attempts, 50);
+  }
+
+  /** Waits until every running node has applied at least index. */
+  async converged(index: number, attempts = 400): Promise<void> {
+    await pollUntil(`all running nodes applied ${index}`, async () => {
+      const st = await this.statuses();
+      return st.length === this.running().length && st.every((s) => s.last_applied >= index) ? true : undefined;
+    }, attempts, 50);
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all(this.running().map((id) => this.stopNode(id)));
+  }
+}
