@@ -248,9 +248,16 @@ export class RaftLedgerNode {
     }
     for (const r of rd.reports) this.log.warn({ report: r }, "rejected what a peer sent: verification failed");
     if (rd.halted !== null) throw new VerificationFailure(0, rd.halted);
+    // Raft thesis 10.2.1: a leader's Append/Heartbeat messages need not wait for its own fsync
+    // (it counts itself toward a majority only once advance() reports its entries durable), so
+    // they leave first and replication overlaps the local write. Everything else (votes, acks)
+    // depends on what this Ready persists and goes after it.
+    const leading = this.raw.status().role === Role.Leader;
+    const early = new Set<Message>(leading ? rd.messages.filter((m) => m.type === "Append" || m.type === "Heartbeat") : []);
+    for (const m of early) this.transport.send(m);
     this.storage.persist(rd, (c) => this.keysOf(c));
     if (rd.snapshot !== null) this.lastSnapshotIndex = rd.snapshot.meta.index;
-    for (const m of rd.messages) this.transport.send(m);
+    for (const m of rd.messages) if (!early.has(m)) this.transport.send(m);
     if (rd.committedEntries.length > 0) this.apply(rd.committedEntries);
     this.raw.advance(rd);
     for (const rs of rd.readStates) {
