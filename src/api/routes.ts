@@ -8,12 +8,14 @@ import { toHex } from "../ledger/bytes";
 import { requireToken } from "./auth";
 import { parseIndex, parseLimit, parseOptionalIndex } from "./params";
 import { entryView } from "./views";
+import type { Metrics } from "./metrics";
 
 export interface RouteDeps {
   readonly node: RaftLedgerNode;
   readonly types: RecordTypes;
   readonly adminToken: string;
   readonly bodyLimitBytes: number;
+  readonly metrics?: Metrics;
 }
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
@@ -59,8 +61,17 @@ export function v1Routes(deps: RouteDeps): Router {
     if (header !== undefined && valid.clientKey !== undefined) {
       throw new LedgerError("bad_request", "give either an Idempotency-Key header or client_id/request_id, not both");
     }
-    const result = await node.append(valid.record, header ?? valid.clientKey);
-    res.status(result.duplicate ? 200 : 201).json({ index: result.index, term: result.term, hash: result.hash });
+    const stopTimer = deps.metrics?.appendSeconds.startTimer();
+    try {
+      const result = await node.append(valid.record, header ?? valid.clientKey);
+      deps.metrics?.appends.inc({ result: result.duplicate ? "duplicate" : "created" });
+      res.status(result.duplicate ? 200 : 201).json({ index: result.index, term: result.term, hash: result.hash });
+    } catch (err) {
+      deps.metrics?.appends.inc({ result: err instanceof LedgerError ? err.code : "internal" });
+      throw err;
+    } finally {
+      stopTimer?.();
+    }
   });
 
   r.get("/records/:index", read, (req, res) => {

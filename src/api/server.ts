@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import { LedgerError } from "../util/errors";
 import { errorHandler } from "./errors";
 import { RouteDeps, v1Routes } from "./routes";
+import { createMetrics } from "./metrics";
 
 export function createApp(deps: RouteDeps, logger: Logger): express.Express {
   const app = express();
@@ -19,7 +20,11 @@ export function createApp(deps: RouteDeps, logger: Logger): express.Express {
     const s = deps.node.status();
     res.status(s.last_applied === s.commit_index ? 200 : 503).json({ ready: s.last_applied === s.commit_index, ...s });
   });
-  app.use("/v1", v1Routes(deps));
+  const metrics = createMetrics(deps.node);
+  app.get("/metrics", async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  app.use("/v1", v1Routes({ ...deps, metrics }));
   app.use(() => {
     throw new LedgerError("not_found", "no such route");
   });
