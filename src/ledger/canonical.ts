@@ -1,6 +1,6 @@
 /** RFC 8785 canonical JSON: the exact payload bytes any verifier can rebuild. */
 import canonicalizeJson from "canonicalize";
-import { utf8 } from "./bytes";
+import { fromUtf8, utf8 } from "./bytes";
 
 /** Canonical JSON text of a value (throws on values JSON cannot carry). */
 export function canonicalJson(value: unknown): string {
@@ -10,3 +10,16 @@ export function canonicalJson(value: unknown): string {
 }
 
 export const canonicalBytes = (value: unknown): Uint8Array => utf8(canonicalJson(value));
+
+/** A payload's JSON object (version field v === 1), or null for anything else: bytes that are not UTF-8 JSON, non-objects, other versions. */
+export function decodeV1Object(payload: Uint8Array): Record<string, unknown> | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(fromUtf8(payload));
+  } catch {
+    return null; // not UTF-8 JSON: not a payload of ours
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return null;
+  const o = v as Record<string, unknown>;
+  return o.v === 1 ? o : null;
+}

@@ -1,6 +1,6 @@
 /** Signed tree heads (CHECKPOINT entries), per DESIGN.md: body, signing message, sig. */
-import { canonicalBytes, canonicalJson } from "./canonical";
-import { concatBytes, fromHex, fromUtf8, toHex, utf8 } from "./bytes";
+import { canonicalBytes, canonicalJson, decodeV1Object } from "./canonical";
+import { concatBytes, fromHex, toHex, utf8 } from "./bytes";
 import { sign, verifySignature } from "./keys";
 
 export interface CheckpointBody {
@@ -38,14 +38,8 @@ const isU64 = (n: unknown): n is number => typeof n === "number" && Number.isSaf
 
 /** Parses a CHECKPOINT payload; null when it is not well formed. */
 export function decodeCheckpoint(payload: Uint8Array): Checkpoint | null {
-  let v: unknown;
-  try {
-    v = JSON.parse(fromUtf8(payload));
-  } catch {
-    return null; // not JSON (or not UTF-8): not a checkpoint
-  }
-  if (typeof v !== "object" || v === null) return null;
-  const c = v as Record<string, unknown>;
+  const c = decodeV1Object(payload);
+  if (c === null) return null;
   const ok = c.v === 1 && typeof c.cluster === "string" && isU64(c.size) && typeof c.root === "string" &&
     HEX64.test(c.root) && typeof c.head === "string" && HEX64.test(c.head) && isU64(c.term) &&
     typeof c.signer === "string" && typeof c.ts === "string" && typeof c.sig === "string" && HEX128.test(c.sig);

@@ -1,6 +1,5 @@
 /** CONFIG entry payloads: cluster membership with each node's address and Ed25519 public key. */
-import { canonicalBytes } from "./canonical";
-import { fromUtf8 } from "./bytes";
+import { canonicalBytes, decodeV1Object } from "./canonical";
 
 export interface MemberInfo {
   readonly id: string;
@@ -35,14 +34,8 @@ function isMember(m: unknown): m is MemberInfo {
 
 /** Parses a CONFIG payload; null when it is not one (a verifier reports that, never guesses). */
 export function decodeConfig(payload: Uint8Array): ClusterConfig | null {
-  let v: unknown;
-  try {
-    v = JSON.parse(fromUtf8(payload));
-  } catch {
-    return null; // not JSON (or not UTF-8): not a config payload
-  }
-  if (typeof v !== "object" || v === null) return null;
-  const c = v as Record<string, unknown>;
+  const c = decodeV1Object(payload);
+  if (c === null) return null;
   if (c.v !== 1) return null;
   if (!Array.isArray(c.voters) || !c.voters.every(isMember)) return null;
   if (!Array.isArray(c.learners) || !c.learners.every(isMember)) return null;

@@ -1,6 +1,6 @@
 /** RECORD entry payloads: a governance record as the leader wrote it, in canonical JSON. */
-import { canonicalBytes, canonicalJson } from "./canonical";
-import { fromUtf8, toHex, utf8 } from "./bytes";
+import { canonicalBytes, canonicalJson, decodeV1Object } from "./canonical";
+import { toHex, utf8 } from "./bytes";
 import { sha256 } from "./hash";
 
 /** What a client submits. */
@@ -34,14 +34,8 @@ const isNonEmpty = (s: unknown, max: number): s is string => typeof s === "strin
 
 /** Parses a RECORD payload; null when it is not well formed. */
 export function decodeRecord(payload: Uint8Array): RecordPayload | null {
-  let v: unknown;
-  try {
-    v = JSON.parse(fromUtf8(payload));
-  } catch {
-    return null; // not JSON (or not UTF-8): not a record
-  }
-  if (typeof v !== "object" || v === null || Array.isArray(v)) return null;
-  const r = v as Record<string, unknown>;
+  const r = decodeV1Object(payload);
+  if (r === null) return null;
   if (r.v !== 1 || !isNonEmpty(r.type, 200) || !isNonEmpty(r.subject, 200) || !("data" in r)) return null;
   if (typeof r.ts !== "string") return null;
   if (r.actor !== undefined && typeof r.actor !== "string") return null;

@@ -3,8 +3,8 @@
  * hash), the Merkle root and compact range there, the configuration, the full materialized state
  * and its state_root; signed by the node that made it like a checkpoint is.
  */
-import { canonicalBytes, canonicalJson } from "./canonical";
-import { concatBytes, fromHex, fromUtf8, toHex, utf8 } from "./bytes";
+import { canonicalBytes, canonicalJson, decodeV1Object } from "./canonical";
+import { concatBytes, fromHex, toHex, utf8 } from "./bytes";
 import { sign, verifySignature } from "./keys";
 import { CompactRange, MerkleNode } from "./merkle";
 import { DedupRow, MemoryState, stateRoot, SubjectRow } from "./state-machine";
@@ -84,14 +84,8 @@ export const encodeSnapshot = (doc: SnapshotDoc): Uint8Array => canonicalBytes(d
 
 /** Parses snapshot bytes; null when they are not a snapshot document. */
 export function decodeSnapshot(bytes: Uint8Array): SnapshotDoc | null {
-  let v: unknown;
-  try {
-    v = JSON.parse(fromUtf8(bytes));
-  } catch {
-    return null; // not JSON: not a snapshot
-  }
-  if (typeof v !== "object" || v === null) return null;
-  const d = v as Record<string, unknown>;
+  const d = decodeV1Object(bytes);
+  if (d === null) return null;
   const ok = d.v === 1 && typeof d.cluster === "string" && Number.isSafeInteger(d.index) && Number.isSafeInteger(d.term) &&
     typeof d.hash === "string" && typeof d.root === "string" && Array.isArray(d.compact_range) && typeof d.config_b64 === "string" &&
     typeof d.state === "object" && d.state !== null && typeof d.state_root === "string" && typeof d.signer === "string" &&
