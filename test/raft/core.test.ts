@@ -273,3 +273,48 @@ describe("client sessions in the simulated state machine", () => {
     expect(KvStateMachine.restore(sm.snapshot()).get("k")).toBe("other");
   });
 });
+
+describe("elections", () => {
+  test("election timeouts are randomized in [electionTick, 2 * electionTick) by the injected PRNG", () => {
+    const fired = new Set<number>();
+    for (let seed = 1; seed <= 40; seed++) {
+      const s = MemoryStorage.bootstrap("c", CFG3);
+      const raw = node("n1", s, { rng: new Prng(seed) });
+      let t = 0;
+      while (raw.status().role === "follower" && t < 100) {
+        raw.tick();
+        t++;
+        handle(raw, s);
+      }
+      expect(raw.status().role).toBe("pre-candidate");
+      // PreVote: campaigning changed no durable state.
+      expect(raw.status().term).toBe(1);
+      fired.add(t);
+    }
+    for (const t of fired) expect(t >= 10 && t < 20).toBe(true);
+    expect(fired.size).toBeGreaterThan(3);
+  });
+
+  test("the same seed gives the same timeout (determinism)", () => {
+    const run = (): number => {
+      const s = MemoryStorage.bootstrap("c", CFG3);
+      const raw = node("n1", s, { rng: new Prng(99) });
+      let t = 0;
+      for (; raw.status().role === "follower"; t++) {
+        raw.tick();
+        handle(raw, s);
+      }
+      return t;
+    };
+    expect(run()).toBe(run());
+  });
+
+  test("a new leader's first entry is a NOOP of its term", () => {
+    const s = MemoryStorage.bootstrap("c", configOfIds(["n1"]));
+    const raw = node("n1", s);
+    raw.campaign();
+    const rd = handle(raw, s);
+    expect(raw.status().role).toBe("leader");
+    expect(rd.entries).toEqual([expect.objectContaining({ index: 2, term: 2, kind: EntryKind.Noop })]);
+  });
+});
