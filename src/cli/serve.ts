@@ -5,6 +5,7 @@ import { openDataDir, TOKEN_FILE } from "../node/data-dir";
 import { RaftLedgerNode } from "../node/raft-node";
 import { RecordTypes } from "../node/record-types";
 import { createApp, listen } from "../api/server";
+import { EntryStream } from "../api/stream";
 
 export interface ServeOptions {
   readonly dataDir: string;
@@ -34,12 +35,15 @@ export async function serve(o: ServeOptions): Promise<void> {
   const app = createApp({ node, types: new RecordTypes(), adminToken: dd.adminToken, bodyLimitBytes: o.bodyLimitBytes }, log);
   const { server, port } = await listen(app, o.host, o.port);
   node.peers.attach(server);
+  const stream = new EntryStream(node, log.child({ component: "stream" }));
+  stream.attach(server);
   log.info({ host: o.host, port, data_dir: dd.dir, term: node.currentTerm(), admin_token_file: path.join(dd.dir, TOKEN_FILE) }, "listening");
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, "shutting down");
+    stream.close();
     server.close(() => {
       node.close().then(
         () => process.exit(0),

@@ -94,6 +94,7 @@ export class RaftLedgerNode {
   private readonly waiters = new Map<number, Waiter>();
   private readonly reads = new Map<number, ReadWaiter>();
   private readonly inflight = new Map<string, { digest: string; done: Promise<AppendResult> }>();
+  private readonly appliedListeners = new Set<(lastApplied: number) => void>();
   private nextReadCtx = 1;
   private processing = false;
   private scheduled = false;
@@ -282,6 +283,13 @@ export class RaftLedgerNode {
       if (this.store.hardState().commitIndex < last) this.store.setCommitIndex(last);
     });
     for (const [e, r] of results) this.settle(e, r);
+    for (const l of this.appliedListeners) l(last);
+  }
+
+  /** Calls fn with the new last_applied after each apply; returns the unsubscribe function. */
+  onApplied(fn: (lastApplied: number) => void): () => void {
+    this.appliedListeners.add(fn);
+    return () => this.appliedListeners.delete(fn);
   }
 
   private settle(e: Entry, r: ApplyResult): void {
