@@ -1,10 +1,14 @@
 /**
  * Shared pieces of the benchmarks: a real `resonetics serve` process, a keep-alive HTTP load
- * generator with per-request latencies, percentiles, the machine description and a plain table.
+ * generator with per-request latencies, percentiles, the machine description and a plain table;
+ * for the cluster benchmark and `npm run cluster`: owned child processes with bounded output tails
+ * and bounded stops, free loopback ports, bounded polling, and the nodes of a `cluster init` dir.
  * Benchmarks print figures; they never pass or fail on them.
  */
 import { ChildProcess, spawn } from "node:child_process";
+import * as fs from "node:fs";
 import * as http from "node:http";
+import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as readline from "node:readline";
@@ -91,13 +95,14 @@ export interface Answer {
 /** A keep-alive HTTP client for one server: at most maxSockets connections, reused. */
 export class Client {
   private readonly agent: http.Agent;
-  constructor(private readonly port: number, private readonly token: string, maxSockets: number) {
+  /** token null: no Authorization header (e.g. for etcd's gateway). */
+  constructor(private readonly port: number, private readonly token: string | null, maxSockets: number) {
     this.agent = new http.Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets });
   }
 
   request(method: string, urlPath: string, body?: string, headers: Record<string, string> = {}, timeoutMs = 30_000): Promise<Answer> {
     return new Promise((resolve, reject) => {
-      const h: Record<string, string | number> = { ...headers, authorization: `Bearer ${this.token}` };
+      const h: Record<string, string | number> = this.token === null ? { ...headers } : { ...headers, authorization: `Bearer ${this.token}` };
       if (body !== undefined) {
         h["content-type"] = "application/json";
         h["content-length"] = Buffer.byteLength(body);
@@ -129,6 +134,10 @@ export interface LoadResult {
   readonly maxMs: number;
   readonly errors: number;
   readonly firstError?: string;
+  /** Answers by HTTP status; "error" counts requests that got no answer (timeout, reset). */
+  readonly statuses: Readonly<Record<string, number>>;
+  /** True when the deadline stopped the run before `requests` were sent (requests = those done). */
+  readonly cutShort: boolean;
 }
 
 /** The q-quantile (0..1) of sorted values, nearest rank. */
@@ -142,36 +151,50 @@ export function quantile(sorted: Float64Array, q: number): number {
  * `requests` calls of send(i) from `clients` concurrent workers, each waiting for its answer
  * before the next (closed loop). A call that does not answer `okStatus` counts as an error.
  */
-export async function runLoad(requests: number, clients: number, send: (i: number) => Promise<Answer>, okStatus: (s: number) => boolean): Promise<LoadResult> {
+export async function runLoad(
+  requests: number, clients: number, send: (i: number) => Promise<Answer>, okStatus: (s: number) => boolean,
+  limits: { readonly deadlineMs?: number } = {},
+): Promise<LoadResult> {
   const latencies = new Float64Array(requests);
   let next = 0;
+  let done = 0;
   let errors = 0;
   let firstError: string | undefined;
+  const statuses: Record<string, number> = {};
   const started = process.hrtime.bigint();
+  // A run bounded in time: after the deadline no new request starts (those in flight finish).
+  const deadline = limits.deadlineMs === undefined ? undefined : started + BigInt(Math.round(limits.deadlineMs * 1e6));
+  let cutShort = false;
   const worker = async (): Promise<void> => {
     while (next < requests) {
+      if (deadline !== undefined && process.hrtime.bigint() > deadline) {
+        cutShort = true;
+        return;
+      }
       const i = next++;
       const t0 = process.hrtime.bigint();
       try {
         const a = await send(i);
+        statuses[a.status] = (statuses[a.status] ?? 0) + 1;
         if (!okStatus(a.status)) {
           errors++;
           firstError ??= `HTTP ${a.status} ${a.body.slice(0, 300)}`;
         }
       } catch (e) {
+        statuses.error = (statuses.error ?? 0) + 1;
         errors++;
         firstError ??= (e as Error).message;
       }
-      latencies[i] = Number(process.hrtime.bigint() - t0) / 1e6;
+      latencies[done++] = Number(process.hrtime.bigint() - t0) / 1e6;
     }
   };
   await Promise.all(Array.from({ length: Math.min(clients, requests) }, () => worker()));
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  latencies.sort();
+  const measured = latencies.subarray(0, done).sort();
   return {
-    requests, clients, seconds, perSecond: requests / seconds,
-    p50Ms: quantile(latencies, 0.5), p99Ms: quantile(latencies, 0.99), maxMs: latencies[latencies.length - 1] ?? Number.NaN,
-    errors, ...(firstError === undefined ? {} : { firstError }),
+    requests: done, clients, seconds, perSecond: done / seconds,
+    p50Ms: quantile(measured, 0.5), p99Ms: quantile(measured, 0.99), maxMs: measured[measured.length - 1] ?? Number.NaN,
+    errors, ...(firstError === undefined ? {} : { firstError }), statuses, cutShort,
   };
 }
 
@@ -192,3 +215,275 @@ export function table(rows: readonly (readonly string[])[]): string {
 
 export const fmtInt = (n: number): string => Math.round(n).toLocaleString("en-US");
 export const fmtMs = (n: number): string => (n < 10 ? n.toFixed(2) : n.toFixed(1));
+
+// ---------------------------------------------------------------------------------------------
+// Clusters (issue 4): child processes we own, ports, polling, the nodes of a `cluster init` dir.
+
+const OUTPUT_LINES_MAX = 200;
+
+/** The last lines of a stream, bounded so a chatty child cannot grow our memory without limit. */
+export class LineTail {
+  private readonly kept: string[] = [];
+  private count = 0;
+  push(line: string): void {
+    this.count++;
+    this.kept.push(line.length > 600 ? `${line.slice(0, 600)}…` : line);
+    if (this.kept.length > OUTPUT_LINES_MAX) this.kept.shift();
+  }
+  /** Lines seen in all (kept or not). */
+  total(): number {
+    return this.count;
+  }
+  /** The last `count` kept lines. */
+  last(count = 20): string[] {
+    return this.kept.slice(-count);
+  }
+}
+
+export interface ExitStatus {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  /** Set when the process could not be started at all (e.g. ENOENT). */
+  readonly error?: string;
+}
+
+const owned = new Set<OwnedProcess>();
+
+/**
+ * A child process this script started and must end: its stdout/stderr split into lines (kept as
+ * bounded tails, optionally passed to onLine), an exit promise, and a bounded stop.
+ */
+export class OwnedProcess {
+  readonly child: ChildProcess;
+  readonly stdout = new LineTail();
+  readonly stderr = new LineTail();
+  readonly exited: Promise<ExitStatus>;
+  private exitStatus: ExitStatus | null = null;
+
+  constructor(
+    readonly name: string,
+    command: string,
+    args: readonly string[],
+    opts: { cwd?: string; env?: NodeJS.ProcessEnv; onLine?: (stream: "stdout" | "stderr", line: string) => void } = {},
+  ) {
+    this.child = spawn(command, args, { cwd: opts.cwd ?? REPO_ROOT, env: opts.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
+    owned.add(this);
+    this.exited = new Promise<ExitStatus>((resolve) => {
+      const settle = (s: ExitStatus): void => {
+        if (this.exitStatus !== null) return;
+        this.exitStatus = s;
+        owned.delete(this);
+        resolve(s);
+      };
+      this.child.once("exit", (code, signal) => settle({ code, signal }));
+      this.child.once("error", (e) => settle({ code: null, signal: null, error: e.message }));
+    });
+    readline.createInterface({ input: this.child.stdout! }).on("line", (l) => {
+      this.stdout.push(l);
+      opts.onLine?.("stdout", l);
+    });
+    readline.createInterface({ input: this.child.stderr! }).on("line", (l) => {
+      this.stderr.push(l);
+      opts.onLine?.("stderr", l);
+    });
+  }
+
+  running(): boolean {
+    return this.exitStatus === null;
+  }
+
+  /** The exit status, or null while running. */
+  status(): ExitStatus | null {
+    return this.exitStatus;
+  }
+
+  /** `signal` (SIGTERM), wait up to termTimeoutMs, then SIGKILL; forced says SIGKILL was needed. */
+  async stop(termTimeoutMs = 10_000, signal: NodeJS.Signals = "SIGTERM"): Promise<ExitStatus & { forced: boolean }> {
+    if (this.running()) this.child.kill(signal);
+    const s = await raceTimeout(this.exited, termTimeoutMs);
+    if (s !== null) return { ...s, forced: false };
+    this.child.kill("SIGKILL");
+    const k = await raceTimeout(this.exited, 10_000);
+    if (k === null) throw new Error(`${this.name} (pid ${this.child.pid}) survived SIGKILL for 10 s`);
+    return { ...k, forced: true };
+  }
+}
+
+/** SIGKILLs every owned process still running, synchronously (for signal and exit handlers). */
+export function killOwned(): number {
+  let n = 0;
+  for (const p of owned) {
+    if (p.running() && p.child.kill("SIGKILL")) n++;
+  }
+  return n;
+}
+
+/** Resolves with p's value, or null after timeoutMs. */
+export async function raceTimeout<T>(p: Promise<T>, timeoutMs: number): Promise<T | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), timeoutMs);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** True when nothing listens on 127.0.0.1:port right now. */
+export function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once("error", () => resolve(false));
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
+  });
+}
+
+/** A base port with `count` consecutive free loopback ports from it (bounded tries). */
+export async function freePortRange(count: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    let ok = true;
+    for (let i = 0; i < count && ok; i++) ok = await portFree(base + i);
+    if (ok) return base;
+  }
+  throw new Error(`no ${count} consecutive free ports found in 50 tries`);
+}
+
+/**
+ * Calls probe every intervalMs until it returns a value (not undefined) or timeoutMs passes; a
+ * probe that throws counts as "not yet" and its last error goes into the timeout message.
+ */
+export async function pollUntil<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 100): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let lastError = "";
+  for (let round = 0; round < 1_000_000; round++) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (e) {
+      lastError = (e as Error).message;
+    }
+    if (Date.now() >= until) break;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError === "" ? "" : ` (last error: ${lastError})`}`);
+}
+
+/** One request without keep-alive to 127.0.0.1:port, bounded in time; the body parsed as JSON. */
+export function requestJson<T>(port: number, method: string, urlPath: string, body?: string, timeoutMs = 2_000): Promise<{ status: number; json: T }> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string | number> = body === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(body) };
+    const req = http.request({ host: "127.0.0.1", port, method, path: urlPath, agent: false, headers, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        try {
+          resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) as T });
+        } catch {
+          reject(new Error(`${method} :${port}${urlPath} → ${res.statusCode}, not JSON: ${text.slice(0, 200)}`));
+        }
+      });
+      res.on("error", reject);
+    });
+    req.on("timeout", () => req.destroy(new Error(`${method} :${port}${urlPath} timed out after ${timeoutMs} ms`)));
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+/** Runs the resonetics CLI as a process (bounded by timeoutMs) and collects its output. */
+export function runCli(cliArgs: readonly string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...cliArgs], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (b: Buffer) => out.push(b));
+    child.stderr.on("data", (b: Buffer) => err.push(b));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.once("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") });
+    });
+  });
+}
+
+/** One node of a `resonetics cluster init` dir: DIR/ni listening on basePort + i - 1. */
+export interface ClusterNode {
+  readonly id: string;
+  readonly dir: string;
+  readonly port: number;
+}
+
+export function clusterNodes(root: string, nodes: number, basePort: number): ClusterNode[] {
+  return Array.from({ length: nodes }, (_, i) => ({ id: `n${i + 1}`, dir: path.join(root, `n${i + 1}`), port: basePort + i }));
+}
+
+/** `resonetics cluster init --dir root --nodes n --base-port p` as a process. */
+export async function initClusterDirs(root: string, nodes: number, basePort: number, timeoutMs = 60_000): Promise<ClusterNode[]> {
+  const r = await runCli(["cluster", "init", "--dir", root, "--nodes", String(nodes), "--base-port", String(basePort), "--host", "127.0.0.1"], timeoutMs);
+  if (r.code !== 0) throw new Error(`cluster init failed (exit ${r.code}): ${r.stderr}${r.stdout}`);
+  return clusterNodes(root, nodes, basePort);
+}
+
+/** The cluster's admin token (cluster init gives every node the same one). */
+export function adminToken(node: ClusterNode): string {
+  return fs.readFileSync(path.join(node.dir, "admin.token"), "utf8").trim();
+}
+
+/** `resonetics serve` for one cluster node on 127.0.0.1 at its port. */
+export function startClusterNode(
+  node: ClusterNode, logLevel: string, onLine?: (stream: "stdout" | "stderr", line: string) => void, extraArgs: readonly string[] = [],
+): OwnedProcess {
+  const args = ["--import", "tsx", CLI, "serve", "--data-dir", node.dir, "--host", "127.0.0.1", "--port", String(node.port), "--log-level", logLevel, ...extraArgs];
+  return new OwnedProcess(node.id, process.execPath, args, onLine === undefined ? {} : { onLine });
+}
+
+/** The fields of GET /v1/status the scripts use. */
+export interface NodeStatus {
+  readonly node_id: string;
+  readonly role: string;
+  readonly term: number;
+  readonly leader: string | null;
+  readonly commit_index: number;
+  readonly last_applied: number;
+  readonly halted: string | null;
+}
+
+export async function nodeStatus(node: ClusterNode, timeoutMs = 2_000): Promise<NodeStatus> {
+  const r = await requestJson<NodeStatus>(node.port, "GET", "/v1/status", undefined, timeoutMs);
+  if (r.status !== 200) throw new Error(`GET ${node.id} /v1/status → ${r.status}`);
+  return r.json;
+}
+
+/** Waits until some node is leader and every node answers naming it in the same term. */
+export async function waitForLeader(nodes: readonly ClusterNode[], timeoutMs: number): Promise<ClusterNode> {
+  return pollUntil("a leader all nodes agree on", async () => {
+    const st = await Promise.all(nodes.map((n) => nodeStatus(n)));
+    const lead = st.find((s) => s.role === "leader");
+    if (lead === undefined || !st.every((s) => s.leader === lead.node_id && s.term === lead.term)) return undefined;
+    return nodes.find((n) => n.id === lead.node_id);
+  }, timeoutMs, 100);
+}
+
+/** "1.23 0.98 0.75" (1, 5, 15 minutes). */
+export function loadAverage(): string {
+  return os.loadavg().map((x) => x.toFixed(2)).join(" ");
+}
+
+/** The pino level (10..60) of a JSON log line, or undefined for anything else. */
+export function pinoLevel(line: string): number | undefined {
+  if (!line.startsWith("{")) return undefined;
+  try {
+    const level = (JSON.parse(line) as { level?: unknown }).level;
+    return typeof level === "number" ? level : undefined;
+  } catch {
+    return undefined;
+  }
+}

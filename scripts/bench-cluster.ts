@@ -1,0 +1,421 @@
+/**
+ * `npm run bench` (issue 4, acceptance 7): a 3-node Resonetics cluster on loopback (real processes,
+ * SQLite WAL synchronous=FULL on every node: fsync on), loaded over HTTP/1.1 keep-alive by closed-loop
+ * clients at 1, 16 and 64 concurrency with 256-byte records sent to the leader; committed appends/s
+ * and client-side p50/p99. When `etcd` is on PATH (Debian's etcd-server), the same client code puts
+ * 256-byte values through a 3-node etcd's v3 HTTP/JSON gateway in the same run, and the two are
+ * printed side by side with the ratio. The systems run one after the other, never together, so
+ * neither steals the other's CPU; each gets its own warm-up. It prints figures and the machine; it
+ * never passes or fails on them.
+ *
+ *   npm run bench -- [--clients 1,16,64] [--ops 3000,10000,10000] [--warmup 1000]
+ *                    [--systems resonetics,etcd] [--etcd-bin etcd] [--level-timeout-s 180]
+ *                    [--timeout-s 1500] [--log-level warn] [--keep]
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { execFileSync } from "node:child_process";
+import { parseArgs } from "node:util";
+import {
+  Client, LoadResult, OwnedProcess, adminToken, fmtInt, fmtMs, freePortRange, initClusterDirs, killOwned,
+  loadAverage, machine, nodeStatus, pinoLevel, pollUntil, requestJson, runLoad, startClusterNode, table, waitForLeader,
+} from "./bench-lib";
+
+const RECORD_BYTES = 256;
+const NODES = 3;
+const SUBJECTS = 1000;
+const STARTUP_TIMEOUT_MS = 60_000;
+/** SIGTERM → SIGKILL grace: an etcd leader stopping with its peers first tries to hand over leadership. */
+const STOP_TIMEOUT_MS: Record<SystemName, number> = { resonetics: 5_000, etcd: 15_000 };
+const REQUEST_TIMEOUT_MS = 30_000;
+/** Warn-or-worse log lines kept per process for the report (all are counted). */
+const LOG_SAMPLES_MAX = 5;
+/** etcd 3.4 on this machine, DESIGN.md ("Measured on this 2-core machine"), for orientation only. */
+const DESIGN_ETCD = "etcd 3.4 in DESIGN.md: 360/s at 1 client, 1,510/s at 16, 2,690/s at 64";
+
+type SystemName = "resonetics" | "etcd";
+
+interface Options {
+  clients: number[];
+  ops: number[];
+  warmup: number;
+  systems: SystemName[];
+  etcdBin: string;
+  levelTimeoutMs: number;
+  timeoutMs: number;
+  logLevel: string;
+  keep: boolean;
+}
+
+function options(): Options {
+  const { values } = parseArgs({
+    options: {
+      clients: { type: "string", default: "1,16,64" },
+      ops: { type: "string", default: "3000,10000,10000" },
+      warmup: { type: "string", default: "1000" },
+      systems: { type: "string", default: "resonetics,etcd" },
+      "etcd-bin": { type: "string", default: "etcd" },
+      "level-timeout-s": { type: "string", default: "180" },
+      "timeout-s": { type: "string", default: "1500" },
+      "log-level": { type: "string", default: "warn" },
+      keep: { type: "boolean", default: false },
+    },
+    strict: true,
+  });
+  const whole = (name: string, raw: string | undefined, min: number): number => {
+    const n = Number(raw);
+    if (!Number.isSafeInteger(n) || n < min) throw new Error(`--${name} must be a whole number >= ${min}, got ${raw}`);
+    return n;
+  };
+  const list = (name: string, raw: string | undefined): number[] => (raw ?? "").split(",").map((x) => whole(name, x.trim(), 1));
+  const clients = list("clients", values.clients);
+  const opsRaw = list("ops", values.ops);
+  // One count for every level, or one per level.
+  if (opsRaw.length !== 1 && opsRaw.length !== clients.length) throw new Error(`--ops needs 1 or ${clients.length} counts, got ${opsRaw.length}`);
+  const ops = clients.map((_, i) => opsRaw.length === 1 ? opsRaw[0] : opsRaw[i]);
+  const systems = (values.systems ?? "").split(",").map((x) => x.trim()).filter((x) => x.length > 0);
+  for (const s of systems) if (s !== "resonetics" && s !== "etcd") throw new Error(`--systems: unknown system ${s} (resonetics, etcd)`);
+  return {
+    clients, ops,
+    warmup: whole("warmup", values.warmup, 0),
+    systems: systems as SystemName[],
+    etcdBin: values["etcd-bin"] ?? "etcd",
+    levelTimeoutMs: whole("level-timeout-s", values["level-timeout-s"], 1) * 1000,
+    timeoutMs: whole("timeout-s", values["timeout-s"], 10) * 1000,
+    logLevel: values["log-level"] ?? "warn",
+    keep: values.keep === true,
+  };
+}
+
+const log = (line: string): void => {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+};
+
+/** Pads s with "x" so the JSON built by make(pad) is exactly `bytes` long (UTF-8; all ASCII here). */
+function padded(bytes: number, make: (pad: string) => string): string {
+  const bare = Buffer.byteLength(make(""));
+  if (bare > bytes) throw new Error(`record without padding is ${bare} B, more than ${bytes} B`);
+  const body = make("x".repeat(bytes - bare));
+  if (Buffer.byteLength(body) !== bytes) throw new Error(`record is ${Buffer.byteLength(body)} B, not ${bytes} B`);
+  return body;
+}
+
+/** A Resonetics append whose JSON body is exactly RECORD_BYTES. */
+function resoneticsBody(i: number): string {
+  return padded(RECORD_BYTES, (pad) => JSON.stringify({ type: "policy.set", subject: `s${i % SUBJECTS}`, data: { name: "n", value: pad } }));
+}
+
+/** An etcd put of a RECORD_BYTES value (key bench/<i>); the gateway wants base64 key and value. */
+const ETCD_VALUE_B64 = Buffer.from("v".repeat(RECORD_BYTES)).toString("base64");
+function etcdBody(i: number): string {
+  return JSON.stringify({ key: Buffer.from(`bench/${i}`).toString("base64"), value: ETCD_VALUE_B64 });
+}
+
+/**
+ * Warn-or-worse lines of one process while it is under load (start-up and shutdown chatter, e.g.
+ * etcd's "established TCP streaming connection" at warn, is not what the report is about).
+ */
+class Complaints {
+  armed = false;
+  count = 0;
+  readonly samples: string[] = [];
+  add(line: string): void {
+    if (!this.armed) return;
+    this.count++;
+    if (this.samples.length < LOG_SAMPLES_MAX) this.samples.push(line.length > 400 ? `${line.slice(0, 400)}…` : line);
+  }
+}
+
+/** What a run of one system produced: the measured levels and notes for the anomaly list. */
+interface SystemRun {
+  readonly name: SystemName;
+  readonly setup: string;
+  readonly warm: LoadResult | null;
+  readonly levels: LoadResult[];
+  readonly notes: string[];
+}
+
+/** A cluster under test: where to send, how to send one op, what a success is. */
+interface Target {
+  readonly port: number;
+  readonly token: string | null;
+  readonly path: string;
+  readonly body: (i: number) => string;
+  readonly ok: (status: number) => boolean;
+  /** Called after each level: a note when the cluster changed under the load (e.g. a new leader). */
+  readonly check: () => Promise<string | undefined>;
+}
+
+/** Warm-up, then each level with a fresh keep-alive agent of maxSockets = clients. */
+async function drive(name: SystemName, t: Target, o: Options, notes: string[]): Promise<{ warm: LoadResult | null; levels: LoadResult[] }> {
+  let seq = 0;
+  const loadOnce = async (requests: number, clients: number): Promise<LoadResult> => {
+    const client = new Client(t.port, t.token, clients);
+    try {
+      return await runLoad(requests, clients, () => client.request("POST", t.path, t.body(seq++), {}, REQUEST_TIMEOUT_MS), t.ok, { deadlineMs: o.levelTimeoutMs });
+    } finally {
+      client.close();
+    }
+  };
+  let warm: LoadResult | null = null;
+  if (o.warmup > 0) {
+    const c = Math.min(16, Math.max(...o.clients));
+    log(`${name}: warm-up, ${o.warmup} ops at ${c} clients`);
+    warm = await loadOnce(o.warmup, c);
+  }
+  const levels: LoadResult[] = [];
+  for (let l = 0; l < o.clients.length; l++) {
+    const before = loadAverage();
+    log(`${name}: ${o.ops[l]} ops at ${o.clients[l]} clients (load average ${before})`);
+    const r = await loadOnce(o.ops[l], o.clients[l]);
+    levels.push(r);
+    log(`${name}: ${o.clients[l]} clients → ${fmtInt(r.perSecond)}/s, p50 ${fmtMs(r.p50Ms)} ms, p99 ${fmtMs(r.p99Ms)} ms, ${r.errors} errors`);
+    if (r.cutShort) notes.push(`${name} at ${r.clients} clients: stopped by --level-timeout-s after ${fmtInt(r.requests)} of ${fmtInt(o.ops[l])} ops (${r.seconds.toFixed(1)} s)`);
+    if (r.errors > 0) notes.push(`${name} at ${r.clients} clients: ${r.errors} of ${r.requests} ops failed; statuses ${JSON.stringify(r.statuses)}; first: ${r.firstError}`);
+    if (r.maxMs > 1000) notes.push(`${name} at ${r.clients} clients: slowest op ${fmtInt(r.maxMs)} ms (p99 ${fmtMs(r.p99Ms)} ms)`);
+    const changed = await t.check();
+    if (changed !== undefined) notes.push(`${name} after ${r.clients} clients: ${changed}`);
+  }
+  if (warm !== null && warm.errors > 0) notes.push(`${name} warm-up: ${warm.errors} of ${warm.requests} ops failed; statuses ${JSON.stringify(warm.statuses)}; first: ${warm.firstError}`);
+  return { warm, levels };
+}
+
+/** Stops every process (SIGTERM, then SIGKILL after STOP_TIMEOUT_MS) and notes any that needed it. */
+async function stopAll(name: SystemName, procs: readonly OwnedProcess[], notes: string[]): Promise<void> {
+  const results = await Promise.all(procs.map(async (p) => ({ p, s: await p.stop(STOP_TIMEOUT_MS[name]) })));
+  const forced = results.filter((r) => r.s.forced).map((r) => r.p.name);
+  if (forced.length > 0) notes.push(`${name}: ${forced.join(", ")} did not exit within ${STOP_TIMEOUT_MS[name] / 1000} s of SIGTERM and were SIGKILLed`);
+  const failed = results.filter((r) => !r.s.forced && r.s.code !== 0);
+  for (const r of failed) notes.push(`${name}: ${r.p.name} exited with ${JSON.stringify(r.s)} on SIGTERM`);
+}
+
+function noteComplaints(name: SystemName, byProc: ReadonlyMap<string, Complaints>, notes: string[]): void {
+  for (const [id, c] of byProc) {
+    if (c.count === 0) continue;
+    notes.push(`${name} ${id}: ${c.count} warn-or-worse log lines under load; first ${c.samples.length}:\n      ${c.samples.join("\n      ")}`);
+  }
+}
+
+async function benchResonetics(o: Options, root: string): Promise<SystemRun> {
+  const notes: string[] = [];
+  const basePort = await freePortRange(NODES);
+  const nodes = await initClusterDirs(path.join(root, "resonetics"), NODES, basePort);
+  const token = adminToken(nodes[0]);
+  const complaints = new Map<string, Complaints>(nodes.map((n) => [n.id, new Complaints()]));
+  const procs = nodes.map((n) => startClusterNode(n, o.logLevel, (stream, line) => {
+    const level = pinoLevel(line);
+    // Below warn is chatter; stderr output that is not pino JSON is always worth a look.
+    if ((level !== undefined && level >= 40) || (level === undefined && stream === "stderr")) complaints.get(n.id)!.add(line);
+  }));
+  try {
+    log(`resonetics: 3 nodes on 127.0.0.1:${basePort}-${basePort + NODES - 1}, waiting for a leader`);
+    const leader = await waitForLeader(nodes, STARTUP_TIMEOUT_MS).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}\n${procs.map((p) => `${p.name} (${p.running() ? "running" : JSON.stringify(p.status())}): ${[...p.stderr.last(10), ...p.stdout.last(10)].join("\n  ")}`).join("\n")}`);
+    });
+    const first = await nodeStatus(leader);
+    log(`resonetics: leader ${leader.id} (term ${first.term})`);
+    const target: Target = {
+      port: leader.port, token, path: "/v1/records", body: resoneticsBody, ok: (s) => s === 201,
+      check: async () => {
+        const dead = procs.filter((p) => !p.running()).map((p) => `${p.name} exited ${JSON.stringify(p.status())}: ${p.stderr.last(5).join(" | ")}`);
+        if (dead.length > 0) return dead.join("; ");
+        const s = await nodeStatus(leader).catch((e: unknown) => (e as Error).message);
+        if (typeof s === "string") return `leader ${leader.id} does not answer GET /v1/status: ${s}`;
+        if (s.role !== "leader" || s.term !== first.term) return `leadership changed: ${leader.id} is ${s.role} in term ${s.term} (was leader in term ${first.term}); leader now ${s.leader ?? "unknown"}`;
+        if (s.halted !== null) return `${leader.id} halted: ${s.halted}`;
+        return undefined;
+      },
+    };
+    for (const c of complaints.values()) c.armed = true;
+    const { warm, levels } = await drive("resonetics", target, o, notes);
+    for (const c of complaints.values()) c.armed = false;
+    // Every node should hold the same committed log once the followers have applied it.
+    const final = await nodeStatus(leader);
+    const converged = await pollUntil("followers to apply the leader's commit index", async () => {
+      const st = await Promise.all(nodes.map((n) => nodeStatus(n)));
+      return st.every((s) => s.last_applied >= final.commit_index) ? st : undefined;
+    }, 20_000, 100).catch((e: unknown) => {
+      notes.push(`resonetics: ${(e as Error).message}`);
+      return null;
+    });
+    const logLine = converged === null ? "" : `, ${fmtInt(final.commit_index)} entries committed and applied on all ${NODES} nodes`;
+    const setup = `3 nodes (n1..n3), leader ${leader.id}, SQLite WAL synchronous=FULL on each node, POST /v1/records, ${RECORD_BYTES} B JSON body${logLine}`;
+    return { name: "resonetics", setup, warm, levels, notes };
+  } finally {
+    await stopAll("resonetics", procs, notes);
+    noteComplaints("resonetics", complaints, notes);
+  }
+}
+
+/** The etcd binary, if it is an executable on PATH (or a path to one). */
+function findExecutable(bin: string): string | null {
+  const candidates = bin.includes("/") ? [bin] : (process.env.PATH ?? "").split(path.delimiter).filter((d) => d.length > 0).map((d) => path.join(d, bin));
+  for (const c of candidates) {
+    try {
+      fs.accessSync(c, fs.constants.X_OK);
+      if (fs.statSync(c).isFile()) return c;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT" && (e as NodeJS.ErrnoException).code !== "EACCES") throw e;
+    }
+  }
+  return null;
+}
+
+const ZAP_COMPLAINT = new Set(["warn", "error", "dpanic", "panic", "fatal"]);
+
+async function benchEtcd(o: Options, root: string, bin: string): Promise<SystemRun> {
+  const notes: string[] = [];
+  const version = execFileSync(bin, ["--version"], { encoding: "utf8", timeout: 10_000 }).split("\n")[0]?.trim() ?? "etcd";
+  const base = await freePortRange(2 * NODES);
+  const members = Array.from({ length: NODES }, (_, i) => ({ name: `e${i + 1}`, client: base + i, peer: base + NODES + i, dir: path.join(root, "etcd", `e${i + 1}`) }));
+  const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peer}`).join(",");
+  // The bench pins every setting on the command line; ETCD_* variables from the caller would change them.
+  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("ETCD_")));
+  const complaints = new Map<string, Complaints>(members.map((m) => [m.name, new Complaints()]));
+  const procs = members.map((m) => {
+    fs.mkdirSync(m.dir, { recursive: true, mode: 0o700 });
+    const args = [
+      "--name", m.name, "--data-dir", m.dir,
+      "--listen-client-urls", `http://127.0.0.1:${m.client}`, "--advertise-client-urls", `http://127.0.0.1:${m.client}`,
+      "--listen-peer-urls", `http://127.0.0.1:${m.peer}`, "--initial-advertise-peer-urls", `http://127.0.0.1:${m.peer}`,
+      "--initial-cluster", initialCluster, "--initial-cluster-state", "new", "--initial-cluster-token", `resonetics-bench-${process.pid}-${base}`,
+      "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
+    ];
+    return new OwnedProcess(m.name, bin, args, {
+      env,
+      onLine: (_stream, line) => {
+        let level: unknown;
+        try {
+          level = (JSON.parse(line) as { level?: unknown }).level;
+        } catch {
+          level = undefined; // not a zap JSON line: counted below as a complaint
+        }
+        if (typeof level !== "string" || ZAP_COMPLAINT.has(level)) complaints.get(m.name)!.add(line);
+      },
+    });
+  });
+  try {
+    log(`etcd: ${version}, 3 members, clients on 127.0.0.1:${base}-${base + NODES - 1}, waiting until healthy`);
+    await pollUntil("every etcd member healthy", async () => {
+      for (const p of procs) if (!p.running()) throw new Error(`${p.name} exited ${JSON.stringify(p.status())}: ${p.stderr.last(10).join("\n")}`);
+      const h = await Promise.all(members.map((m) => requestJson<{ health?: unknown }>(m.client, "GET", "/health")));
+      return h.every((r) => r.status === 200 && r.json.health === "true") ? true : undefined;
+    }, STARTUP_TIMEOUT_MS, 200);
+    // Each member's status names the leader's member id; the leader is the member whose own id it is.
+    interface EtcdStatus { header?: { member_id?: string; raft_term?: string }; leader?: string }
+    const leaderOf = async (): Promise<{ member: (typeof members)[number]; term: string }> => pollUntil("an etcd leader", async () => {
+      for (const m of members) {
+        const r = await requestJson<EtcdStatus>(m.client, "POST", "/v3/maintenance/status", "{}");
+        if (r.status === 200 && r.json.leader !== undefined && r.json.header?.member_id === r.json.leader) return { member: m, term: r.json.header?.raft_term ?? "?" };
+      }
+      return undefined;
+    }, STARTUP_TIMEOUT_MS, 200);
+    const leader = await leaderOf();
+    log(`etcd: leader ${leader.member.name} (term ${leader.term})`);
+    const target: Target = {
+      port: leader.member.client, token: null, path: "/v3/kv/put", body: etcdBody, ok: (s) => s === 200,
+      check: async () => {
+        const dead = procs.filter((p) => !p.running()).map((p) => `${p.name} exited ${JSON.stringify(p.status())}: ${p.stderr.last(5).join(" | ")}`);
+        if (dead.length > 0) return dead.join("; ");
+        const now = await leaderOf().catch((e: unknown) => (e as Error).message);
+        if (typeof now === "string") return `no leader: ${now}`;
+        return now.member.name === leader.member.name && now.term === leader.term ? undefined : `leadership changed: now ${now.member.name} in term ${now.term} (was ${leader.member.name} in term ${leader.term})`;
+      },
+    };
+    for (const c of complaints.values()) c.armed = true;
+    const { warm, levels } = await drive("etcd", target, o, notes);
+    for (const c of complaints.values()) c.armed = false;
+    const setup = `${version}, 3 members (e1..e3), leader ${leader.member.name}, default fsync (WAL fdatasync per batch), v3 gateway POST /v3/kv/put, ${RECORD_BYTES} B values`;
+    return { name: "etcd", setup, warm, levels, notes };
+  } finally {
+    await stopAll("etcd", procs, notes);
+    noteComplaints("etcd", complaints, notes);
+  }
+}
+
+function report(o: Options, runs: readonly SystemRun[], header: string[], tail: string[]): string {
+  const lines = [...header, ""];
+  const res = runs.find((r) => r.name === "resonetics");
+  const etcd = runs.find((r) => r.name === "etcd");
+  const cell = (r: LoadResult | undefined): string[] => r === undefined ? ["-", "-", "-"] : [fmtInt(r.perSecond), fmtMs(r.p50Ms), fmtMs(r.p99Ms)];
+  const rows: string[][] = [["clients", "resonetics ops/s", "p50 ms", "p99 ms", "etcd ops/s", "p50 ms", "p99 ms", "ratio (res/etcd)"]];
+  o.clients.forEach((c, l) => {
+    const a = res?.levels[l];
+    const b = etcd?.levels[l];
+    rows.push([String(c), ...cell(a), ...cell(b), a !== undefined && b !== undefined ? `${(a.perSecond / b.perSecond).toFixed(2)}x` : "-"]);
+  });
+  lines.push(table(rows), "");
+  const detail: string[][] = [["run", "clients", "ops", "seconds", "ops/s", "p50 ms", "p99 ms", "max ms", "errors", "statuses"]];
+  for (const r of runs) {
+    const row = (what: string, x: LoadResult): string[] => [what, String(x.clients), fmtInt(x.requests), x.seconds.toFixed(2), fmtInt(x.perSecond), fmtMs(x.p50Ms), fmtMs(x.p99Ms), fmtMs(x.maxMs), String(x.errors), Object.entries(x.statuses).map(([k, v]) => `${k}:${v}`).join(" ")];
+    if (r.warm !== null) detail.push(row(`${r.name} warm-up (not a result)`, r.warm));
+    for (const x of r.levels) detail.push(row(r.name, x));
+  }
+  lines.push(table(detail), "");
+  for (const r of runs) lines.push(`${r.name}: ${r.setup}`);
+  lines.push(...tail);
+  const notes = runs.flatMap((r) => r.notes);
+  lines.push(notes.length === 0 ? "anomalies: none (no errors, no leader change, no warn-or-worse log lines, clean shutdowns)" : "anomalies:");
+  for (const n of notes) lines.push(`  - ${n}`);
+  return lines.join("\n") + "\n";
+}
+
+async function main(): Promise<void> {
+  const o = options();
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "resonetics-bench-cluster-"));
+  const cleanUp = (): void => {
+    killOwned();
+    if (!o.keep) fs.rmSync(root, { recursive: true, force: true });
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    log(`${signal}: killing every process this bench started and removing ${root}`);
+    cleanUp();
+    process.exit(signal === "SIGINT" ? 130 : 143);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  process.once("exit", () => killOwned());
+  const overall = setTimeout(() => {
+    log(`the whole bench exceeded --timeout-s ${o.timeoutMs / 1000}: killing every process and removing ${root}`);
+    cleanUp();
+    process.exit(1);
+  }, o.timeoutMs);
+
+  const etcdBin = o.systems.includes("etcd") ? findExecutable(o.etcdBin) : null;
+  const header = [
+    "Resonetics 3-node cluster benchmark (npm run bench)",
+    `machine: ${machine()}`,
+    `load average at start: ${loadAverage()} (1/5/15 min; other work on this machine shares its ${os.cpus().length} cores)`,
+    `load: closed loop, each client waits for its answer; ${o.clients.map((c, i) => `${fmtInt(o.ops[i])} ops at ${c}`).join(", ")} clients after ${fmtInt(o.warmup)} warm-up ops; ` +
+      `HTTP/1.1 keep-alive to the leader, one agent per level with maxSockets = clients; latency = client-side, request sent to answer received`,
+  ];
+  const envs = Object.keys(process.env).filter((k) => k.startsWith("RESONETICS_"));
+  if (envs.length > 0) header.push(`note: the Resonetics nodes inherit ${envs.join(", ")} from this environment`);
+  const tail: string[] = [];
+  const runs: SystemRun[] = [];
+  try {
+    if (o.systems.includes("resonetics")) runs.push(await benchResonetics(o, root));
+    tail.push(`load average after resonetics: ${loadAverage()}`);
+    if (o.systems.includes("etcd")) {
+      if (etcdBin === null) tail.push(`etcd: not found (${o.etcdBin} on PATH); install Debian's etcd-server for the side-by-side figures`);
+      else {
+        runs.push(await benchEtcd(o, root, etcdBin));
+        tail.push(`load average after etcd: ${loadAverage()}`);
+      }
+    }
+    tail.push(DESIGN_ETCD);
+    tail.push(o.keep ? `data dirs kept under ${root}` : "temp data dirs removed");
+    process.stdout.write(report(o, runs, header, tail));
+  } finally {
+    clearTimeout(overall);
+    cleanUp();
+    process.removeListener("SIGINT", onSignal);
+    process.removeListener("SIGTERM", onSignal);
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench-cluster failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+  process.exitCode = 1;
+});
