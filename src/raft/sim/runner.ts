@@ -95,9 +95,9 @@ export function formatSummary(o: RunOptions, s: RunSummary): string {
   const f = s.faults;
   const lines = [
     `seeds: ${s.seeds} (from ${o.seed}), nodes: ${o.nodes}, steps/seed: ${o.steps}${o.mutation !== undefined ? `, mutation: ${o.mutation}` : ""}`,
-    `ticks: ${s.ticks}, events: ${s.events}, messages: ${s.messages}`,
+    `steps (ticks): ${s.ticks}, events: ${s.events}, messages: ${s.messages}`,
     `elections: ${s.elections}, commits: ${s.commits}`,
-    `faults: drops ${f.drops}, duplicates ${f.duplicates}, delays ${f.delays}, partitions ${f.partitions}, crashes ${f.crashes}, ` +
+    `faults injected: drops ${f.drops}, duplicates ${f.duplicates}, delays ${f.delays}, partitions ${f.partitions}, crashes ${f.crashes}, ` +
       `crashes-before-sync ${f.persistCrashes} (torn ${f.tornWrites}), snapshots ${f.snapshots}, snapshot-installs ${f.snapshotInstalls}, ` +
       `config-changes ${f.configChanges}, leader-transfers ${f.transfers}`,
     `client ops: ok ${s.clientOps.ok}, unknown ${s.clientOps.unknown}, failed ${s.clientOps.failed}`,
