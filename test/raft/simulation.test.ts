@@ -1,5 +1,6 @@
 // The CI slice of the deterministic simulator: hundreds of whole clusters under every fault kind,
 // with all safety invariants, linearizability and post-heal liveness checked. Deterministic per seed.
+import { simulate } from "../../src/raft/sim/cluster";
 import { formatSummary, replayCommand, runSeeds, type MutationName, type RunOptions } from "../../src/raft/sim/runner";
 
 function run(o: RunOptions): void {
@@ -19,6 +20,20 @@ describe("simulated clusters keep every invariant", () => {
   test("3 nodes, 200 seeds, all faults", () => run({ seeds: 200, seed: 1_000, nodes: 3, steps: 600 }));
   test("5 nodes, 120 seeds, all faults", () => run({ seeds: 120, seed: 2_000, nodes: 5, steps: 600 }));
   test("single node, 20 seeds", () => run({ seeds: 20, seed: 3_000, nodes: 1, steps: 300 }));
+});
+
+describe("determinism", () => {
+  test("a seed replays exactly: same stats, same outcome", () => {
+    const a = simulate({ seed: 42, nodes: 5, steps: 400 });
+    const b = simulate({ seed: 42, nodes: 5, steps: 400 });
+    expect(b).toEqual(a);
+    expect(simulate({ seed: 43, nodes: 5, steps: 400 }).stats).not.toEqual(a.stats);
+  });
+  test("the replay command names everything needed", () => {
+    expect(replayCommand({ seed: 7, nodes: 5, steps: 600, mutation: "figure8" })).toBe(
+      "npm run sim -- --seeds 1 --seed 7 --nodes 5 --steps 600 --mutate figure8",
+    );
+  });
 });
 
 describe("the simulator catches deliberate bugs (mutation check)", () => {
