@@ -138,6 +138,11 @@ export interface LoadResult {
   readonly statuses: Readonly<Record<string, number>>;
   /** True when the deadline stopped the run before `requests` were sent (requests = those done). */
   readonly cutShort: boolean;
+  /** The requests answered with an ok status, per second of the run, and their own latencies. */
+  readonly ok: number;
+  readonly okPerSecond: number;
+  readonly okP50Ms: number;
+  readonly okP99Ms: number;
 }
 
 /** The q-quantile (0..1) of sorted values, nearest rank. */
@@ -156,8 +161,10 @@ export async function runLoad(
   limits: { readonly deadlineMs?: number } = {},
 ): Promise<LoadResult> {
   const latencies = new Float64Array(requests);
+  const okLatencies = new Float64Array(requests);
   let next = 0;
   let done = 0;
+  let ok = 0;
   let errors = 0;
   let firstError: string | undefined;
   const statuses: Record<string, number> = {};
@@ -176,7 +183,8 @@ export async function runLoad(
       try {
         const a = await send(i);
         statuses[a.status] = (statuses[a.status] ?? 0) + 1;
-        if (!okStatus(a.status)) {
+        if (okStatus(a.status)) okLatencies[ok++] = Number(process.hrtime.bigint() - t0) / 1e6;
+        else {
           errors++;
           firstError ??= `HTTP ${a.status} ${a.body.slice(0, 300)}`;
         }
@@ -191,7 +199,9 @@ export async function runLoad(
   await Promise.all(Array.from({ length: Math.min(clients, requests) }, () => worker()));
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const measured = latencies.subarray(0, done).sort();
+  const okMeasured = okLatencies.subarray(0, ok).sort();
   return {
+    ok, okPerSecond: ok / seconds, okP50Ms: quantile(okMeasured, 0.5), okP99Ms: quantile(okMeasured, 0.99),
     requests: done, clients, seconds, perSecond: done / seconds,
     p50Ms: quantile(measured, 0.5), p99Ms: quantile(measured, 0.99), maxMs: measured[measured.length - 1] ?? Number.NaN,
     errors, ...(firstError === undefined ? {} : { firstError }), statuses, cutShort,
