@@ -43,7 +43,10 @@ export async function serve(o: ServeOptions): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, "shutting down");
+    // Upgraded sockets (peer links, streams) keep an HTTP server open: end them first. Requests
+    // in flight get a grace period to finish, then every connection is closed.
     stream.close();
+    node.peers.close();
     server.close(() => {
       node.close().then(
         () => process.exit(0),
@@ -54,6 +57,7 @@ export async function serve(o: ServeOptions): Promise<void> {
       );
     });
     server.closeIdleConnections();
+    setTimeout(() => server.closeAllConnections(), 2000).unref();
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));

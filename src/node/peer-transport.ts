@@ -178,6 +178,7 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
   refused = 0;
   /** Outbound connections whose listener failed to prove the dialed peer's key. */
   authFailures = 0;
+  private closed = false;
 
   constructor(readonly opts: PeerTransportOptions<M>) {
     this.log = opts.logger;
@@ -195,8 +196,9 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
     });
   }
 
-  /** Queues msg for msg.to; dropped when the peer's queue is full. */
+  /** Queues msg for msg.to; dropped when the peer's queue is full or the transport is closed. */
   send(msg: M): void {
+    if (this.closed) return;
     let link = this.links.get(msg.to);
     if (link === undefined) {
       link = new PeerLink(msg.to, this as unknown as PeerTransport<never>);
@@ -218,6 +220,10 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
   }
 
   private accept(ws: WebSocket, remote: string): void {
+    if (this.closed) {
+      ws.terminate();
+      return;
+    }
     this.inbound.add(ws);
     ws.on("close", () => this.inbound.delete(ws));
     const nonce = toHex(randomBytes(32));
@@ -279,7 +285,10 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
     setTimeout(() => ws.terminate(), 1000).unref();
   }
 
+  /** Ends every link for good: later sends are dropped and later dialers refused. Idempotent. */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     for (const l of this.links.values()) l.close();
     this.links.clear();
     for (const ws of this.inbound) ws.terminate();
