@@ -185,6 +185,30 @@ test("a 4th node joins and votes, then a node is removed, both under write load,
       const ackedAtJoin = acks.size;
       await ackedAtLeast(ackedAtJoin + 40, "with four voters");
 
+      // The new node votes: kill -9 the leader (another node if it is the new one). Of four voters
+      // three remain, and an election needs three votes, so the next leader has the new node's
+      // vote; every later commit needs its acknowledgement too.
+      const lead = await pollUntil("the current leader", async () => (await statusOf(JOIN_ID)).leader ?? undefined, 200, 50);
+      const down = lead !== JOIN_ID ? lead : c.ids[Math.floor(rnd() * c.ids.length)];
+      const downStatus = await statusOf(down);
+      liveUrls = four.filter((id) => id !== down).map((id) => nodeUrl.get(id) as string);
+      await c.kill9(down);
+      const alive = four.filter((id) => id !== down);
+      const elected = await pollUntil(`a leader elected by ${alive}`, async () => {
+        const st = await Promise.all(alive.map((id) => statusOf(id).catch(() => null)));
+        const l = st.find((s) => s?.role === "leader" && s.term > downStatus.term);
+        return l !== undefined && l !== null && st.every((s) => s?.leader === l.node_id && s.term === l.term) ? l : undefined;
+      }, 400, 50);
+      note(`killed ${down} (term ${downStatus.term}); ${elected.node_id} elected in term ${elected.term} by ${alive}`);
+      const ackedWithoutDown = acks.size;
+      await ackedAtLeast(ackedWithoutDown + 30, `${down} down: every commit needs ${JOIN_ID}`);
+      const afterDown = [...acks.values()].filter((a) => a.term >= elected.term).length;
+      expect(afterDown).toBeGreaterThanOrEqual(1);
+      await c.startNode(down);
+      liveUrls = four.map((id) => nodeUrl.get(id) as string);
+      const caughtUp = (await statusOf(elected.node_id)).last_applied;
+      await pollUntil(`${down} restarted and applied ${caughtUp}`, async () => ((await statusOf(down).catch(() => null))?.last_applied ?? 0) >= caughtUp ? true : undefined, 400, 50);
+
       // Remove a node (n3 or the new one, chosen by the seed) under load.
       const victim = rnd() < 0.5 ? "n3" : JOIN_ID;
       const remaining = four.filter((id) => id !== victim);
