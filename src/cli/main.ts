@@ -58,7 +58,7 @@ export function program(): Command {
     .addOption(new Option("--checkpoint-every <n>", "sign a checkpoint after this many entries").env("RESONETICS_CHECKPOINT_EVERY").default(1000).argParser(int(1, 1_000_000)))
     .addOption(new Option("--checkpoint-interval-ms <ms>", "...or after this long with new entries").env("RESONETICS_CHECKPOINT_INTERVAL_MS").default(1000).argParser(int(10, 3_600_000)))
     .addOption(new Option("--snapshot-every <n>", "snapshot and compact after this many applied entries (0 = never)").env("RESONETICS_SNAPSHOT_EVERY").default(100_000).argParser(int(0, 100_000_000)))
-    .addOption(new Option("--tick-ms <ms>", "Raft tick (election timeout is 10-20 ticks)").env("RESONETICS_TICK_MS").default(20).argParser(int(1, 10_000)))
+    .addOption(new Option("--tick-ms <ms>", "Raft tick (election timeout is 10-20 ticks)").env("RESONETICS_TICK_MS").default(50).argParser(int(1, 10_000)))
     .addOption(new Option("--write-timeout-ms <ms>", "how long a write waits for commit before 503").env("RESONETICS_WRITE_TIMEOUT_MS").default(5000).argParser(int(10, 600_000)))
     .addOption(new Option("--peers <list>", "peer address overrides: id=host:port,...").env("RESONETICS_PEERS").default("").argParser(peerList))
     .addOption(new Option("--body-limit <bytes>", "largest request body").env("RESONETICS_BODY_LIMIT").default(65536).argParser(int(1024, 16 * 1024 * 1024)))
@@ -93,7 +93,7 @@ export function program(): Command {
       const { publicKey } = await prepareJoin(spec);
       await serve({
         dataDir: o.dataDir, host: o.host, port: o.port, checkpointEvery: 1000, checkpointIntervalMs: 1000, snapshotEvery: 100_000,
-        tickMs: 20, writeTimeoutMs: 5000, peers: new Map(), bodyLimitBytes: 65536, logLevel: o.logLevel,
+        tickMs: 50, writeTimeoutMs: 5000, peers: new Map(), bodyLimitBytes: 65536, logLevel: o.logLevel,
       });
       const r = await requestMembership(spec, publicKey);
       out(`joined: ${JSON.stringify(r)}\n`);

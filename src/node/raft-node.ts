@@ -256,10 +256,16 @@ export class RaftLedgerNode {
     const leading = this.raw.status().role === Role.Leader;
     const early = new Set<Message>(leading ? rd.messages.filter((m) => m.type === "Append" || m.type === "Heartbeat") : []);
     for (const m of early) this.transport.send(m);
-    this.storage.persist(rd, (c) => this.keysOf(c));
+    // Committed entries are applied in the same transaction that persists this Ready: they are
+    // committed already (a majority holds them), so applying before the sends is safe, and the
+    // node pays one fsync per Ready instead of two.
+    let applied: Array<[Entry, ApplyResult]> = [];
+    this.storage.persist(rd, (c) => this.keysOf(c), rd.committedEntries.length === 0 ? null : () => {
+      applied = this.applyInTxn(rd.committedEntries);
+    });
     if (rd.snapshot !== null) this.lastSnapshotIndex = rd.snapshot.meta.index;
     for (const m of rd.messages) if (!early.has(m)) this.transport.send(m);
-    if (rd.committedEntries.length > 0) this.apply(rd.committedEntries);
+    if (applied.length > 0) this.afterApply(applied);
     this.raw.advance(rd);
     for (const rs of rd.readStates) {
       const w = this.reads.get(rs.ctx);
@@ -273,16 +279,20 @@ export class RaftLedgerNode {
     this.maybeSnapshot();
   }
 
-  /** Applies committed entries with last_applied in one transaction, then answers their waiters. */
-  private apply(entries: readonly Entry[]): void {
+  /** Applies committed entries and moves last_applied; the caller holds the transaction. */
+  private applyInTxn(entries: readonly Entry[]): Array<[Entry, ApplyResult]> {
     const results: Array<[Entry, ApplyResult]> = [];
     const last = entries[entries.length - 1].index;
-    this.store.transaction(() => {
-      for (const e of entries) results.push([e, applyEntry(this.store, e)]);
-      this.store.setLastApplied(last);
-      if (this.store.hardState().commitIndex < last) this.store.setCommitIndex(last);
-    });
+    for (const e of entries) results.push([e, applyEntry(this.store, e)]);
+    this.store.setLastApplied(last);
+    if (this.store.hardState().commitIndex < last) this.store.setCommitIndex(last);
+    return results;
+  }
+
+  /** Once the apply is durable: answer waiters, wake streams. */
+  private afterApply(results: ReadonlyArray<[Entry, ApplyResult]>): void {
     for (const [e, r] of results) this.settle(e, r);
+    const last = results[results.length - 1][0].index;
     for (const l of this.appliedListeners) l(last);
   }
 

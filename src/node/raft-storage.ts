@@ -73,11 +73,15 @@ export class RaftStorage implements Storage {
   }
 
   /**
-   * Makes rd's snapshot, entries and hard state durable in one transaction. Throws
+   * Makes rd's snapshot, entries and hard state durable in one transaction, with alsoInTxn (the
+   * apply of committed entries) at its end: one fsync per Ready. Throws
    * VerificationFailure (and writes nothing) when what the leader sent does not check out.
    */
-  persist(rd: Ready, keys: (config: ClusterConfig | null) => Map<string, string>): void {
-    if (rd.snapshot === null && rd.entries.length === 0 && rd.hardState === null) return;
+  persist(rd: Ready, keys: (config: ClusterConfig | null) => Map<string, string>, alsoInTxn: (() => void) | null = null): void {
+    if (rd.snapshot === null && rd.entries.length === 0 && rd.hardState === null) {
+      if (alsoInTxn !== null) this.store.transaction(alsoInTxn);
+      return;
+    }
     let range = this.range;
     const nodes: MerkleNode[] = [];
     const checkpoints: Array<{ index: number; payload: Uint8Array }> = [];
@@ -123,6 +127,7 @@ export class RaftStorage implements Storage {
         const at = installed.snap.meta.index;
         this.store.setHardState({ ...cur, commitIndex: Math.max(cur.commitIndex, at), lastApplied: at });
       }
+      alsoInTxn?.();
     });
     // Durable: now the caches follow.
     if (installed !== null || truncateAt !== null) this.tail.clear();
