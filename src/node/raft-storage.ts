@@ -30,10 +30,20 @@ export class RaftStorage implements Storage {
   private range: CompactRange;
   private readonly tail = new Map<number, Entry>();
   private readonly genesis: Uint8Array;
+  // The core asks for these on nearly every step; they change only through this class.
+  private cachedAnchor!: Anchor;
+  private cachedLast!: number;
 
   constructor(readonly store: Store, readonly clusterId: string, private readonly log: Logger) {
     this.genesis = genesisHash(clusterId);
+    this.refresh();
     this.range = CompactRange.fromStore(store.readNode, this.lastIndex());
+  }
+
+  /** Re-reads the anchor and last index after the store changed (persist, compaction, install). */
+  private refresh(): void {
+    this.cachedAnchor = this.store.anchor() ?? { index: 0, term: 0, hash: this.genesis };
+    this.cachedLast = this.store.lastIndex();
   }
 
   hardState(): HardState {
@@ -42,11 +52,11 @@ export class RaftStorage implements Storage {
   }
 
   anchor(): Anchor {
-    return this.store.anchor() ?? { index: 0, term: 0, hash: this.genesis };
+    return this.cachedAnchor;
   }
 
   lastIndex(): number {
-    return this.store.lastIndex();
+    return this.cachedLast;
   }
 
   entry(i: number): Entry {
@@ -130,6 +140,7 @@ export class RaftStorage implements Storage {
       alsoInTxn?.();
     });
     // Durable: now the caches follow.
+    this.refresh();
     if (installed !== null || truncateAt !== null) this.tail.clear();
     this.range = rd.entries.length > 0 ? range : installed !== null ? installed.range : this.range;
     for (const e of rd.entries) this.tail.set(e.index, e);
@@ -139,6 +150,7 @@ export class RaftStorage implements Storage {
   /** After compaction the cache must not serve entries the store no longer has. */
   forgetUpTo(index: number): void {
     for (const i of this.tail.keys()) if (i <= index) this.tail.delete(i);
+    this.refresh();
   }
 
   private checkCheckpoint(e: Entry, range: CompactRange, prevHash: Uint8Array, keys: Map<string, string>): void {
