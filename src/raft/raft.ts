@@ -74,6 +74,16 @@ export interface RaftConfig {
   readonly mutations?: RaftMutations;
 }
 
+/** Why a CONFIG payload cannot be used, or null: a leader's bad config is rejected, not applied. */
+function configPayloadProblem(payload: Uint8Array): string | null {
+  try {
+    decodeConfig(payload);
+    return null;
+  } catch (err) {
+    return `bad CONFIG payload: ${err instanceof Error ? err.message : String(err)}`;
+  }
+}
+
 interface PendingRead {
   readonly ctx: number;
   readonly index: number;
@@ -577,6 +587,12 @@ export class Raft {
         const h = entryHash(e.index, e.term, e.kind, prevHash, e.payload);
         if (!bytesEqual(h, e.hash)) {
           this.report("entry_hash", m, e.index, `entry ${e.index} claims ${toHex(e.hash)}, recomputed ${toHex(h)}`);
+          this.reject(m, m.prevIndex, 0);
+          return;
+        }
+        const bad = e.kind === EntryKind.Config ? configPayloadProblem(e.payload) : null;
+        if (bad !== null) {
+          this.report("config_payload", m, e.index, `entry ${e.index}: ${bad}`);
           this.reject(m, m.prevIndex, 0);
           return;
         }

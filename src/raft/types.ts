@@ -140,7 +140,7 @@ export interface SoftState {
 
 /** A chain or history mismatch found while checking what a leader sent. */
 export interface VerificationReport {
-  readonly kind: "entry_hash" | "prev_hash" | "commit_hash";
+  readonly kind: "entry_hash" | "prev_hash" | "commit_hash" | "config_payload";
   readonly from: NodeId;
   readonly term: number;
   readonly index: number;

@@ -318,3 +318,16 @@ describe("elections", () => {
     expect(rd.entries).toEqual([expect.objectContaining({ index: 2, term: 2, kind: EntryKind.Noop })]);
   });
 });
+
+describe("follower checks CONFIG payloads", () => {
+  test("a correctly chained CONFIG entry with a malformed payload is rejected and reported", () => {
+    const s = MemoryStorage.bootstrap("c", CFG3);
+    const raw = node("n2", s);
+    const bad = chainEntry(2, 2, EntryKind.Config, s.entry(1).hash, utf8('{"v":1,"voters":"n1"}'));
+    raw.step(append(s, 1, [bad]));
+    const rd = handle(raw, s);
+    expect(rd.reports).toEqual([expect.objectContaining({ kind: "config_payload", index: 2 })]);
+    expect(rd.entries).toEqual([]);
+    expect(raw.status().config.voters.map((m) => m.id)).toEqual(["n1", "n2", "n3"]);
+  });
+});
