@@ -96,6 +96,7 @@ export class RaftLedgerNode {
   private readonly inflight = new Map<string, { digest: string; done: Promise<AppendResult> }>();
   private readonly appliedListeners = new Set<(lastApplied: number) => void>();
   private nextReadCtx = 1;
+  private readyTerm = -1;
   private processing = false;
   private scheduled = false;
   private closed = false;
@@ -146,6 +147,18 @@ export class RaftLedgerNode {
   /** The transport takes over /v1/raft upgrades on the HTTP server. */
   get peers(): PeerTransport<Message> {
     return this.transport;
+  }
+
+  /** True once the entry at last_applied is of the current term (the leader's NOOP is applied). */
+  private appliedOwnTerm(): boolean {
+    const term = this.raw.status().term;
+    if (this.readyTerm === term) return true;
+    const applied = this.store.hardState().lastApplied;
+    const anchor = this.store.anchor();
+    const appliedTerm = this.store.entry(applied)?.term ?? (anchor?.index === applied ? anchor.term : undefined);
+    if (appliedTerm !== term) return false;
+    this.readyTerm = term;
+    return true;
   }
 
   /** Resolves once a leader is known (this node or another), polling the core each tick. */
@@ -413,6 +426,9 @@ export class RaftLedgerNode {
     if (this.closed) throw new LedgerError("unavailable", "node is shutting down");
     if (this.halted !== null) throw new LedgerError("unavailable", `node halted: ${this.halted}`);
     if (!this.isLeader()) throw this.notLeader();
+    // Until this leader applied an entry of its own term (its NOOP), entries of earlier terms may be
+    // committed but not applied: a retried key would miss the dedup table and land twice.
+    if (!this.appliedOwnTerm()) throw new LedgerError("unavailable", "new leader is applying earlier entries; retry");
     const digest = requestDigest(record);
     if (idempotencyKey !== undefined) {
       const prior = this.store.getDedup(idempotencyKey);
