@@ -8,7 +8,7 @@ import * as path from "node:path";
 import * as readline from "node:readline";
 import { TestCluster, StatusJson, freePortRange } from "../support/cluster";
 import { prng, testSeed } from "../support/independent";
-import { REPO_ROOT, Server, cleanupAll, getJson, makeTempDir, mapPool, parseJsonOutput, pollUntil, runVerifyChain, withFailureContext } from "../support/server";
+import { REPO_ROOT, cleanupAll, getJson, makeTempDir, mapPool, parseJsonOutput, pollUntil, runVerifyChain, withFailureContext } from "../support/server";
 import { AppendAck, LedgerClient } from "../../src/client/client";
 
 jest.setTimeout(150_000);
@@ -225,7 +225,7 @@ test("a 4th node joins and votes, then a node is removed, both under write load,
       }, 200, 50);
       note(`voters updated on ${remaining}`);
       if (victim === JOIN_ID) await stopChild(j.child, 5000);
-      else await (c.servers.get(victim) as Server).stop(5000);
+      else await c.stopNode(victim);
       const ackedAtRemoval = acks.size;
       note(`${victim} stopped at ${ackedAtRemoval} acks`);
       await ackedAtLeast(ackedAtRemoval + 40, "after the removal");
@@ -265,8 +265,7 @@ test("a 4th node joins and votes, then a node is removed, both under write load,
     expect(configs.length).toBe(4); // genesis, add learner, promote, remove
 
     // Offline: the remaining data dirs verify.
-    // SIGTERM with a short grace: a node whose peers still run does not exit by itself (see snapshot.test.ts).
-    await Promise.all(c.running().map((id) => (c.servers.get(id) as Server).stop(5000)));
+    await c.stopAll();
     if (joiner !== undefined) await stopChild(joiner.child, 5000);
     for (const id of remainingIds) {
       const d = id === JOIN_ID ? (joiner as Joiner).dir : c.dir(id);

@@ -8,7 +8,7 @@ import Database from "better-sqlite3";
 import { TestCluster, StatusJson } from "../support/cluster";
 import { CutMode, FaultProxy, closeAllProxies } from "../support/fault-proxy";
 import { prng, testSeed } from "../support/independent";
-import { Server, cleanupAll, getJson, http, mapPool, parseJsonOutput, pollUntil, runVerifyChain, withFailureContext } from "../support/server";
+import { cleanupAll, getJson, http, mapPool, parseJsonOutput, pollUntil, runVerifyChain, withFailureContext } from "../support/server";
 import { AppendAck, LedgerClient } from "../../src/client/client";
 
 jest.setTimeout(150_000);
@@ -213,8 +213,7 @@ test("a leader cut off by the network steps down; the majority goes on; on heal 
     expect([...keyCounts].filter(([, n]) => n > 1)).toEqual([]);
 
     // Offline: every data dir verifies, and the old leader's disk no longer holds its old suffix.
-    // SIGTERM with a short grace: a node whose peers still run does not exit by itself (see snapshot.test.ts).
-    await Promise.all(c.running().map((id) => (c.servers.get(id) as Server).stop(5000)));
+    await c.stopAll();
     const afterRows = new Map(logRowsAbove(c.dir(oldLeader), cutStatus.commit_index).map((r) => [r.idx, r.hash]));
     for (const row of suffix.slice(firstReplaced)) {
       expect({ idx: row.idx, disk: afterRows.get(row.idx) === row.hash ? "old suffix still on disk" : "replaced" }).toEqual({ idx: row.idx, disk: "replaced" });
