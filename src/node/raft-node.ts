@@ -167,10 +167,9 @@ export class RaftLedgerNode {
     for (;;) {
       const st = this.raw.status();
       const lead = st.lead;
-      // A leader counts once its first entry of the term (the NOOP) is applied here.
-      const applied = this.store.entry(this.store.hardState().lastApplied);
       if (lead !== null && lead !== this.nodeId) return lead;
-      if (lead === this.nodeId && st.role === Role.Leader && applied?.term === st.term) return lead;
+      // A leader counts once its first entry of the term (the NOOP) is applied here.
+      if (lead === this.nodeId && st.role === Role.Leader && this.appliedOwnTerm()) return lead;
       if (this.closed || this.halted !== null || Date.now() > deadline) throw new LedgerError("unavailable", "no leader elected in time");
       await new Promise((r) => setTimeout(r, this.opts.tickMs));
     }
