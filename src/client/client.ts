@@ -179,6 +179,9 @@ export class LedgerClient {
       lastErr = new ClientError(res.status, code, message, json);
       if (!RETRYABLE.has(res.status) && res.status !== 307) throw lastErr;
       attempt++;
+      // This node cannot serve now (no quorum, no leader yet): another one may.
+      this.preferred = (this.urls.indexOf(base) + 1) % this.urls.length;
+      base = this.urls[this.preferred];
       const retryAfter = Number(res.headers.get("retry-after"));
       await delay(Number.isFinite(retryAfter) && retryAfter > 0 ? Math.min(retryAfter * 1000, 2000) : this.backoffMs * 2 ** Math.min(attempt, 6));
     }

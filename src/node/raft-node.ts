@@ -187,10 +187,8 @@ export class RaftLedgerNode {
     return this.raw.status().role === Role.Leader;
   }
 
-  /** Address of a member: the override, else the configuration's. */
+  /** A member's client-facing address, as the configuration has it (--peers overrides only dialing). */
   memberAddress(id: string): string | null {
-    const o = this.opts.peerAddresses?.get(id);
-    if (o !== undefined) return o;
     const cfg = this.raw.status().config;
     return [...cfg.voters, ...cfg.learners].find((m) => m.id === id)?.address ?? null;
   }
