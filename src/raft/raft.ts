@@ -478,6 +478,8 @@ export class Raft {
         const wanted = this.role === Role.PreCandidate ? "PreVoteResp" : "VoteResp";
         if (m.type !== wanted) return;
         if (!isVoter(this.config(), m.from)) return;
+        // A grant from an earlier pre-vote round (for the term we are now at) is stale: ignore it.
+        if (m.type === "PreVoteResp" && !m.reject && m.term !== this.term + 1) return;
         this.votes.set(m.from, !m.reject);
         this.tallyAndAct();
         return;

@@ -331,3 +331,25 @@ describe("follower checks CONFIG payloads", () => {
     expect(raw.status().config.voters.map((m) => m.id)).toEqual(["n1", "n2", "n3"]);
   });
 });
+
+describe("PreVote rounds", () => {
+  test("a grant left over from an earlier pre-vote round does not count (found by sim seed 26552, 5 nodes)", () => {
+    const s = MemoryStorage.bootstrap("c", configOfIds(["n1", "n2", "n3", "n4", "n5"]));
+    const raw = node("n3", s, { checkQuorum: false });
+    raw.campaign(); // pre-vote round for term 2
+    handle(raw, s);
+    for (const from of ["n1", "n2"]) raw.step({ type: "PreVoteResp", from, to: "n3", term: 2, reject: false });
+    handle(raw, s); // 3 of 5: now a real candidate at term 2
+    expect(raw.status()).toEqual(expect.objectContaining({ role: "candidate", term: 2 }));
+    raw.campaign(); // that election failed to finish: a new pre-vote round, for term 3
+    handle(raw, s);
+    expect(raw.status()).toEqual(expect.objectContaining({ role: "pre-candidate", term: 2 }));
+    raw.step({ type: "PreVoteResp", from: "n5", to: "n3", term: 2, reject: false }); // stale, for term 2
+    raw.step({ type: "PreVoteResp", from: "n2", to: "n3", term: 3, reject: false });
+    handle(raw, s);
+    expect(raw.status()).toEqual(expect.objectContaining({ role: "pre-candidate", term: 2 }));
+    raw.step({ type: "PreVoteResp", from: "n1", to: "n3", term: 3, reject: false });
+    handle(raw, s);
+    expect(raw.status()).toEqual(expect.objectContaining({ role: "candidate", term: 3 }));
+  });
+});
