@@ -20,6 +20,7 @@ import { parseArgs } from "node:util";
 import {
   Answer, Client, LoadResult, OwnedProcess, adminToken, fmtInt, fmtMs, freePortRange, initClusterDirs, killOwned,
   NodeStatus, loadAverage, machine, nodeStatus, pinoLevel, pollUntil, requestJson, runLoad, startClusterNode, table, waitForLeader,
+  wholeFlag,
 } from "./bench-lib";
 
 const RECORD_BYTES = 256;
@@ -63,11 +64,7 @@ function options(): Options {
     },
     strict: true,
   });
-  const whole = (name: string, raw: string | undefined, min: number): number => {
-    const n = Number(raw);
-    if (!Number.isSafeInteger(n) || n < min) throw new Error(`--${name} must be a whole number >= ${min}, got ${raw}`);
-    return n;
-  };
+  const whole = wholeFlag;
   const list = (name: string, raw: string | undefined): number[] => (raw ?? "").split(",").map((x) => whole(name, x.trim(), 1));
   const clients = list("clients", values.clients);
   const opsRaw = list("ops", values.ops);

@@ -341,6 +341,13 @@ export async function raceTimeout<T>(p: Promise<T>, timeoutMs: number): Promise<
   }
 }
 
+/** A command-line number: a whole number >= min, or an error naming the flag. */
+export function wholeFlag(name: string, raw: string | undefined, min: number): number {
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < min) throw new Error(`--${name} must be a whole number >= ${min}, got ${raw}`);
+  return n;
+}
+
 /** True when nothing listens on 127.0.0.1:port right now. */
 export function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {

@@ -18,7 +18,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { verifyChainCommand } from "../src/cli/verify-chain";
-import { Answer, Client, LoadResult, REPO_ROOT, ServerProcess, fmtInt, fmtMs, machine, runLoad, startServer, table } from "./bench-lib";
+import { Answer, Client, LoadResult, REPO_ROOT, ServerProcess, fmtInt, fmtMs, machine, runLoad, startServer, table, wholeFlag } from "./bench-lib";
 
 const CHECKPOINT_EVERY = 1000; // the serve default; passed explicitly so the figure is pinned
 const SUBJECTS = 1000;
@@ -50,11 +50,7 @@ function options(): Options {
     },
     strict: true,
   });
-  const whole = (name: string, raw: string | undefined, min: number): number => {
-    const n = Number(raw);
-    if (!Number.isSafeInteger(n) || n < min) throw new Error(`--${name} must be a whole number >= ${min}, got ${raw}`);
-    return n;
-  };
+  const whole = wholeFlag;
   return {
     seq: whole("seq", values.seq, 1),
     concurrent: whole("concurrent", values.concurrent, 1),

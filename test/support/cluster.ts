@@ -4,9 +4,11 @@
  * convergence. Built on test/support/server.ts (which tracks and cleans up every child and dir).
  */
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as path from "node:path";
 import { makeTempDir, runCli, startServer, Server, getJson, pollUntil } from "./server";
+import { freePortRange } from "../../scripts/bench-lib";
+
+export { freePortRange };
 
 export interface StatusJson {
   node_id: string;
@@ -21,26 +23,6 @@ export interface StatusJson {
   voters: string[];
   learners: string[];
   halted: string | null;
-}
-
-/** True when nothing listens on 127.0.0.1:port right now. */
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once("error", () => resolve(false));
-    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
-  });
-}
-
-/** A base port with `count` consecutive free ports after it (bounded tries). */
-export async function freePortRange(count: number): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    let ok = true;
-    for (let i = 0; i < count && ok; i++) ok = await portFree(base + i);
-    if (ok) return base;
-  }
-  throw new Error(`no ${count} consecutive free ports found`);
 }
 
 export interface ClusterOptions {
