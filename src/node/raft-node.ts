@@ -14,7 +14,7 @@ import { applyEntry, ApplyResult, stateRoot } from "../ledger/state-machine";
 import { toHex } from "../ledger/bytes";
 import { decodeConfig } from "../ledger/config";
 import { verifyChain, VerifyReport } from "../ledger/verify";
-import { ClusterConfig, Member, Message, Prng, ProposeResult, Ready, Role, RawNode } from "../raft";
+import { ClusterConfig, Member, Message, Prng, ProposeResult, Ready, Role, RawNode, makeConfig } from "../raft";
 import { Store, StoredCheckpoint } from "../storage/store";
 import { DataDir } from "./data-dir";
 import { RaftStorage, VerificationFailure } from "./raft-storage";
@@ -518,15 +518,15 @@ export class RaftLedgerNode {
     if (change.add !== undefined) {
       const m = change.add;
       if ([...cur.voters, ...cur.learners].some((x) => x.id === m.id)) throw new LedgerError("conflict", `${m.id} is already a member`);
-      next = { v: 1, voters: cur.voters, learners: [...cur.learners, m] };
+      next = makeConfig(cur.voters, [...cur.learners, m]);
     } else if (change.promote !== undefined) {
       const m = cur.learners.find((x) => x.id === change.promote);
       if (m === undefined) throw notFound(`${change.promote} is not a learner`);
-      next = { v: 1, voters: [...cur.voters, m], learners: cur.learners.filter((x) => x.id !== m.id) };
+      next = makeConfig([...cur.voters, m], cur.learners.filter((x) => x.id !== m.id));
     } else if (change.remove !== undefined) {
       const id = change.remove;
       if (![...cur.voters, ...cur.learners].some((x) => x.id === id)) throw notFound(`${id} is not a member`);
-      next = { v: 1, voters: cur.voters.filter((x) => x.id !== id), learners: cur.learners.filter((x) => x.id !== id) };
+      next = makeConfig(cur.voters.filter((x) => x.id !== id), cur.learners.filter((x) => x.id !== id));
     } else {
       throw new LedgerError("bad_request", "nothing to change");
     }

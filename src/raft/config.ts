@@ -3,23 +3,16 @@
  * Payload = canonical JSON (RFC 8785) of {v:1, voters:[Member...], learners:[Member...]}, members
  * sorted by id, so every node and every offline verifier rebuilds the exact bytes.
  */
-import { canonicalBytes } from "../ledger/canonical";
 import { fromUtf8 } from "../ledger/bytes";
+import { encodeConfig as encodeLedgerConfig, type ClusterConfig as LedgerConfig, type MemberInfo } from "../ledger/config";
 import type { NodeId } from "./types";
 
-export interface Member {
-  readonly id: NodeId;
-  /** host:port where the node serves clients and peers ("" in the simulator). */
-  readonly address: string;
-  /** Ed25519 public key, lowercase hex ("" in the simulator). */
-  readonly public_key: string;
-}
-
-export interface ClusterConfig {
-  readonly v: 1;
-  readonly voters: readonly Member[];
-  readonly learners: readonly Member[];
-}
+/**
+ * A member: id, host:port where it serves clients and peers, Ed25519 public key (lowercase hex).
+ * The simulator leaves address and key empty. One type with the ledger's, so the bytes agree.
+ */
+export type Member = MemberInfo;
+export type ClusterConfig = LedgerConfig;
 
 export const EMPTY_CONFIG: ClusterConfig = { v: 1, voters: [], learners: [] };
 
@@ -52,13 +45,8 @@ export function configProblem(cfg: ClusterConfig): string | null {
   return null;
 }
 
-export function encodeConfig(cfg: ClusterConfig): Uint8Array {
-  return canonicalBytes({
-    v: 1,
-    voters: cfg.voters.map((m) => ({ id: m.id, address: m.address, public_key: m.public_key })),
-    learners: cfg.learners.map((m) => ({ id: m.id, address: m.address, public_key: m.public_key })),
-  });
-}
+/** The CONFIG payload bytes: the ledger's encoder, so node, simulator and verifier agree. */
+export const encodeConfig = (cfg: ClusterConfig): Uint8Array => encodeLedgerConfig(cfg);
 
 /** Parses a CONFIG payload; throws TypeError on anything that is not a valid v1 config. */
 export function decodeConfig(payload: Uint8Array): ClusterConfig {
