@@ -9,6 +9,7 @@ import { bytesEqual, fromHex, toHex } from "../ledger/bytes";
 import { verifyConsistency, verifyInclusion } from "../ledger/merkle-verify";
 import { Checkpoint, verifyCheckpointSignature } from "../ledger/checkpoint";
 import type { RecordRequest } from "../ledger/record";
+import type { EntryView } from "../api/views";
 
 export interface ClientOptions {
   /** Base URLs of the nodes, e.g. http://127.0.0.1:8080; the first is tried first. */
@@ -27,15 +28,8 @@ export interface AppendAck {
   readonly hash: string;
 }
 
-export interface EntryJson {
-  readonly index: number;
-  readonly term: number;
-  readonly kind: string;
-  readonly hash: string;
-  readonly prev_hash: string;
-  readonly payload_b64: string;
-  readonly record?: unknown;
-}
+/** GET /v1/records/:index, the shape the server's views define. */
+export type EntryJson = EntryView;
 
 export interface InclusionJson {
   readonly index: number;
