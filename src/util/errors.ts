@@ -30,6 +30,4 @@ export class LedgerError extends Error {
   }
 }
 
-export const badRequest = (message: string, details?: Record<string, unknown>): LedgerError =>
-  new LedgerError("bad_request", message, details);
 export const notFound = (message: string): LedgerError => new LedgerError("not_found", message);
