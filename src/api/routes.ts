@@ -138,11 +138,11 @@ export function v1Routes(deps: RouteDeps): Router {
 
   r.get("/audit/verify", (req, res) => {
     const from = req.query.from ?? "genesis";
-    if (from !== "genesis") {
-      throw new LedgerError("bad_request", "from must be 'genesis' (this node keeps its whole log; snapshots come with clustering)");
+    if (from !== "genesis" && from !== "snapshot") {
+      throw new LedgerError("bad_request", "from must be genesis or snapshot (verifying from an arbitrary index is not supported yet)");
     }
     const to = parseOptionalIndex(req.query.to, "to");
-    const report = node.verify(to);
+    const report = node.verify(to, from);
     res.status(report.ok ? 200 : 500).json({ ...report, state_root_live: to === undefined ? node.stateRoot() : undefined });
   });
 
