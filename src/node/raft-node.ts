@@ -66,11 +66,11 @@ export interface NodeStatus {
   readonly halted: string | null;
 }
 
+/** An entry this leader proposed, waiting for its fate: applied, or overwritten by another term's. */
 interface Waiter {
   readonly term: number;
   readonly resolve: (r: AppendResult) => void;
   readonly reject: (e: Error) => void;
-  readonly timer: NodeJS.Timeout;
 }
 
 interface ReadWaiter {
@@ -316,7 +316,6 @@ export class RaftLedgerNode {
     const w = this.waiters.get(e.index);
     if (w === undefined) return;
     this.waiters.delete(e.index);
-    clearTimeout(w.timer);
     if (e.term !== w.term) {
       w.reject(new LedgerError("unavailable", `leadership changed before index ${e.index} committed; retry with the same Idempotency-Key`));
     } else if (e.kind === EntryKind.Config) {
@@ -348,7 +347,6 @@ export class RaftLedgerNode {
     this.halted = reason;
     this.log.fatal({ err, reason }, "node halted: it will not make progress until an operator intervenes");
     for (const [i, w] of this.waiters) {
-      clearTimeout(w.timer);
       w.reject(new LedgerError("unavailable", `node halted: ${reason}`));
       this.waiters.delete(i);
     }
@@ -436,24 +434,46 @@ export class RaftLedgerNode {
       const running = this.inflight.get(idempotencyKey);
       if (running !== undefined) {
         if (running.digest !== digest) throw idempotencyConflict(idempotencyKey);
-        return { ...(await running.done), duplicate: true };
+        return { ...(await this.withinWriteTimeout(running.done)), duplicate: true };
       }
     }
     const payload: RecordPayload = {
       v: 1, ...record, ts: this.opts.now().toISOString(),
       ...(idempotencyKey === undefined ? {} : { idempotency_key: idempotencyKey, request_digest: digest }),
     };
-    const done = this.propose(EntryKind.Record, encodeRecord(payload));
+    const fate = this.propose(EntryKind.Record, encodeRecord(payload));
     if (idempotencyKey !== undefined) {
-      this.inflight.set(idempotencyKey, { digest, done });
+      // The key stays in flight until the entry's fate is known, not merely until the client gave
+      // up waiting: a retry after a 503 then waits for the same entry instead of proposing a copy.
+      this.inflight.set(idempotencyKey, { digest, done: fate });
       const clear = (): void => {
         this.inflight.delete(idempotencyKey);
       };
-      done.then(clear, clear);
+      fate.then(clear, clear);
     }
-    return done;
+    return this.withinWriteTimeout(fate);
   }
 
+  /** The answer to a client: fate, or 503 once the write timeout passes (the entry may still commit). */
+  private withinWriteTimeout(fate: Promise<AppendResult>): Promise<AppendResult> {
+    return new Promise<AppendResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new LedgerError("unavailable", `not committed within ${this.opts.writeTimeoutMs} ms (no quorum?); retry with the same Idempotency-Key`));
+      }, this.opts.writeTimeoutMs);
+      fate.then(
+        (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
+        (e: unknown) => {
+          clearTimeout(timer);
+          reject(e instanceof Error ? e : new Error(String(e)));
+        },
+      );
+    });
+  }
+
+  /** Proposes an entry; the promise settles with the entry's fate (no timeout: callers add one). */
   private propose(kind: EntryKind, payload: Uint8Array): Promise<AppendResult> {
     return new Promise<AppendResult>((resolve, reject) => {
       let result: ProposeResult | undefined;
@@ -468,12 +488,7 @@ export class RaftLedgerNode {
         reject(this.refusal(result));
         return;
       }
-      const index = result.index;
-      const timer = setTimeout(() => {
-        this.waiters.delete(index);
-        reject(new LedgerError("unavailable", `index ${index} not committed within ${this.opts.writeTimeoutMs} ms (no quorum?); retry with the same Idempotency-Key`));
-      }, this.opts.writeTimeoutMs);
-      this.waiters.set(index, { term: result.term, resolve, reject, timer });
+      this.waiters.set(result.index, { term: result.term, resolve, reject });
     });
   }
 
@@ -530,7 +545,7 @@ export class RaftLedgerNode {
     } else {
       throw new LedgerError("bad_request", "nothing to change");
     }
-    return new Promise((resolve, reject) => {
+    const fate = new Promise<AppendResult>((resolve, reject) => {
       let result: ProposeResult | undefined;
       this.input(() => {
         result = this.raw.proposeConfig(next);
@@ -539,16 +554,10 @@ export class RaftLedgerNode {
         reject(result === undefined ? new LedgerError("unavailable", "node is not running") : this.refusal(result));
         return;
       }
-      const index = result.index;
-      const timer = setTimeout(() => {
-        this.waiters.delete(index);
-        reject(new LedgerError("unavailable", `configuration change at ${index} not committed in time`));
-      }, this.opts.writeTimeoutMs);
-      this.waiters.set(index, {
-        term: result.term, timer, reject,
-        resolve: () => resolve({ index }),
-      });
+      this.waiters.set(result.index, { term: result.term, resolve, reject });
     });
+    const r = await this.withinWriteTimeout(fate);
+    return { index: r.index };
   }
 
   /** Promotes a learner once the core accepts it (it refuses while the learner lags). */
@@ -659,10 +668,7 @@ export class RaftLedgerNode {
     if (this.scheduled) await new Promise<void>((r) => setImmediate(r));
     this.closed = true;
     clearInterval(this.ticker);
-    for (const w of this.waiters.values()) {
-      clearTimeout(w.timer);
-      w.reject(new LedgerError("unavailable", "node is shutting down"));
-    }
+    for (const w of this.waiters.values()) w.reject(new LedgerError("unavailable", "node is shutting down"));
     this.waiters.clear();
     for (const r of this.reads.values()) {
       clearTimeout(r.timer);
