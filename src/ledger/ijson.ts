@@ -1,0 +1,331 @@
+/**
+ * The input boundary: I-JSON (RFC 7493) and nothing else, because only I-JSON has one canonical
+ * form (RFC 8785) that every verifier rebuilds byte for byte. A text is accepted only when it is
+ * valid UTF-8 (no byte-order mark), every string and key is free of surrogates and noncharacters
+ * (RFC 7493 2.1, escaped or not), no object repeats a key, every number keeps its exact value
+ * through the canonical form, and nesting is at most IJSON_DEPTH_MAX deep.
+ *
+ * Why a tokenizer of our own rather than a library: JSON.parse (and every JSON parser on npm we
+ * looked at) silently keeps the last duplicate key, rounds 12345678901234567890, turns 1e400 into
+ * Infinity and invalid UTF-8 into U+FFFD: each a silent change of what the client sent. This pass
+ * checks the bytes in one linear scan and only then lets JSON.parse build the value, which is then
+ * exactly the text's meaning (no duplicates, no rounding left to hide).
+ */
+import { LedgerError } from "../util/errors";
+
+/** Nesting limit: a record body is an object holding data; 64 levels is far beyond any governance record and keeps recursion shallow. */
+export const IJSON_DEPTH_MAX = 64;
+
+export type IJsonReason =
+  | "syntax"
+  | "invalid_utf8"
+  | "bom"
+  | "lone_surrogate"
+  | "noncharacter"
+  | "duplicate_key"
+  | "number_not_exact"
+  | "too_deep";
+
+/** A text that is not I-JSON: a stable reason and the JSON Pointer (RFC 6901) of where, under `root`. */
+export class IJsonError extends LedgerError {
+  constructor(readonly reason: IJsonReason, readonly path: string, message: string) {
+    super("invalid_json", `${path}: ${message}`, { reason, path });
+    this.name = "IJsonError";
+  }
+}
+
+/** A text in another encoding than UTF-8 (UTF-16/32, by BOM or NUL pattern): a media type matter, 415. */
+export class EncodingError extends LedgerError {
+  constructor(message: string) {
+    super("unsupported_media_type", message);
+    this.name = "EncodingError";
+  }
+}
+
+/** Only ever given bytes the scanner validated, so its replacement of bad sequences never happens. */
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+const pointerToken = (key: string): string => key.replace(/~/g, "~0").replace(/\//g, "~1");
+
+/** U+FDD0..U+FDEF and the last two code points of every plane (RFC 7493 2.1, Unicode's noncharacters). */
+export const isNoncharacter = (cp: number): boolean => (cp >= 0xfdd0 && cp <= 0xfdef) || (cp & 0xfffe) === 0xfffe;
+
+/** The decimal value of a JSON number literal, normalized: "" for zero, else digits (no leading or trailing zeros) + "e" + exponent. */
+function decimalKey(text: string): string {
+  const m = /^-?([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$/.exec(text);
+  if (m === null) return "?";
+  const frac = m[2] ?? "";
+  let digits = (m[1] + frac).replace(/^0+/, "");
+  if (digits === "") return "";
+  let exp = Number(m[3] ?? "0") - frac.length;
+  const trimmed = digits.replace(/0+$/, "");
+  exp += digits.length - trimmed.length;
+  digits = trimmed;
+  return `${text.startsWith("-") ? "-" : ""}${digits}e${exp}`;
+}
+
+/**
+ * True when the literal's decimal value is the value of its IEEE-754 double's shortest round-trip
+ * form, which is what RFC 8785 writes: 0.1, 1e21 and 9007199254740992 pass;
+ * 12345678901234567890, 1e400 and 1e-400 do not.
+ */
+export function numberIsExact(text: string): boolean {
+  const v = Number(text);
+  if (!Number.isFinite(v)) return false;
+  return decimalKey(text) === decimalKey(String(v).replace("e+", "e"));
+}
+
+class Scanner {
+  private pos = 0;
+  constructor(private readonly b: Uint8Array, private readonly root: string) {}
+
+  run(): void {
+    const b = this.b;
+    if (b.length >= 3 && b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf) {
+      throw new IJsonError("bom", this.root, "a byte-order mark is not allowed (RFC 8259 8.1)");
+    }
+    this.ws();
+    if (this.pos >= b.length) throw this.syntax(this.root, "no JSON value");
+    this.value(this.root, 0);
+    this.ws();
+    if (this.pos < b.length) throw this.syntax(this.root, "text after the JSON value");
+  }
+
+  private syntax(path: string, what: string): IJsonError {
+    return new IJsonError("syntax", path, `${what} at byte ${this.pos}`);
+  }
+
+  private ws(): void {
+    const b = this.b;
+    while (this.pos < b.length) {
+      const c = b[this.pos];
+      if (c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) return;
+      this.pos++;
+    }
+  }
+
+  private expectLiteral(word: string, path: string): void {
+    for (let i = 0; i < word.length; i++) {
+      if (this.b[this.pos + i] !== word.charCodeAt(i)) throw this.syntax(path, "not a JSON value");
+    }
+    this.pos += word.length;
+  }
+
+  private value(path: string, depth: number): void {
+    const c = this.b[this.pos];
+    switch (c) {
+      case 0x7b: // {
+        this.object(path, depth + 1);
+        return;
+      case 0x5b: // [
+        this.array(path, depth + 1);
+        return;
+      case 0x22: // "
+        this.string(path, "string");
+        return;
+      case 0x74:
+        this.expectLiteral("true", path);
+        return;
+      case 0x66:
+        this.expectLiteral("false", path);
+        return;
+      case 0x6e:
+        this.expectLiteral("null", path);
+        return;
+      default:
+        if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+          this.number(path);
+          return;
+        }
+        throw this.syntax(path, c === undefined ? "unexpected end of text" : "not a JSON value");
+    }
+  }
+
+  private enter(path: string, depth: number): void {
+    if (depth > IJSON_DEPTH_MAX) throw new IJsonError("too_deep", path, `nesting deeper than ${IJSON_DEPTH_MAX}`);
+    this.pos++;
+    this.ws();
+  }
+
+  private object(path: string, depth: number): void {
+    this.enter(path, depth);
+    const keys = new Set<string>();
+    if (this.b[this.pos] === 0x7d) {
+      this.pos++;
+      return;
+    }
+    for (;;) {
+      if (this.b[this.pos] !== 0x22) throw this.syntax(path, "expected a string key");
+      const key = this.string(path, "key");
+      const at = `${path}/${pointerToken(key)}`;
+      if (keys.has(key)) throw new IJsonError("duplicate_key", at, `key ${JSON.stringify(key)} appears more than once`);
+      keys.add(key);
+      this.ws();
+      if (this.b[this.pos] !== 0x3a) throw this.syntax(at, "expected ':'");
+      this.pos++;
+      this.ws();
+      this.value(at, depth);
+      this.ws();
+      const c = this.b[this.pos];
+      if (c === 0x7d) {
+        this.pos++;
+        return;
+      }
+      if (c !== 0x2c) throw this.syntax(path, "expected ',' or '}'");
+      this.pos++;
+      this.ws();
+    }
+  }
+
+  private array(path: string, depth: number): void {
+    this.enter(path, depth);
+    if (this.b[this.pos] === 0x5d) {
+      this.pos++;
+      return;
+    }
+    for (let i = 0; ; i++) {
+      this.value(`${path}/${i}`, depth);
+      this.ws();
+      const c = this.b[this.pos];
+      if (c === 0x5d) {
+        this.pos++;
+        return;
+      }
+      if (c !== 0x2c) throw this.syntax(path, "expected ',' or ']'");
+      this.pos++;
+      this.ws();
+    }
+  }
+
+  private hex4(path: string): number {
+    let v = 0;
+    for (let i = 0; i < 4; i++) {
+      const c = this.b[this.pos + i];
+      const d = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : c >= 0x41 && c <= 0x46 ? c - 0x37 : -1;
+      if (d < 0) throw this.syntax(path, "bad \\u escape");
+      v = v * 16 + d;
+    }
+    this.pos += 4;
+    return v;
+  }
+
+  private checkCodePoint(cp: number, path: string, what: string): void {
+    if (isNoncharacter(cp)) {
+      throw new IJsonError("noncharacter", path, `${what} holds the noncharacter U+${cp.toString(16).toUpperCase().padStart(4, "0")}`);
+    }
+  }
+
+  /** Scans a string token; returns its value only for keys (values are built by JSON.parse later). */
+  private string(path: string, what: "key" | "string"): string {
+    const b = this.b;
+    const start = this.pos;
+    this.pos++;
+    for (;;) {
+      const c = b[this.pos];
+      if (c === undefined) throw this.syntax(path, `unterminated ${what}`);
+      if (c === 0x22) {
+        this.pos++;
+        break;
+      }
+      if (c < 0x20) throw this.syntax(path, `unescaped control character in a ${what}`);
+      if (c === 0x5c) {
+        const e = b[this.pos + 1];
+        this.pos += 2;
+        if (e === 0x75) {
+          const unit = this.hex4(path);
+          if (unit >= 0xdc00 && unit <= 0xdfff) throw new IJsonError("lone_surrogate", path, `${what} holds a lone low surrogate \\u${unit.toString(16)}`);
+          if (unit >= 0xd800 && unit <= 0xdbff) {
+            if (b[this.pos] !== 0x5c || b[this.pos + 1] !== 0x75) throw new IJsonError("lone_surrogate", path, `${what} holds a lone high surrogate \\u${unit.toString(16)}`);
+            this.pos += 2;
+            const low = this.hex4(path);
+            if (low < 0xdc00 || low > 0xdfff) throw new IJsonError("lone_surrogate", path, `${what} holds a lone high surrogate \\u${unit.toString(16)}`);
+            this.checkCodePoint(0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00), path, what);
+          } else {
+            this.checkCodePoint(unit, path, what);
+          }
+        } else if (e !== 0x22 && e !== 0x5c && e !== 0x2f && e !== 0x62 && e !== 0x66 && e !== 0x6e && e !== 0x72 && e !== 0x74) {
+          this.pos -= 2;
+          throw this.syntax(path, `bad escape in a ${what}`);
+        }
+        continue;
+      }
+      if (c < 0x80) {
+        this.pos++;
+        continue;
+      }
+      this.checkCodePoint(this.utf8(path, what), path, what);
+    }
+    if (what === "string") return "";
+    return JSON.parse(UTF8.decode(b.subarray(start, this.pos))) as string;
+  }
+
+  /** Decodes one multi-byte UTF-8 sequence strictly (no overlong forms, no surrogates, at most U+10FFFF). */
+  private utf8(path: string, what: string): number {
+    const b = this.b;
+    const c = b[this.pos];
+    let n: number;
+    let cp: number;
+    let min: number;
+    if (c >= 0xc2 && c <= 0xdf) [n, cp, min] = [1, c & 0x1f, 0x80];
+    else if (c >= 0xe0 && c <= 0xef) [n, cp, min] = [2, c & 0x0f, 0x800];
+    else if (c >= 0xf0 && c <= 0xf4) [n, cp, min] = [3, c & 0x07, 0x10000];
+    else throw new IJsonError("invalid_utf8", path, `${what} holds the byte 0x${c.toString(16)}, which starts no UTF-8 sequence (at byte ${this.pos})`);
+    for (let i = 1; i <= n; i++) {
+      const k = b[this.pos + i];
+      if (k === undefined || (k & 0xc0) !== 0x80) throw new IJsonError("invalid_utf8", path, `${what} holds a truncated UTF-8 sequence at byte ${this.pos}`);
+      cp = (cp << 6) | (k & 0x3f);
+    }
+    if (cp < min) throw new IJsonError("invalid_utf8", path, `${what} holds an overlong UTF-8 sequence at byte ${this.pos}`);
+    if (cp >= 0xd800 && cp <= 0xdfff) throw new IJsonError("lone_surrogate", path, `${what} holds a UTF-8 encoded surrogate at byte ${this.pos}`);
+    if (cp > 0x10ffff) throw new IJsonError("invalid_utf8", path, `${what} holds a code point above U+10FFFF at byte ${this.pos}`);
+    this.pos += n + 1;
+    return cp;
+  }
+
+  private number(path: string): void {
+    const b = this.b;
+    const start = this.pos;
+    const digits = (): number => {
+      const from = this.pos;
+      while (b[this.pos] >= 0x30 && b[this.pos] <= 0x39) this.pos++;
+      return this.pos - from;
+    };
+    if (b[this.pos] === 0x2d) this.pos++;
+    if (b[this.pos] === 0x30) this.pos++;
+    else if (digits() === 0) throw this.syntax(path, "bad number");
+    if (b[this.pos] === 0x2e) {
+      this.pos++;
+      if (digits() === 0) throw this.syntax(path, "bad number: no digits after '.'");
+    }
+    if (b[this.pos] === 0x65 || b[this.pos] === 0x45) {
+      this.pos++;
+      if (b[this.pos] === 0x2b || b[this.pos] === 0x2d) this.pos++;
+      if (digits() === 0) throw this.syntax(path, "bad number: no digits in the exponent");
+    }
+    const text = String.fromCharCode(...b.subarray(start, Math.min(this.pos, start + NUMBER_TEXT_MAX + 1)));
+    if (this.pos - start > NUMBER_TEXT_MAX || !numberIsExact(text)) {
+      const shown = text.length > 40 ? `${text.slice(0, 40)}…` : text;
+      throw new IJsonError("number_not_exact", path, `the number ${shown} would not keep its value in canonical JSON (RFC 8785 writes IEEE-754 doubles)`);
+    }
+  }
+}
+
+/**
+ * Longest number literal accepted: a double's shortest form has at most 17 significant digits and a
+ * 3-digit exponent, so 400 characters leaves ample room for zero padding and bounds the work per number.
+ */
+const NUMBER_TEXT_MAX = 400;
+
+/** Checks that bytes are an I-JSON text; throws IJsonError (400) or EncodingError (415) saying why and where. */
+export function checkIJson(bytes: Uint8Array, root = ""): void {
+  if (bytes.length >= 2 && ((bytes[0] === 0xfe && bytes[1] === 0xff) || (bytes[0] === 0xff && bytes[1] === 0xfe) || bytes[0] === 0 || bytes[1] === 0)) {
+    throw new EncodingError("the body is not UTF-8 (it looks like UTF-16 or UTF-32); send UTF-8 JSON");
+  }
+  new Scanner(bytes, root).run();
+}
+
+/** Parses an I-JSON text (see checkIJson); the value is exactly what the text says. */
+export function parseIJson(bytes: Uint8Array, root = ""): unknown {
+  checkIJson(bytes, root);
+  return JSON.parse(UTF8.decode(bytes)) as unknown;
+}
