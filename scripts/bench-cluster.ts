@@ -16,11 +16,10 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { execFileSync } from "node:child_process";
-import { parseArgs } from "node:util";
 import {
   Answer, Client, LoadResult, OwnedProcess, adminToken, fmtInt, fmtMs, freePortRange, initClusterDirs, killOwned,
-  NodeStatus, loadAverage, machine, nodeStatus, pinoLevel, pollUntil, requestJson, runLoad, startClusterNode, table, waitForLeader,
-  wholeFlag,
+  NodeStatus, loadAverage, machine, nodeStatus, parseFlags, pinoLevel, pollUntil, requestJson, runLoad, scriptLog, startClusterNode, table,
+  waitForLeader, wholeFlag,
 } from "./bench-lib";
 
 const RECORD_BYTES = 256;
@@ -50,44 +49,26 @@ interface Options {
 }
 
 function options(): Options {
-  const { values } = parseArgs({
-    options: {
-      clients: { type: "string", default: "1,16,64" },
-      ops: { type: "string", default: "3000,10000,10000" },
-      warmup: { type: "string", default: "1000" },
-      systems: { type: "string", default: "resonetics,etcd" },
-      "etcd-bin": { type: "string", default: "etcd" },
-      "level-timeout-s": { type: "string", default: "180" },
-      "timeout-s": { type: "string", default: "1500" },
-      "log-level": { type: "string", default: "warn" },
-      keep: { type: "boolean", default: false },
-    },
-    strict: true,
+  const f = parseFlags({
+    whole: { warmup: [1000, 0], "level-timeout-s": [180, 1], "timeout-s": [1500, 10] },
+    text: { clients: "1,16,64", ops: "3000,10000,10000", systems: "resonetics,etcd", "etcd-bin": "etcd" },
+    logLevel: "warn",
   });
-  const whole = wholeFlag;
-  const list = (name: string, raw: string | undefined): number[] => (raw ?? "").split(",").map((x) => whole(name, x.trim(), 1));
-  const clients = list("clients", values.clients);
-  const opsRaw = list("ops", values.ops);
+  const list = (name: string, raw: string): number[] => raw.split(",").map((x) => wholeFlag(name, x.trim(), 1));
+  const clients = list("clients", f.clients);
+  const opsRaw = list("ops", f.ops);
   // One count for every level, or one per level.
   if (opsRaw.length !== 1 && opsRaw.length !== clients.length) throw new Error(`--ops needs 1 or ${clients.length} counts, got ${opsRaw.length}`);
   const ops = clients.map((_, i) => opsRaw.length === 1 ? opsRaw[0] : opsRaw[i]);
-  const systems = (values.systems ?? "").split(",").map((x) => x.trim()).filter((x) => x.length > 0);
+  const systems = f.systems.split(",").map((x) => x.trim()).filter((x) => x.length > 0);
   for (const s of systems) if (s !== "resonetics" && s !== "etcd") throw new Error(`--systems: unknown system ${s} (resonetics, etcd)`);
   return {
-    clients, ops,
-    warmup: whole("warmup", values.warmup, 0),
-    systems: systems as SystemName[],
-    etcdBin: values["etcd-bin"] ?? "etcd",
-    levelTimeoutMs: whole("level-timeout-s", values["level-timeout-s"], 1) * 1000,
-    timeoutMs: whole("timeout-s", values["timeout-s"], 10) * 1000,
-    logLevel: values["log-level"] ?? "warn",
-    keep: values.keep === true,
+    clients, ops, warmup: f.warmup, systems: systems as SystemName[], etcdBin: f.etcdBin,
+    levelTimeoutMs: f.levelTimeoutS * 1000, timeoutMs: f.timeoutS * 1000, logLevel: f.logLevel, keep: f.keep,
   };
 }
 
-const log = (line: string): void => {
-  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
-};
+const log = scriptLog("bench", true);
 
 /** Pads s with "x" so the JSON built by make(pad) is exactly `bytes` long (UTF-8; all ASCII here). */
 function padded(bytes: number, make: (pad: string) => string): string {

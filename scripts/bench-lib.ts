@@ -12,6 +12,7 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as readline from "node:readline";
+import { parseArgs } from "node:util";
 
 export const REPO_ROOT = path.resolve(__dirname, "..");
 const CLI = "src/cli/main.ts";
@@ -348,6 +349,50 @@ export function wholeFlag(name: string, raw: string | undefined, min: number): n
   return n;
 }
 
+/** "build-clients" → "buildClients": a flag's name as a property. */
+type CamelCase<S extends string> = S extends `${infer Head}-${infer Tail}` ? `${Head}${Capitalize<CamelCase<Tail>>}` : S;
+const camelCase = (s: string): string => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** The flags of a script: whole numbers with a default and a minimum, texts with a default; every script has --log-level and --keep. */
+export interface FlagSpec<W extends string, T extends string> {
+  /** [default, minimum] of each whole-number flag. */
+  readonly whole: Readonly<Record<W, readonly [number, number]>>;
+  /** The default of each text flag. */
+  readonly text?: Readonly<Record<T, string>>;
+  /** The default of --log-level. */
+  readonly logLevel: string;
+}
+
+export type Flags<W extends string, T extends string> = { readonly [K in W as CamelCase<K>]: number } & { readonly [K in T as CamelCase<K>]: string } & {
+  readonly logLevel: string;
+  /** --keep: leave the temp data dir for a look afterwards. */
+  readonly keep: boolean;
+};
+
+/** Parses process.argv (strict: an unknown flag is an error) into camel-cased properties. */
+export function parseFlags<W extends string, T extends string = never>(spec: FlagSpec<W, T>, args: readonly string[] = process.argv.slice(2)): Flags<W, T> {
+  const whole = Object.entries<readonly [number, number]>(spec.whole);
+  const text = Object.entries<string>(spec.text ?? {});
+  const options: Record<string, { type: "string"; default: string } | { type: "boolean"; default: boolean }> = {
+    "log-level": { type: "string", default: spec.logLevel },
+    keep: { type: "boolean", default: false },
+  };
+  for (const [name, [dflt]] of whole) options[name] = { type: "string", default: String(dflt) };
+  for (const [name, dflt] of text) options[name] = { type: "string", default: dflt };
+  const values = parseArgs({ args: [...args], options, strict: true }).values as Record<string, string | boolean | undefined>;
+  const flags: Record<string, string | number | boolean> = { logLevel: String(values["log-level"]), keep: values.keep === true };
+  for (const [name, [, min]] of whole) flags[camelCase(name)] = wholeFlag(name, String(values[name]), min);
+  for (const [name] of text) flags[camelCase(name)] = String(values[name]);
+  return flags as Flags<W, T>;
+}
+
+/** A progress line on stderr (stdout carries the report): "[tag] line", with the time of day when clock is set. */
+export function scriptLog(tag: string, clock = false): (line: string) => void {
+  return (line) => {
+    process.stderr.write(`[${tag}${clock ? ` ${new Date().toISOString().slice(11, 19)}` : ""}] ${line}\n`);
+  };
+}
+
 /** True when nothing listens on 127.0.0.1:port right now. */
 export function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -451,7 +496,7 @@ export async function initClusterDirs(root: string, nodes: number, basePort: num
 
 /** The cluster's admin token (cluster init gives every node the same one). */
 export function adminToken(node: ClusterNode): string {
-  return fs.readFileSync(path.join(node.dir, "admin.token"), "utf8").trim();
+  return readAdminToken(node.dir);
 }
 
 /** `resonetics serve` for one cluster node on 127.0.0.1 at its port. */
@@ -502,5 +547,94 @@ export function pinoLevel(line: string): number | undefined {
     return typeof level === "number" ? level : undefined;
   } catch {
     return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Appends through a real server: distinct records, the commit index, a log of a given size.
+
+/** The admin token `serve` writes into its data dir. */
+export function readAdminToken(dataDir: string): string {
+  return fs.readFileSync(path.join(dataDir, "admin.token"), "utf8").trim();
+}
+
+/** The checkpoint interval the benchmarks pin: the serve default, passed explicitly so the figures say it. */
+export const CHECKPOINT_EVERY = 1000;
+/** Subjects the benchmark records spread over: each subject's state stays small, the subject index large. */
+export const SUBJECTS = 1000;
+
+/** An append answered 201: a new record committed (200 is a retry, anything else a failure). */
+export const created = (s: number): boolean => s === 201;
+
+/**
+ * Appends policy.set records whose bodies are all distinct (a sequence), so no two appends are
+ * alike; spread over `subjects` subjects so each subject's state stays small.
+ */
+export class RecordAppender {
+  private sequence = 0;
+
+  constructor(private readonly prefix: string, readonly subjects = SUBJECTS) {}
+
+  /** Appends sent so far (the sequence number of the next one). */
+  sent(): number {
+    return this.sequence;
+  }
+
+  /** One POST /v1/records; withKey adds an Idempotency-Key unique to this append. */
+  append(client: Client, withKey = false): Promise<Answer> {
+    const i = this.sequence++;
+    const body = JSON.stringify({ type: "policy.set", subject: `${this.prefix}-${i % this.subjects}`, data: { name: `n${i}`, value: i } });
+    return client.request("POST", "/v1/records", body, withKey ? { "idempotency-key": `${this.prefix}-key-${i}` } : {});
+  }
+}
+
+/** The server's commit index (GET /v1/status). */
+export async function commitIndex(client: Client): Promise<number> {
+  const a = await client.request("GET", "/v1/status");
+  if (a.status !== 200) throw new Error(`GET /v1/status → ${a.status} ${a.body.slice(0, 300)}`);
+  const s = JSON.parse(a.body) as { commit_index?: unknown };
+  if (typeof s.commit_index !== "number") throw new Error(`status without commit_index: ${a.body.slice(0, 300)}`);
+  return s.commit_index;
+}
+
+/** Rounds of appends at most: each asks for all that is missing, so a few suffice unless appends keep failing. */
+const BUILD_ROUNDS_MAX = 20;
+
+/**
+ * Appends through the server until its log holds `entries` entries (checkpoints included):
+ * closed-loop rounds of `clients` concurrent appends; every keyEvery-th append (0: none) carries
+ * an Idempotency-Key. Returns the commit index reached and each round's load result.
+ */
+export async function buildLog(
+  client: Client, appender: RecordAppender,
+  o: { readonly entries: number; readonly clients: number; readonly checkpointEvery: number; readonly keyEvery?: number; readonly log?: (line: string) => void },
+): Promise<{ entries: number; rounds: LoadResult[] }> {
+  const keyEvery = o.keyEvery ?? 0;
+  const rounds: LoadResult[] = [];
+  let have = await commitIndex(client);
+  for (let round = 0; round < BUILD_ROUNDS_MAX && have < o.entries; round++) {
+    const remaining = o.entries - have;
+    // A checkpoint entry joins every checkpointEvery entries: ask for that many fewer records.
+    const n = Math.max(1, remaining - Math.floor(remaining / (o.checkpointEvery + 1)));
+    const r = await runLoad(n, o.clients, () => appender.append(client, keyEvery > 0 && appender.sent() % keyEvery === 0), created);
+    if (r.errors > 0) o.log?.(`build round ${round}: ${r.errors} errors, first: ${r.firstError}`);
+    rounds.push(r);
+    have = await commitIndex(client);
+  }
+  return { entries: have, rounds };
+}
+
+/**
+ * `resonetics serve` for a benchmark: the given log level and checkpoint interval, snapshots (with
+ * compaction) off through the environment so a replay from genesis sees every entry (a server
+ * without that setting ignores the variable); with its admin token.
+ */
+export async function startBenchServer(dataDir: string, logLevel: string, checkpointEvery: number): Promise<{ server: ServerProcess; token: string }> {
+  const server = await startServer(dataDir, ["--log-level", logLevel, "--checkpoint-every", String(checkpointEvery)], { RESONETICS_SNAPSHOT_EVERY: "0" });
+  try {
+    return { server, token: readAdminToken(dataDir) };
+  } catch (e) {
+    await server.stop(10_000);
+    throw e;
   }
 }

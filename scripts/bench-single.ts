@@ -16,83 +16,28 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
 import { verifyChainCommand } from "../src/cli/verify-chain";
-import { Answer, Client, LoadResult, REPO_ROOT, ServerProcess, fmtInt, fmtMs, machine, runLoad, startServer, table, wholeFlag } from "./bench-lib";
+import {
+  CHECKPOINT_EVERY, Client, LoadResult, REPO_ROOT, RecordAppender, SUBJECTS, ServerProcess, buildLog, commitIndex, created, fmtInt, fmtMs, machine, parseFlags,
+  runLoad, scriptLog, startBenchServer, table,
+} from "./bench-lib";
 
-const CHECKPOINT_EVERY = 1000; // the serve default; passed explicitly so the figure is pinned
-const SUBJECTS = 1000;
 
-interface Options {
-  seq: number;
-  concurrent: number;
-  clients: number;
-  warmup: number;
-  entries: number;
-  buildClients: number;
-  verifyRuns: number;
-  logLevel: string;
-  keep: boolean;
-}
-
-function options(): Options {
-  const { values } = parseArgs({
-    options: {
-      seq: { type: "string", default: "3000" },
-      concurrent: { type: "string", default: "20000" },
-      clients: { type: "string", default: "32" },
-      warmup: { type: "string", default: "1000" },
-      entries: { type: "string", default: "100000" },
-      "build-clients": { type: "string", default: "128" },
-      "verify-runs": { type: "string", default: "1" },
-      "log-level": { type: "string", default: "info" },
-      keep: { type: "boolean", default: false },
-    },
-    strict: true,
+function options() {
+  return parseFlags({
+    whole: { seq: [3000, 1], concurrent: [20_000, 1], clients: [32, 1], warmup: [1000, 0], entries: [100_000, 10], "build-clients": [128, 1], "verify-runs": [1, 1] },
+    logLevel: "info",
   });
-  const whole = wholeFlag;
-  return {
-    seq: whole("seq", values.seq, 1),
-    concurrent: whole("concurrent", values.concurrent, 1),
-    clients: whole("clients", values.clients, 1),
-    warmup: whole("warmup", values.warmup, 0),
-    entries: whole("entries", values.entries, 10),
-    buildClients: whole("build-clients", values["build-clients"], 1),
-    verifyRuns: whole("verify-runs", values["verify-runs"], 1),
-    logLevel: values["log-level"] ?? "info",
-    keep: values.keep === true,
-  };
 }
+type Options = ReturnType<typeof options>;
 
-const log = (line: string): void => {
-  process.stderr.write(`[bench] ${line}\n`);
-};
-
-/** Request bodies are all distinct (a global sequence), so no two appends are alike. */
-let sequence = 0;
-function appendOne(client: Client, withKey: boolean): Promise<Answer> {
-  const i = sequence++;
-  const body = JSON.stringify({ type: "policy.set", subject: `bench-${i % SUBJECTS}`, data: { name: `n${i}`, value: i } });
-  return client.request("POST", "/v1/records", body, withKey ? { "idempotency-key": `bench-key-${i}` } : {});
-}
-
-const created = (s: number): boolean => s === 201;
-
-async function commitIndex(client: Client): Promise<number> {
-  const a = await client.request("GET", "/v1/status");
-  if (a.status !== 200) throw new Error(`GET /v1/status → ${a.status} ${a.body.slice(0, 300)}`);
-  const s = JSON.parse(a.body) as { commit_index?: unknown };
-  if (typeof s.commit_index !== "number") throw new Error(`status without commit_index: ${a.body.slice(0, 300)}`);
-  return s.commit_index;
-}
+const log = scriptLog("bench");
+const appender = new RecordAppender("bench");
 
 async function serverFor(dir: string, o: Options): Promise<{ server: ServerProcess; token: string }> {
-  // Snapshots (with compaction) are switched off through the environment, so verify-chain from
-  // genesis sees every entry; a server that has no such setting ignores the variable.
-  const server = await startServer(dir, ["--log-level", o.logLevel, "--checkpoint-every", String(CHECKPOINT_EVERY)], { RESONETICS_SNAPSHOT_EVERY: "0" });
-  running.add(server);
-  const token = fs.readFileSync(path.join(dir, "admin.token"), "utf8").trim();
-  return { server, token };
+  const started = await startBenchServer(dir, o.logLevel, CHECKPOINT_EVERY);
+  running.add(started.server);
+  return started;
 }
 
 async function stop(server: ServerProcess): Promise<void> {
@@ -161,12 +106,12 @@ async function main(): Promise<void> {
     const a = await serverFor(dirA, o);
     const client = new Client(a.server.port, a.token, Math.max(o.clients, 8));
     log(`warm-up: ${o.warmup} appends, 8 clients`);
-    const warm = await runLoad(o.warmup, 8, () => appendOne(client, false), created);
+    const warm = await runLoad(o.warmup, 8, () => appender.append(client), created);
     log(`sequential: ${o.seq} appends, 1 client`);
-    const seq = await runLoad(o.seq, 1, () => appendOne(client, false), created);
+    const seq = await runLoad(o.seq, 1, () => appender.append(client), created);
     log(`concurrent: ${o.concurrent} appends, ${o.clients} clients`);
-    const conc = await runLoad(o.concurrent, o.clients, () => appendOne(client, false), created);
-    const keyed = await runLoad(Math.min(o.concurrent, 5000), o.clients, () => appendOne(client, true), created);
+    const conc = await runLoad(o.concurrent, o.clients, () => appender.append(client), created);
+    const keyed = await runLoad(Math.min(o.concurrent, 5000), o.clients, () => appender.append(client, true), created);
     const commitA = await commitIndex(client);
     client.close();
     await stop(a.server);
@@ -176,15 +121,7 @@ async function main(): Promise<void> {
     log(`building a ${fmtInt(o.entries)}-entry data dir through the server (${o.buildClients} clients, every 10th append with an Idempotency-Key)`);
     const b = await serverFor(dirB, o);
     const builder = new Client(b.server.port, b.token, o.buildClients);
-    const builds: LoadResult[] = [];
-    let have = await commitIndex(builder);
-    for (let round = 0; round < 20 && have < o.entries; round++) {
-      const remaining = o.entries - have;
-      // A checkpoint entry joins every CHECKPOINT_EVERY entries: ask for that many fewer records.
-      const n = Math.max(1, remaining - Math.floor(remaining / (CHECKPOINT_EVERY + 1)));
-      builds.push(await runLoad(n, o.buildClients, () => appendOne(builder, sequence % 10 === 0), created));
-      have = await commitIndex(builder);
-    }
+    const { rounds: builds } = await buildLog(builder, appender, { entries: o.entries, clients: o.buildClients, checkpointEvery: CHECKPOINT_EVERY, keyEvery: 10 });
     builder.close();
     await stop(b.server);
     const buildRequests = builds.reduce((s, r) => s + r.requests, 0);

@@ -13,26 +13,21 @@ export const STATUS: Readonly<Record<ErrorCode, number>> = {
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,
+  method_not_allowed: 405,
   conflict: 409,
   idempotency_conflict: 409,
   not_leader: 307,
+  too_many_requests: 429,
+  header_fields_too_large: 431,
   unavailable: 503,
   verification_failed: 500,
   internal: 500,
 };
 
-/** Maps body-parser's errors (they carry a `type`) to ledger errors; anything else is internal. */
+/** Ledger errors pass through; express's own (a path parameter that does not decode) become 400; anything else is internal. */
 function toLedgerError(err: unknown): LedgerError {
   if (err instanceof LedgerError) return err;
-  const type = (err as { type?: unknown } | null)?.type;
-  if (type === "entity.parse.failed") return new LedgerError("invalid_json", "request body is not valid JSON");
-  if (type === "entity.too.large") {
-    const limit = (err as { limit?: number }).limit;
-    return new LedgerError("payload_too_large", `request body exceeds ${limit ?? "the"} bytes`);
-  }
-  if (type === "encoding.unsupported" || type === "charset.unsupported") {
-    return new LedgerError("unsupported_media_type", "request body must be UTF-8 JSON");
-  }
+  if (err instanceof URIError) return new LedgerError("bad_request", "a path parameter is not valid percent-encoded UTF-8");
   return new LedgerError("internal", "internal error");
 }
 
@@ -46,7 +41,11 @@ export function errorHandler(logger: Logger) {
     const e = toLedgerError(err);
     const status = STATUS[e.code];
     if (status >= 500) logger.error({ err }, "request failed");
+    res.setHeader("Cache-Control", "no-store");
     if (e.code === "unavailable") res.setHeader("Retry-After", "1");
+    const allow = e.details?.allow;
+    if (e.code === "method_not_allowed" && typeof allow === "string") res.setHeader("Allow", allow);
+    if (e.code === "too_many_requests") res.setHeader("Retry-After", String(e.details?.retry_after_s ?? 1));
     const leaderAddress = e.details?.leader_address;
     if (e.code === "not_leader" && typeof leaderAddress === "string") {
       res.setHeader("Location", `http://${leaderAddress}${req.originalUrl}`);

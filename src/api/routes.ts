@@ -1,14 +1,17 @@
 /** The v1 REST routes. Handlers parse, call the node, and shape JSON; errors go to errors.ts. */
-import express, { Request, Response, Router } from "express";
+import { Request, RequestHandler, Response, Router } from "express";
 import { LedgerError, notFound } from "../util/errors";
 import { RaftLedgerNode } from "../node/raft-node";
 import { RecordTypes } from "../node/record-types";
 import { nextSubjectHead, SUBJECT_HEAD_ZERO } from "../ledger/state-machine";
 import { toHex } from "../ledger/bytes";
 import { requireToken } from "./auth";
-import { parseIndex, parseLimit, parseOptionalIndex } from "./params";
+import { parseIndex, parseLimit, parseOptionalIndex, parseText } from "./params";
+import { ijsonBody } from "./body";
+import { RECORD_TEXT_MAX } from "../ledger/record";
 import { entryView } from "./views";
 import type { Metrics } from "./metrics";
+import type { AuditRunner } from "./audit";
 
 export interface RouteDeps {
   readonly node: RaftLedgerNode;
@@ -16,15 +19,58 @@ export interface RouteDeps {
   readonly adminToken: string;
   readonly bodyLimitBytes: number;
   readonly metrics?: Metrics;
+  /** GET /v1/audit/verify: token check, one at a time, time-sliced on a read-only snapshot (src/api/audit.ts). */
+  readonly audit: AuditRunner;
 }
+
+/** History pages: 100 records with proofs is ~100 KB of JSON; 500 bounds one answer's work and size. */
+const HISTORY_PAGE_DEFAULT = 100;
+const HISTORY_PAGE_MAX = 500;
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 
-function requireJson(req: Request, _res: Response, next: () => void): void {
-  if (!req.is("application/json")) {
-    throw new LedgerError("unsupported_media_type", `Content-Type must be application/json, got ${JSON.stringify(req.headers["content-type"] ?? null)}`);
+/** Content that never changes once served: an entry at an index, a proof between fixed sizes. */
+const IMMUTABLE = "public, max-age=31536000, immutable";
+
+/**
+ * A router that remembers which methods each path takes, so a known path asked with another method
+ * answers 405 with Allow instead of 404 (call allowOthers() after the last route).
+ */
+export class MethodRouter {
+  readonly router = Router();
+  private readonly methods = new Map<string, Set<string>>();
+
+  private add(method: string, path: string, handlers: RequestHandler[]): void {
+    const set = this.methods.get(path) ?? new Set<string>();
+    set.add(method);
+    if (method === "GET") set.add("HEAD");
+    this.methods.set(path, set);
+    const route = this.router.route(path);
+    if (method === "GET") route.get(...handlers);
+    else if (method === "POST") route.post(...handlers);
+    else route.delete(...handlers);
   }
-  next();
+
+  get(path: string, ...handlers: RequestHandler[]): void {
+    this.add("GET", path, handlers);
+  }
+  post(path: string, ...handlers: RequestHandler[]): void {
+    this.add("POST", path, handlers);
+  }
+  delete(path: string, ...handlers: RequestHandler[]): void {
+    this.add("DELETE", path, handlers);
+  }
+
+  /** Every other method on a known path: 405 with the Allow header. */
+  allowOthers(): Router {
+    for (const [path, set] of this.methods) {
+      const allow = [...set].sort().join(", ");
+      this.router.all(path, () => {
+        throw new LedgerError("method_not_allowed", `this route takes ${allow}`, { allow });
+      });
+    }
+    return this.router;
+  }
 }
 
 /**
@@ -48,11 +94,11 @@ function readConsistency(node: RaftLedgerNode) {
 
 export function v1Routes(deps: RouteDeps): Router {
   const { node, types } = deps;
-  const r = Router();
+  const r = new MethodRouter();
   const read = readConsistency(node);
-  const json = express.json({ limit: deps.bodyLimitBytes, strict: false, type: () => true });
+  const json = ijsonBody(deps.bodyLimitBytes);
 
-  r.post("/records", requireToken(deps.adminToken), requireJson, json, async (req, res) => {
+  r.post("/records", requireToken(deps.adminToken), json, async (req, res) => {
     const header = req.get("Idempotency-Key");
     if (header !== undefined && !IDEMPOTENCY_KEY.test(header)) {
       throw new LedgerError("bad_request", "Idempotency-Key must be 1..200 visible ASCII characters");
@@ -76,16 +122,15 @@ export function v1Routes(deps: RouteDeps): Router {
 
   r.get("/records/:index", read, (req, res) => {
     const index = parseIndex(req.params.index, "index");
-    res.json(entryView(node.entry(index), node.prevHash(index)));
+    const entry = entryView(node.entry(index), node.prevHash(index));
+    res.setHeader("Cache-Control", IMMUTABLE);
+    res.json(entry);
   });
 
   r.get("/records", read, (req, res) => {
     const from = parseOptionalIndex(req.query.from, "from") ?? 1;
     const limit = parseLimit(req.query.limit, 100, 1000);
-    const subject = req.query.subject;
-    if (subject !== undefined && (typeof subject !== "string" || subject.length < 1 || subject.length > 200)) {
-      throw new LedgerError("bad_request", "subject must be a string of 1..200 characters");
-    }
+    const subject = req.query.subject === undefined ? undefined : parseText(req.query.subject, "subject", RECORD_TEXT_MAX);
     const commit = node.commitIndex();
     const indices = subject === undefined
       ? Array.from({ length: Math.max(0, Math.min(limit, commit - from + 1)) }, (_, i) => from + i)
@@ -96,13 +141,27 @@ export function v1Routes(deps: RouteDeps): Router {
     res.json({ entries, next: more && last !== undefined ? last + 1 : null });
   });
 
+  // A page of a subject's history: records from log index `from` on, each with its subject head
+  // (SHA-256(prev head || entry hash), from 32 zero bytes) and an inclusion proof against the latest
+  // checkpoint. `next` is the from of the following page; a client chains heads across pages.
   r.get("/subjects/:subject/history", read, (req, res) => {
-    const subject = String(req.params.subject);
+    const subject = parseText(req.params.subject, "subject", RECORD_TEXT_MAX);
+    const from = parseOptionalIndex(req.query.from, "from") ?? 1;
+    const limit = parseLimit(req.query.limit, HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX);
     const row = node.store.getSubject(subject);
     if (row === undefined) throw notFound(`no records for subject ${JSON.stringify(subject)}`);
     const cp = node.latestCheckpoint();
+    const page = node.store.subjectRecords(subject, from, limit);
     let head: Uint8Array = SUBJECT_HEAD_ZERO;
-    const records = node.store.subjectRecords(subject, 1, row.version).map(({ version, index }) => {
+    let before = 0;
+    for (const h of node.store.subjectHashesBefore(subject, page[0]?.index ?? row.lastIndex + 1)) {
+      head = nextSubjectHead(head, h);
+      before++;
+    }
+    const firstVersion = page[0]?.version ?? row.version + 1;
+    if (before !== firstVersion - 1) throw notFound(`records of subject ${JSON.stringify(subject)} before version ${firstVersion} are not in this node's log`);
+    const prevHead = toHex(head);
+    const records = page.map(({ version, index }) => {
       const e = node.entry(index);
       head = nextSubjectHead(head, e.hash);
       const proof = cp !== undefined && index <= cp.size ? node.inclusion(index, cp.size) : null;
@@ -111,23 +170,29 @@ export function v1Routes(deps: RouteDeps): Router {
         inclusion: proof === null ? null : { index, size: proof.size, leaf_hash: proof.leaf_hash, path: proof.path, root: proof.root },
       };
     });
-    if (toHex(head) !== toHex(row.head)) {
+    const last = page[page.length - 1];
+    if (last !== undefined && last.version === row.version && toHex(head) !== toHex(row.head)) {
       throw new LedgerError("verification_failed", `subject ${JSON.stringify(subject)}: replayed head differs from the stored head`);
     }
-    res.json({ subject, version: row.version, head: toHex(row.head), checkpoint: cp ?? null, records });
+    const next = last !== undefined && last.version < row.version ? last.index + 1 : null;
+    res.json({ subject, version: row.version, head: toHex(row.head), checkpoint: cp ?? null, prev_subject_head: prevHead, records, next });
   });
 
   r.get("/proofs/inclusion/:index", read, (req, res) => {
     const index = parseIndex(req.params.index, "index");
     const size = parseOptionalIndex(req.query.size, "size");
-    res.json(node.inclusion(index, size));
+    const proof = node.inclusion(index, size);
+    if (size !== undefined) res.setHeader("Cache-Control", IMMUTABLE);
+    res.json(proof);
   });
 
   r.get("/proofs/consistency", read, (req, res) => {
     if (req.query.from === undefined) throw new LedgerError("bad_request", "from is required");
     const from = parseIndex(req.query.from, "from");
     const to = parseOptionalIndex(req.query.to, "to");
-    res.json(node.consistency(from, to));
+    const proof = node.consistency(from, to);
+    if (to !== undefined) res.setHeader("Cache-Control", IMMUTABLE);
+    res.json(proof);
   });
 
   r.get("/checkpoints/latest", read, (_req, res) => {
@@ -136,18 +201,10 @@ export function v1Routes(deps: RouteDeps): Router {
     res.json(cp);
   });
 
-  r.get("/audit/verify", (req, res) => {
-    const from = req.query.from ?? "genesis";
-    if (from !== "genesis" && from !== "snapshot") {
-      throw new LedgerError("bad_request", "from must be genesis or snapshot (verifying from an arbitrary index is not supported yet)");
-    }
-    const to = parseOptionalIndex(req.query.to, "to");
-    const report = node.verify(to, from);
-    res.status(report.ok ? 200 : 500).json({ ...report, state_root_live: to === undefined ? node.stateRoot() : undefined });
-  });
+  r.get("/audit/verify", (req, res) => deps.audit.handle(req, res));
 
   const admin = requireToken(deps.adminToken);
-  r.post("/admin/members", admin, requireJson, json, async (req, res) => {
+  r.post("/admin/members", admin, json, async (req, res) => {
     const b = req.body as { id?: unknown; address?: unknown; public_key?: unknown };
     if (typeof b !== "object" || b === null || typeof b.id !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(b.id) ||
       typeof b.address !== "string" || !/^[^\s/]+:[0-9]{1,5}$/.test(b.address) || typeof b.public_key !== "string" || !/^[0-9a-f]{64}$/.test(b.public_key)) {
@@ -165,13 +222,18 @@ export function v1Routes(deps: RouteDeps): Router {
   });
 
   r.delete("/admin/members/:id", admin, async (req, res) => {
-    const removed = await node.changeMembership({ remove: String(req.params.id) });
-    res.json({ id: String(req.params.id), index: removed.index, voters: node.config().voters.map((m) => m.id) });
+    const id = parseText(req.params.id, "id", 64);
+    const removed = await node.changeMembership({ remove: id });
+    res.json({ id, index: removed.index, voters: node.config().voters.map((m) => m.id) });
   });
 
   r.get("/status", (_req, res) => {
     res.json(node.status());
   });
 
-  return r;
+  r.get("/stream", () => {
+    throw new LedgerError("bad_request", "WS /v1/stream takes a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)");
+  });
+
+  return r.allowOthers();
 }

@@ -1,29 +1,82 @@
 /** The HTTP server: express app with request logging, the v1 routes, health and readiness. */
 import * as http from "node:http";
-import express from "express";
+import type { Duplex } from "node:stream";
+import express, { NextFunction, Request, Response } from "express";
 import { pinoHttp } from "pino-http";
 import type { Logger } from "pino";
 import { LedgerError } from "../util/errors";
-import { errorHandler } from "./errors";
-import { RouteDeps, v1Routes } from "./routes";
+import { errorHandler, STATUS } from "./errors";
+import { MethodRouter, RouteDeps, v1Routes } from "./routes";
 import { createMetrics } from "./metrics";
+import { parseQuery } from "./params";
 
-export function createApp(deps: RouteDeps, logger: Logger): express.Express {
+export interface AppOptions {
+  /** --cors-origin: the one browser origin allowed to call the API (none by default). */
+  readonly corsOrigin?: string;
+}
+
+/** Headers a browser honours for CORS; the API takes no cookies, so credentials stay off. */
+const CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key";
+const CORS_MAX_AGE_S = "600";
+
+function commonHeaders(opts: AppOptions) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    res.setHeader("X-Content-Type-Options", "nosniff");
+    // Everything is live state unless a route says it is immutable (an entry, a proof of fixed sizes).
+    res.setHeader("Cache-Control", "no-store");
+    const origin = req.headers.origin;
+    if (opts.corsOrigin !== undefined && origin === opts.corsOrigin) {
+      res.setHeader("Access-Control-Allow-Origin", origin);
+      res.setHeader("Vary", "Origin");
+      if (req.method === "OPTIONS") {
+        res.setHeader("Access-Control-Allow-Methods", "GET, HEAD, POST, DELETE");
+        res.setHeader("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS);
+        res.setHeader("Access-Control-Max-Age", CORS_MAX_AGE_S);
+        res.status(204).end();
+        return;
+      }
+    }
+    next();
+  };
+}
+
+export function createApp(deps: RouteDeps, logger: Logger, opts: AppOptions = {}): express.Express {
   const app = express();
   app.disable("x-powered-by");
-  app.set("query parser", "simple");
-  app.use(pinoHttp({ logger, autoLogging: { ignore: (req) => req.url === "/health" } }));
-  app.get("/health", (_req, res) => {
+  app.disable("etag");
+  app.set("query parser", parseQuery);
+  app.use(pinoHttp({
+    logger,
+    autoLogging: { ignore: (req) => req.url === "/health" },
+    // Only what an operator needs; never headers (Authorization carries the token). Unwrapped, so
+    // pino's standard serializer never touches req.query (whose parser refuses bad encodings).
+    wrapSerializers: false,
+    serializers: {
+      req: (req: { method?: string; url?: string; remoteAddress?: string }) => ({ method: req.method, url: req.url, remote: req.remoteAddress }),
+      res: (res: { statusCode?: number }) => ({ status: res.statusCode }),
+    },
+  }));
+  app.use(commonHeaders(opts));
+  const top = new MethodRouter();
+  top.get("/health", (_req, res) => {
     res.json({ status: "ok" });
   });
-  app.get("/ready", (_req, res) => {
+  // Ready = can serve now: not halted, follows a known leader (or is it), has applied all it knows committed.
+  // How far a follower trails the leader is not knowable here (heartbeats carry min(match, commit)).
+  top.get("/ready", (_req, res) => {
     const s = deps.node.status();
-    res.status(s.last_applied === s.commit_index ? 200 : 503).json({ ready: s.last_applied === s.commit_index, ...s });
+    const reasons = [
+      ...(s.halted !== null ? [`halted: ${s.halted}`] : []),
+      ...(s.halted === null && s.leader === null ? ["no known leader"] : []),
+      ...(s.last_applied !== s.commit_index ? [`applying: last_applied ${s.last_applied} < commit_index ${s.commit_index}`] : []),
+    ];
+    res.status(reasons.length === 0 ? 200 : 503).json({ ready: reasons.length === 0, reasons, ...s });
   });
   const metrics = createMetrics(deps.node);
-  app.get("/metrics", async (_req, res) => {
-    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  top.get("/metrics", (_req, res, next) => {
+    metrics.registry.metrics().then((text) => res.type(metrics.registry.contentType).send(text), next);
   });
+  app.use(top.allowOthers());
   app.use("/v1", v1Routes({ ...deps, metrics }));
   app.use(() => {
     throw new LedgerError("not_found", "no such route");
@@ -32,10 +85,42 @@ export function createApp(deps: RouteDeps, logger: Logger): express.Express {
   return app;
 }
 
+/** Limits on the HTTP server itself, each against a slow or hostile client. */
+const SERVER_LIMITS = {
+  /** Headers must arrive within 10 s (Node's default is 60 s): a slowloris holds a socket for less. */
+  headersTimeoutMs: 10_000,
+  /** A whole request (headers and a body of at most --body-limit) within 30 s, not Node's 300 s. */
+  requestTimeoutMs: 30_000,
+  /** Idle keep-alive connections close after 5 s (Node's default), bounding idle sockets. */
+  keepAliveTimeoutMs: 5_000,
+  /** Requests on one keep-alive connection before it is closed: a bound on one client's pipeline. */
+  maxRequestsPerSocket: 10_000,
+} as const;
+
+/** Answers a request Node's parser refused (bad HTTP, headers too large, timeout) with JSON, then closes. */
+function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === "ECONNRESET" || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, code, message] =
+    err.code === "HPE_HEADER_OVERFLOW" ? [STATUS.header_fields_too_large, "header_fields_too_large", "request headers are too large"]
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? [408, "request_timeout", "the request did not arrive in time"]
+        : [STATUS.bad_request, "bad_request", "malformed HTTP request"];
+  const body = JSON.stringify({ error: code, message });
+  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ""}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+    `X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`);
+}
+
 /** Listens on host:port (0 picks a free port) and resolves with the bound port. */
 export function listen(app: express.Express, host: string, port: number): Promise<{ server: http.Server; port: number }> {
   return new Promise((resolve, reject) => {
     const server = http.createServer(app);
+    server.headersTimeout = SERVER_LIMITS.headersTimeoutMs;
+    server.requestTimeout = SERVER_LIMITS.requestTimeoutMs;
+    server.keepAliveTimeout = SERVER_LIMITS.keepAliveTimeoutMs;
+    server.maxRequestsPerSocket = SERVER_LIMITS.maxRequestsPerSocket;
+    server.on("clientError", onClientError);
     server.once("error", reject);
     server.listen(port, host, () => {
       const addr = server.address();

@@ -1,10 +1,11 @@
 /** The `resonetics` command line. Every flag also reads an environment variable. */
 import { Command, InvalidArgumentError, Option } from "commander";
-import { serve } from "./serve";
+import { checkPortFree, serve } from "./serve";
 import { verifyChainCommand } from "./verify-chain";
-import { initCluster } from "../node/data-dir";
+import { checkWritable, initCluster, lockDataDir, StartRefused } from "../node/data-dir";
 import { prepareJoin, requestMembership } from "../node/join";
 import { readFileSync } from "node:fs";
+import * as path from "node:path";
 
 const out = (text: string): void => {
   process.stdout.write(text);
@@ -15,8 +16,8 @@ const err = (text: string): void => {
 
 interface ServeFlags {
   dataDir: string;
-  host: string;
-  port: number;
+  host?: string;
+  port?: number;
   checkpointEvery: number;
   checkpointIntervalMs: number;
   snapshotEvery: number;
@@ -25,6 +26,8 @@ interface ServeFlags {
   peers: ReadonlyMap<string, string> | string;
   bodyLimit: number;
   logLevel: string;
+  publicAudit: boolean;
+  corsOrigin?: string;
 }
 
 /** "n2=127.0.0.1:7002,n3=127.0.0.1:7003" → a map. */
@@ -47,14 +50,52 @@ function int(min: number, max: number) {
   };
 }
 
+/** A browser origin (scheme://host[:port], nothing else), as the Origin header carries it. */
+function origin(v: string): string {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch (err) {
+    if (err instanceof TypeError) throw new InvalidArgumentError(`not an origin: ${JSON.stringify(v)}`);
+    throw err;
+  }
+  if (u.origin !== v || (u.protocol !== "http:" && u.protocol !== "https:")) throw new InvalidArgumentError(`an origin is scheme://host[:port] exactly, e.g. https://audit.example, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/**
+ * A boolean flag's environment variable, read strictly: commander takes any value (even "0") as
+ * true, and opening the audit to anyone by RESONETICS_PUBLIC_AUDIT=0 must not happen.
+ */
+function envFlag(cmd: Command, name: string): boolean {
+  const raw = (process.env[name] ?? "").trim().toLowerCase();
+  if (raw === "1" || raw === "true" || raw === "yes") return true;
+  if (raw === "" || raw === "0" || raw === "false" || raw === "no") return false;
+  return cmd.error(`error: ${name} must be 1/true/yes or 0/false/no, got ${JSON.stringify(process.env[name])}`, { exitCode: 2, code: "commander.invalidArgument" });
+}
+
+/** A refused start (data dir held, unwritable, half-initialized; port in use) exits 2 with its reason; false then. */
+async function refusedExits2(p: Promise<void>): Promise<boolean> {
+  try {
+    await p;
+    return true;
+  } catch (e) {
+    if (!(e instanceof StartRefused)) throw e;
+    err(`resonetics: refusing to start: ${e.message}\n`);
+    process.exitCode = 2;
+    return false;
+  }
+}
+
 export function program(): Command {
   const p = new Command("resonetics").description("Resonetics: a verifiable, hash-chained audit-log ledger");
   p.exitOverride();
   p.command("serve")
     .description("run a node (initializes a single-node cluster on an empty data dir)")
     .addOption(new Option("--data-dir <dir>", "data directory").env("RESONETICS_DATA_DIR").default("./data"))
-    .addOption(new Option("--host <host>", "address to listen on").env("RESONETICS_HOST").default("127.0.0.1"))
-    .addOption(new Option("--port <port>", "port (0 = any free port)").env("RESONETICS_PORT").default(8080).argParser(int(0, 65535)))
+    // No commander defaults: an unset --host/--port means the node's address in a cluster data dir's configuration, else 127.0.0.1:8080.
+    .addOption(new Option("--host <host>", "address to listen on (default: this node's address in a cluster data dir, else 127.0.0.1)").env("RESONETICS_HOST"))
+    .addOption(new Option("--port <port>", "port, 0 = any free port (default: this node's port in a cluster data dir, else 8080)").env("RESONETICS_PORT").argParser(int(0, 65535)))
     .addOption(new Option("--checkpoint-every <n>", "sign a checkpoint after this many entries").env("RESONETICS_CHECKPOINT_EVERY").default(1000).argParser(int(1, 1_000_000)))
     .addOption(new Option("--checkpoint-interval-ms <ms>", "...or after this long with new entries").env("RESONETICS_CHECKPOINT_INTERVAL_MS").default(1000).argParser(int(10, 3_600_000)))
     .addOption(new Option("--snapshot-every <n>", "snapshot and compact after this many applied entries (0 = never)").env("RESONETICS_SNAPSHOT_EVERY").default(100_000).argParser(int(0, 100_000_000)))
@@ -63,8 +104,11 @@ export function program(): Command {
     .addOption(new Option("--peers <list>", "peer address overrides: id=host:port,...").env("RESONETICS_PEERS").default("").argParser(peerList))
     .addOption(new Option("--body-limit <bytes>", "largest request body").env("RESONETICS_BODY_LIMIT").default(65536).argParser(int(1024, 16 * 1024 * 1024)))
     .addOption(new Option("--log-level <level>", "pino log level").env("RESONETICS_LOG_LEVEL").default("info"))
-    .action(async (o: ServeFlags) => {
-      await serve({ ...o, peers: typeof o.peers === "string" ? peerList(o.peers) : o.peers, bodyLimitBytes: o.bodyLimit });
+    .addOption(new Option("--public-audit", "GET /v1/audit/verify without a token (default: admin or audit.token)").env("RESONETICS_PUBLIC_AUDIT").default(false))
+    .addOption(new Option("--cors-origin <origin>", "let this one browser origin call the API (CORS is off by default)").env("RESONETICS_CORS_ORIGIN").argParser(origin))
+    .action(async (o: ServeFlags, cmd: Command) => {
+      const publicAudit = cmd.getOptionValueSource("publicAudit") === "env" ? envFlag(cmd, "RESONETICS_PUBLIC_AUDIT") : o.publicAudit;
+      await refusedExits2(serve({ ...o, peers: typeof o.peers === "string" ? peerList(o.peers) : o.peers, bodyLimitBytes: o.bodyLimit, publicAudit }));
     });
   p.command("cluster")
     .description("cluster set-up")
@@ -90,11 +134,19 @@ export function program(): Command {
     .addOption(new Option("--log-level <level>", "pino log level").env("RESONETICS_LOG_LEVEL").default("info"))
     .action(async (o: { dataDir: string; id: string; seed: string; tokenFile: string; host: string; port: number; logLevel: string }) => {
       const spec = { dir: o.dataDir, id: o.id, address: `${o.host}:${o.port}`, seed: o.seed, adminToken: readFileSync(o.tokenFile, "utf8").trim() };
+      const dir = path.resolve(o.dataDir);
+      // serve's own checks, before prepareJoin writes the data dir: the port, writability, the lock.
+      const checked = await refusedExits2(checkPortFree(o.host, o.port).then(() => {
+        checkWritable(dir);
+        lockDataDir(dir);
+      }));
+      if (!checked) return;
       const { publicKey } = await prepareJoin(spec);
-      await serve({
+      const served = await refusedExits2(serve({
         dataDir: o.dataDir, host: o.host, port: o.port, checkpointEvery: 1000, checkpointIntervalMs: 1000, snapshotEvery: 100_000,
-        tickMs: 50, writeTimeoutMs: 5000, peers: new Map(), bodyLimitBytes: 65536, logLevel: o.logLevel,
-      });
+        tickMs: 50, writeTimeoutMs: 5000, peers: new Map(), bodyLimitBytes: 65536, logLevel: o.logLevel, publicAudit: false,
+      }));
+      if (!served) return;
       const r = await requestMembership(spec, publicKey);
       out(`joined: ${JSON.stringify(r)}\n`);
     });

@@ -1,16 +1,23 @@
 /** `resonetics serve`: open (or initialize) a data dir, run the node and the HTTP API. */
+import * as fs from "node:fs";
+import * as net from "node:net";
 import * as path from "node:path";
 import pino from "pino";
-import { openDataDir, TOKEN_FILE } from "../node/data-dir";
+import { checkWritable, configuredAddress, DB_FILE, lockDataDir, openDataDir, splitAddress, StartRefused, TOKEN_FILE } from "../node/data-dir";
 import { RaftLedgerNode } from "../node/raft-node";
 import { RecordTypes } from "../node/record-types";
 import { createApp, listen } from "../api/server";
-import { EntryStream } from "../api/stream";
+import { EntryStream, STREAM_PATH } from "../api/stream";
+import { routeUpgrades, UpgradeHandler } from "../api/upgrade";
+import { RAFT_PATH } from "../node/peer-transport";
+import { AuditRunner } from "../api/audit";
 
 export interface ServeOptions {
   readonly dataDir: string;
-  readonly host: string;
-  readonly port: number;
+  /** Absent: the node's address in a cluster data dir's configuration, else DEFAULT_HOST. */
+  readonly host?: string;
+  /** Absent: the node's address in a cluster data dir's configuration, else DEFAULT_PORT. 0 = any free port. */
+  readonly port?: number;
   readonly checkpointEvery: number;
   readonly checkpointIntervalMs: number;
   readonly snapshotEvery: number;
@@ -19,12 +26,80 @@ export interface ServeOptions {
   readonly peers: ReadonlyMap<string, string>;
   readonly bodyLimitBytes: number;
   readonly logLevel: string;
+  /** --public-audit: GET /v1/audit/verify without a token. */
+  readonly publicAudit: boolean;
+  /** --cors-origin: the one browser origin allowed (none by default). */
+  readonly corsOrigin?: string;
 }
 
-/** Runs until SIGTERM/SIGINT, then shuts down cleanly. */
+/** Fields that may hold a secret, wherever a log call puts them. */
+const REDACTED = [
+  "req.headers.authorization", "req.headers.cookie", "headers.authorization", "authorization",
+  "token", "*.token", "admin_token", "*.admin_token", "audit_token", "*.audit_token", "secretKey", "*.secretKey", "secret_key", "*.secret_key",
+];
+
+export const DEFAULT_HOST = "127.0.0.1";
+export const DEFAULT_PORT = 8080;
+
+type AddressSource = "flag" | "configuration" | "default";
+
+interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+  readonly hostFrom: AddressSource;
+  readonly portFrom: AddressSource;
+}
+
+/** Refuses (StartRefused) unless host:port can be listened on now; port 0 always can. */
+export function checkPortFree(host: string, port: number): Promise<void> {
+  if (port === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once("error", (err: NodeJS.ErrnoException) => {
+      reject(new StartRefused(`cannot listen on ${host}:${port} (${err.code ?? err.message}): nothing was written; free the port or pass --port`, `${host}:${port}`));
+    });
+    probe.listen({ host, port, exclusive: true }, () => {
+      probe.close((err) => (err === undefined ? resolve() : reject(err)));
+    });
+  });
+}
+
+/** Flags first; on a cluster data dir, the node's own address in the configuration (DESIGN.md, Command line). */
+function listenAddress(o: ServeOptions, dir: string): ListenAddress {
+  const configured = o.host !== undefined && o.port !== undefined ? null : configuredAddress(dir);
+  const split = configured === null ? null : splitAddress(configured);
+  if (configured !== null && split === null) throw new StartRefused(`the configuration gives this node the address ${JSON.stringify(configured)}, which is not host:port; pass --host and --port`, dir);
+  const from = (flag: unknown): AddressSource => (flag !== undefined ? "flag" : split !== null ? "configuration" : "default");
+  return { host: o.host ?? split?.host ?? DEFAULT_HOST, port: o.port ?? split?.port ?? DEFAULT_PORT, hostFrom: from(o.host), portFrom: from(o.port) };
+}
+
+/**
+ * Everything checked before the node writes or listens: the port (before anything is written, when
+ * the data dir is still to be initialized), that the data dir can be written, and its lock.
+ */
+async function preflight(o: ServeOptions, dir: string): Promise<ListenAddress> {
+  const fresh = !fs.existsSync(path.join(dir, DB_FILE));
+  if (fresh) {
+    const addr = listenAddress(o, dir); // no configuration yet: flags, else the defaults
+    await checkPortFree(addr.host, addr.port);
+    checkWritable(dir);
+    lockDataDir(dir);
+    return addr;
+  }
+  checkWritable(dir);
+  lockDataDir(dir);
+  const addr = listenAddress(o, dir);
+  await checkPortFree(addr.host, addr.port);
+  return addr;
+}
+
+/** Runs until SIGTERM/SIGINT, then shuts down cleanly. A refused start throws StartRefused before listening. */
 export async function serve(o: ServeOptions): Promise<void> {
-  const logger = pino({ level: o.logLevel, base: { pid: process.pid } });
-  const dd = openDataDir(path.resolve(o.dataDir), `${o.host}:${o.port}`);
+  // Redaction is the second line of defence: no code path logs a token or key on purpose.
+  const logger = pino({ level: o.logLevel, base: { pid: process.pid }, redact: { paths: REDACTED, censor: "[redacted]" } });
+  const dir = path.resolve(o.dataDir);
+  const addr = await preflight(o, dir);
+  const dd = openDataDir(dir, `${addr.host}:${addr.port}`);
   if (dd.created) logger.info({ data_dir: dd.dir, cluster: dd.clusterId }, "initialized a new single-node cluster");
   const node = new RaftLedgerNode(dd, {
     tickMs: o.tickMs, electionTick: 10, heartbeatTick: 2,
@@ -32,12 +107,23 @@ export async function serve(o: ServeOptions): Promise<void> {
     writeTimeoutMs: o.writeTimeoutMs, peerAddresses: o.peers, now: () => new Date(), logger: logger.child({ component: "node" }),
   });
   const log = logger.child({ node_id: dd.nodeId });
-  const app = createApp({ node, types: new RecordTypes(), adminToken: dd.adminToken, bodyLimitBytes: o.bodyLimitBytes }, log);
-  const { server, port } = await listen(app, o.host, o.port);
-  node.peers.attach(server);
+  const audit = new AuditRunner({
+    dbPath: path.join(dd.dir, DB_FILE), adminToken: dd.adminToken, auditToken: dd.auditToken, publicAudit: o.publicAudit, logger: log.child({ component: "audit" }),
+  });
+  const app = createApp({ node, types: new RecordTypes(), adminToken: dd.adminToken, bodyLimitBytes: o.bodyLimitBytes, audit }, log, o.corsOrigin === undefined ? {} : { corsOrigin: o.corsOrigin });
+  let bound: Awaited<ReturnType<typeof listen>>;
+  try {
+    bound = await listen(app, addr.host, addr.port);
+  } catch (err) {
+    // The port was free a moment ago (checkPortFree): another process took it since.
+    await node.close();
+    throw new StartRefused(`cannot listen on ${addr.host}:${addr.port} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, `${addr.host}:${addr.port}`);
+  }
+  const { server, port } = bound;
   const stream = new EntryStream(node, log.child({ component: "stream" }));
-  stream.attach(server);
-  log.info({ host: o.host, port, data_dir: dd.dir, term: node.currentTerm(), admin_token_file: path.join(dd.dir, TOKEN_FILE) }, "listening");
+  // One 'upgrade' listener: exact path → endpoint; any other path gets a JSON 404 and is closed.
+  routeUpgrades(server, new Map<string, UpgradeHandler>([[RAFT_PATH, node.peers], [STREAM_PATH, stream]]), log.child({ component: "upgrade" }));
+  log.info({ host: addr.host, port, host_from: addr.hostFrom, port_from: addr.portFrom, data_dir: dd.dir, term: node.currentTerm(), admin_token_file: path.join(dd.dir, TOKEN_FILE) }, "listening");
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

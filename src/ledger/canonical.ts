@@ -1,6 +1,8 @@
 /** RFC 8785 canonical JSON: the exact payload bytes any verifier can rebuild. */
 import canonicalizeJson from "canonicalize";
-import { fromUtf8, utf8 } from "./bytes";
+import { utf8 } from "./bytes";
+import { parseIJson } from "./ijson";
+import { LedgerError } from "../util/errors";
 
 /** Canonical JSON text of a value (throws on values JSON cannot carry). */
 export function canonicalJson(value: unknown): string {
@@ -11,13 +13,18 @@ export function canonicalJson(value: unknown): string {
 
 export const canonicalBytes = (value: unknown): Uint8Array => utf8(canonicalJson(value));
 
-/** A payload's JSON object (version field v === 1), or null for anything else: bytes that are not UTF-8 JSON, non-objects, other versions. */
+/**
+ * A payload's JSON object (version field v === 1), or null for anything else: bytes that are not
+ * I-JSON (the one parser of the boundary, so a duplicate key or an inexact number in a peer's
+ * payload is refused as it would be from a client), non-objects, other versions.
+ */
 export function decodeV1Object(payload: Uint8Array): Record<string, unknown> | null {
   let v: unknown;
   try {
-    v = JSON.parse(fromUtf8(payload));
-  } catch {
-    return null; // not UTF-8 JSON: not a payload of ours
+    v = parseIJson(payload);
+  } catch (err) {
+    if (err instanceof LedgerError) return null; // not I-JSON: not a payload of ours
+    throw err;
   }
   if (typeof v !== "object" || v === null || Array.isArray(v)) return null;
   const o = v as Record<string, unknown>;

@@ -45,6 +45,9 @@ export class EncodingError extends LedgerError {
 /** Only ever given bytes the scanner validated, so its replacement of bad sequences never happens. */
 const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
+/** For showing a refused key as it was sent, never for a value the ledger keeps. */
+const LENIENT = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+
 const pointerToken = (key: string): string => key.replace(/~/g, "~0").replace(/\//g, "~1");
 
 /** U+FDD0..U+FDEF and the last two code points of every plane (RFC 7493 2.1, Unicode's noncharacters). */
@@ -73,6 +76,22 @@ export function numberIsExact(text: string): boolean {
   const v = Number(text);
   if (!Number.isFinite(v)) return false;
   return decimalKey(text) === decimalKey(String(v).replace("e+", "e"));
+}
+
+/** 2^53: integers beyond it are not interoperable (RFC 7493 2.2), though some are exact doubles. */
+const INTEGER_INTEROPERABLE_MAX = 2 ** 53;
+/** RFC 8785 writes doubles from 1e21 up in exponent form, which no reader takes for an integer. */
+const CANONICAL_DIGITS_BELOW = 1e21;
+
+/**
+ * False for a value whose canonical form is an integer literal beyond ±2^53: RFC 7493 2.2 says such
+ * integers are not interoperable (a reader with 64-bit integers parses 100000000000000000000 to
+ * something else), so the ledger refuses them however they are written (1e20 too: its canonical
+ * form is those 21 digits). 9007199254740992 and 1e21 (written "1e+21") pass.
+ */
+export function numberIsInteroperable(v: number): boolean {
+  const a = Math.abs(v);
+  return !(Number.isInteger(a) && a > INTEGER_INTEROPERABLE_MAX && a < CANONICAL_DIGITS_BELOW);
 }
 
 class Scanner {
@@ -156,7 +175,7 @@ class Scanner {
     }
     for (;;) {
       if (this.b[this.pos] !== 0x22) throw this.syntax(path, "expected a string key");
-      const key = this.string(path, "key");
+      const key = this.key(path);
       const at = `${path}/${pointerToken(key)}`;
       if (keys.has(key)) throw new IJsonError("duplicate_key", at, `key ${JSON.stringify(key)} appears more than once`);
       keys.add(key);
@@ -212,6 +231,21 @@ class Scanner {
   private checkCodePoint(cp: number, path: string, what: string): void {
     if (isNoncharacter(cp)) {
       throw new IJsonError("noncharacter", path, `${what} holds the noncharacter U+${cp.toString(16).toUpperCase().padStart(4, "0")}`);
+    }
+  }
+
+  /** Scans a key; a key that is not I-JSON is reported at its own pointer, spelled as it was sent. */
+  private key(path: string): string {
+    const start = this.pos;
+    try {
+      return this.string(path, "key");
+    } catch (err) {
+      if (!(err instanceof IJsonError) || err.reason === "syntax") throw err;
+      // Up to the closing quote (bounded by the text): the key as sent, with bad bytes shown as U+FFFD.
+      let end = start + 1;
+      while (end < this.b.length && this.b[end] !== 0x22) end += this.b[end] === 0x5c ? 2 : 1;
+      const sent = LENIENT.decode(this.b.subarray(start + 1, Math.min(end, this.b.length)));
+      throw new IJsonError(err.reason, `${path}/${pointerToken(sent)}`, err.message.slice(err.path.length + 2));
     }
   }
 
@@ -303,9 +337,12 @@ class Scanner {
       if (digits() === 0) throw this.syntax(path, "bad number: no digits in the exponent");
     }
     const text = String.fromCharCode(...b.subarray(start, Math.min(this.pos, start + NUMBER_TEXT_MAX + 1)));
+    const shown = text.length > 40 ? `${text.slice(0, 40)}…` : text;
     if (this.pos - start > NUMBER_TEXT_MAX || !numberIsExact(text)) {
-      const shown = text.length > 40 ? `${text.slice(0, 40)}…` : text;
       throw new IJsonError("number_not_exact", path, `the number ${shown} would not keep its value in canonical JSON (RFC 8785 writes IEEE-754 doubles)`);
+    }
+    if (!numberIsInteroperable(Number(text))) {
+      throw new IJsonError("number_not_exact", path, `the number ${shown} is an integer beyond ±2^53, which readers do not agree on (RFC 7493 2.2)`);
     }
   }
 }

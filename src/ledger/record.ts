@@ -1,6 +1,8 @@
 /** RECORD entry payloads: a governance record as the leader wrote it, in canonical JSON. */
-import { canonicalBytes, canonicalJson, decodeV1Object } from "./canonical";
-import { toHex, utf8 } from "./bytes";
+import { canonicalBytes, canonicalJson } from "./canonical";
+import { fromUtf8, toHex, utf8 } from "./bytes";
+import { parseIJson } from "./ijson";
+import { LedgerError } from "../util/errors";
 import { sha256 } from "./hash";
 
 /** What a client submits. */
@@ -30,16 +32,73 @@ export function encodeRecord(payload: RecordPayload): Uint8Array {
   return canonicalBytes(payload);
 }
 
-const isNonEmpty = (s: unknown, max: number): s is string => typeof s === "string" && s.length >= 1 && s.length <= max;
+/** Unicode code points: how the API's JSON Schemas (ajv) and apply both count "characters". */
+export function codePoints(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    // A high surrogate followed by a low one is one code point (I-JSON text has no lone ones).
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) i++;
+    }
+    n++;
+  }
+  return n;
+}
 
-/** Parses a RECORD payload; null when it is not well formed. */
-export function decodeRecord(payload: Uint8Array): RecordPayload | null {
-  const r = decodeV1Object(payload);
-  if (r === null) return null;
-  if (r.v !== 1 || !isNonEmpty(r.type, 200) || !isNonEmpty(r.subject, 200) || !("data" in r)) return null;
-  if (typeof r.ts !== "string") return null;
-  if (r.actor !== undefined && typeof r.actor !== "string") return null;
-  if (r.idempotency_key !== undefined && typeof r.idempotency_key !== "string") return null;
-  if (r.request_digest !== undefined && typeof r.request_digest !== "string") return null;
+/** type, subject and actor: 1..200 characters (DESIGN.md "State machine"). */
+export const RECORD_TEXT_MAX = 200;
+/** An idempotency key is a header (<= 200) or client_id ":" request_id (each <= 200). */
+const IDEMPOTENCY_KEY_MAX = 2 * RECORD_TEXT_MAX + 1;
+const TS = /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?Z$/;
+const DIGEST = /^[0-9a-f]{64}$/;
+const PAYLOAD_KEYS = new Set(["v", "type", "subject", "data", "actor", "ts", "idempotency_key", "request_digest"]);
+
+const problem = (path: string, message: string): LedgerError =>
+  new LedgerError("schema_violation", `${path} ${message}`, { path });
+
+function checkText(r: Record<string, unknown>, key: string, max: number, optional: boolean): void {
+  const v = r[key];
+  if (v === undefined && optional) return;
+  if (typeof v !== "string") throw problem(`payload/${key}`, "must be a string");
+  const n = codePoints(v);
+  if (n < 1 || n > max) throw problem(`payload/${key}`, `must be 1..${max} characters (code points), has ${n}`);
+}
+
+/**
+ * The one validation of a RECORD payload: the API runs it on the exact bytes it is about to propose,
+ * and apply runs it on every committed RECORD entry, so an entry that reaches the log always
+ * applies. The payload must be I-JSON in canonical form (RFC 8785) with exactly the record's fields.
+ * data is any I-JSON value here; its record type's schema is the API's concern (schemas can change,
+ * replay must not).
+ */
+export function parseRecordPayload(payload: Uint8Array): RecordPayload {
+  const value = parseIJson(payload, "payload");
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw problem("payload", "must be an object");
+  if (canonicalJson(value) !== fromUtf8(payload)) throw problem("payload", "is not in canonical form (RFC 8785)");
+  const r = value as Record<string, unknown>;
+  for (const k of Object.keys(r)) if (!PAYLOAD_KEYS.has(k)) throw problem(`payload/${k}`, "is not a field of a record");
+  if (r.v !== 1) throw problem("payload/v", "must be 1");
+  checkText(r, "type", RECORD_TEXT_MAX, false);
+  checkText(r, "subject", RECORD_TEXT_MAX, false);
+  checkText(r, "actor", RECORD_TEXT_MAX, true);
+  if (!("data" in r)) throw problem("payload/data", "is required");
+  if (typeof r.ts !== "string" || !TS.test(r.ts)) throw problem("payload/ts", "must be an RFC 3339 UTC time (YYYY-MM-DDTHH:MM:SS[.fraction]Z)");
+  checkText(r, "idempotency_key", IDEMPOTENCY_KEY_MAX, true);
+  if ((r.idempotency_key === undefined) !== (r.request_digest === undefined)) throw problem("payload/request_digest", "goes with idempotency_key");
+  if (r.request_digest !== undefined && (typeof r.request_digest !== "string" || !DIGEST.test(r.request_digest))) {
+    throw problem("payload/request_digest", "must be 64 lowercase hex digits");
+  }
   return r as unknown as RecordPayload;
+}
+
+/** A RECORD payload for display; null when it is not one (parseRecordPayload says why). */
+export function decodeRecord(payload: Uint8Array): RecordPayload | null {
+  try {
+    return parseRecordPayload(payload);
+  } catch (err) {
+    if (err instanceof LedgerError) return null;
+    throw err;
+  }
 }

@@ -3,7 +3,9 @@
  * entry; storage supplies the state (SQLite on a node, a Map in a verifier's replay).
  */
 import { Entry, EntryKind } from "./entry";
-import { decodeRecord } from "./record";
+import { parseRecordPayload, RecordPayload } from "./record";
+import { AssertionError } from "../util/assert";
+import { LedgerError } from "../util/errors";
 import { sha256 } from "./hash";
 import { canonicalBytes } from "./canonical";
 import { CompactRange } from "./merkle";
@@ -36,7 +38,6 @@ export interface StateStore {
 export type ApplyResult =
   | { readonly kind: "record"; readonly index: number; readonly term: number; readonly hash: Uint8Array; readonly version: number }
   | { readonly kind: "duplicate"; readonly original: DedupRow; readonly digest: string | undefined }
-  | { readonly kind: "malformed"; readonly index: number }
   | { readonly kind: "none" };
 
 /** The chain of a subject starts from 32 zero bytes: subject_head = SHA-256(prev || entry_hash). */
@@ -45,12 +46,32 @@ export const SUBJECT_HEAD_ZERO = new Uint8Array(32);
 export const nextSubjectHead = (prev: Uint8Array, entryHashValue: Uint8Array): Uint8Array =>
   sha256(prev, entryHashValue);
 
-/** Applies one committed entry. Only RECORD entries change state; a retried key changes nothing. */
+/** A committed RECORD entry that does not apply: the API validated it, so only a bug or a foreign writer gets here. */
+export class UnappliableRecord extends AssertionError {
+  constructor(readonly index: number, reason: string) {
+    super(`RECORD entry ${index} does not apply: ${reason}`);
+    this.name = "UnappliableRecord";
+  }
+}
+
+function recordOf(entry: Entry): RecordPayload {
+  try {
+    return parseRecordPayload(entry.payload);
+  } catch (err) {
+    if (err instanceof LedgerError) throw new UnappliableRecord(entry.index, err.message);
+    throw err;
+  }
+}
+
+/**
+ * Applies one committed entry. Only RECORD entries change state; a retried key changes nothing.
+ * A RECORD entry fails the same validation the API ran before proposing only if something other
+ * than an honest leader wrote it: that throws UnappliableRecord (the node halts loudly; the
+ * verifier reports a violation), never a silent skip.
+ */
 export function applyEntry(store: StateStore, entry: Entry): ApplyResult {
   if (entry.kind !== EntryKind.Record) return { kind: "none" };
-  const rec = decodeRecord(entry.payload);
-  // A leader validates before it proposes, so this is a record some other writer put in the log.
-  if (rec === null) return { kind: "malformed", index: entry.index };
+  const rec = recordOf(entry);
   if (rec.idempotency_key !== undefined) {
     const prior = store.getDedup(rec.idempotency_key);
     if (prior !== undefined) return { kind: "duplicate", original: prior, digest: rec.request_digest };
@@ -81,14 +102,26 @@ const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
  * then the dedup rows sorted by key; each leaf is SHA-256(tag || canonical JSON of the row).
  */
 export function stateRoot(subjects: Iterable<SubjectRow>, dedup: Iterable<DedupRow>): Uint8Array {
+  const steps = stateRootSteps(subjects, dedup);
+  // Ends: one step per row, and the rows are finitely many.
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+  }
+}
+
+/** stateRoot as a resumable step function (one leaf per step), for a server's time-sliced audit. */
+export function* stateRootSteps(subjects: Iterable<SubjectRow>, dedup: Iterable<DedupRow>): Generator<void, Uint8Array, void> {
   const range = new CompactRange();
   for (const s of [...subjects].sort((a, b) => byString(a.subject, b.subject))) {
     const row = { t: "subject", subject: s.subject, version: s.version, head: toHex(s.head), last_index: s.lastIndex };
     range.append(sha256(STATE_TAG, canonicalBytes(row)));
+    yield;
   }
   for (const d of [...dedup].sort((a, b) => byString(a.key, b.key))) {
     const row = { t: "dedup", key: d.key, digest: d.digest, index: d.index, term: d.term, hash: toHex(d.hash) };
     range.append(sha256(STATE_TAG, canonicalBytes(row)));
+    yield;
   }
   return range.root();
 }

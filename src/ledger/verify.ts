@@ -9,7 +9,7 @@ import { CompactRange } from "./merkle";
 import { bytesEqual, toHex } from "./bytes";
 import { decodeCheckpoint, verifyCheckpointSignature, Checkpoint } from "./checkpoint";
 import { decodeConfig } from "./config";
-import { applyEntry, DedupRow, MemoryState, stateRoot, SubjectRow } from "./state-machine";
+import { applyEntry, DedupRow, MemoryState, stateRootSteps, SubjectRow, UnappliableRecord } from "./state-machine";
 import { decodeSnapshot, snapshotProblem, snapshotRange, snapshotState } from "./snapshot";
 
 export interface ChainSource {
@@ -52,6 +52,27 @@ export interface VerifyOptions {
   readonly from?: "genesis" | "snapshot";
 }
 
+/** Why a data dir cannot serve a verification start: nothing is wrong with its chain, it just lacks the start. */
+export interface StartProblem {
+  readonly reason: string;
+  /** The starts this data dir can serve. */
+  readonly possible: ReadonlyArray<"genesis" | "snapshot">;
+}
+
+/** Null when the data dir can serve `from`; otherwise what it lacks and which starts it can serve. */
+export function startProblem(src: ChainSource, from: "genesis" | "snapshot"): StartProblem | null {
+  const anchor = src.anchor();
+  const compactedTo = anchor !== undefined && anchor.index > 0 ? anchor.index : 0;
+  const hasSnapshot = src.latestSnapshotBytes() !== undefined;
+  const possible: Array<"genesis" | "snapshot"> = [];
+  if (compactedTo === 0) possible.push("genesis");
+  if (hasSnapshot) possible.push("snapshot");
+  const instead = possible.length === 0 ? "it can serve no verification start" : `verify from=${possible.join(" or from=")}`;
+  if (from === "snapshot" && !hasSnapshot) return { reason: `this node holds no snapshot to verify from; ${instead}`, possible };
+  if (from === "genesis" && compactedTo > 0) return { reason: `this node's log is compacted up to ${compactedTo}, so it cannot replay from genesis; ${instead}`, possible };
+  return null;
+}
+
 const isU64 = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 
 class Violation extends Error {
@@ -60,8 +81,22 @@ class Violation extends Error {
   }
 }
 
-/** Verifies a chain from genesis; a violation is a report with ok=false, never a throw. */
+/** Verifies a chain from genesis (or a snapshot) to completion; a violation is a report with ok=false, never a throw. */
 export function verifyChain(src: ChainSource, options: VerifyOptions = {}): VerifyReport {
+  const steps = verifyChainSteps(src, options);
+  // Ends: the steps yield once per entry or table row read, and a data dir holds finitely many.
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+  }
+}
+
+/**
+ * verifyChain as a resumable step function: it yields after each unit of work (one entry, or one row
+ * of a state table), so a server can run it in time slices without blocking its event loop. The
+ * caller keeps src consistent across steps (one read transaction); the report is the return value.
+ */
+export function* verifyChainSteps(src: ChainSource, options: VerifyOptions = {}): Generator<void, VerifyReport, void> {
   const cluster = src.getMeta("cluster_id");
   const from = options.from ?? "genesis";
   const empty = { from, entries: 0, checkpoints: 0, size: 0, head: null, root: null, state_root: null, last_applied: 0 };
@@ -134,22 +169,23 @@ export function verifyChain(src: ChainSource, options: VerifyOptions = {}): Veri
           throw new Violation(e.index, `stored Merkle node ${n.level}/${n.index} ${stored === undefined ? "is missing" : "differs from the recomputed hash"}`);
         }
       }
-      if (e.index <= hard.lastApplied) applyEntry(state, e);
+      if (e.index <= hard.lastApplied) applyOrViolation(state, e);
       prevHash = e.hash;
       prevTerm = e.term;
       expected++;
       if (options.onProgress !== undefined && e.index % 1024 === 0) options.onProgress(e.index, last);
+      yield;
     }
     const size = expected - 1;
     if (options.to === undefined) {
       if (size < hard.commitIndex) throw new Violation(size + 1, `commit_index is ${hard.commitIndex} but the log ends at ${size}`);
       if (hard.lastApplied > hard.commitIndex) throw new Violation(0, `last_applied ${hard.lastApplied} exceeds commit_index ${hard.commitIndex}`);
       if (hard.term < prevTerm) throw new Violation(0, `hard state term ${hard.term} is lower than the last entry's term ${prevTerm}`);
-      checkCheckpointTable(src, cluster, derived, start);
-      checkState(src, state);
+      yield* checkCheckpointTable(src, cluster, derived, start);
+      yield* checkState(src, state);
     }
     options.onProgress?.(size, last);
-    const root = stateRoot(state.subjects.values(), state.dedup.values());
+    const root = yield* stateRootSteps(state.subjects.values(), state.dedup.values());
     return {
       ok: true, from, entries: size - start + 1, checkpoints, size,
       head: size > 0 ? toHex(prevHash) : null, root: toHex(range.root()),
@@ -174,7 +210,7 @@ function checkCheckpoint(e: Entry, range: CompactRange, prevHash: Uint8Array, cl
   if (!verifyCheckpointSignature(cp, key)) throw new Violation(e.index, `checkpoint signature does not verify against ${cp.signer}'s key`);
 }
 
-function checkCheckpointTable(src: ChainSource, cluster: string, derived: Map<number, Checkpoint>, start: number): void {
+function* checkCheckpointTable(src: ChainSource, cluster: string, derived: Map<number, Checkpoint>, start: number): Generator<void, void, void> {
   const seen = new Set<number>();
   for (const row of src.checkpoints(cluster)) {
     if (row.index < start) continue; // before the snapshot anchor: its entry is compacted away
@@ -184,21 +220,26 @@ function checkCheckpointTable(src: ChainSource, cluster: string, derived: Map<nu
       if (row[k] !== want[k]) throw new Violation(row.index, `checkpoints table ${k} at ${row.index} differs from the log's checkpoint`);
     }
     seen.add(row.index);
+    yield;
   }
   for (const index of derived.keys()) {
     if (!seen.has(index)) throw new Violation(index, `checkpoint entry ${index} is missing from the checkpoints table`);
   }
 }
 
-function checkState(src: ChainSource, replay: MemoryState): void {
+function* checkState(src: ChainSource, replay: MemoryState): Generator<void, void, void> {
   const subjects = new Map<string, SubjectRow>();
-  for (const s of src.allSubjects()) subjects.set(s.subject, s);
+  for (const s of src.allSubjects()) {
+    subjects.set(s.subject, s);
+    yield;
+  }
   for (const [name, want] of replay.subjects) {
     const got = subjects.get(name);
     if (got === undefined || got.version !== want.version || got.lastIndex !== want.lastIndex || !bytesEqual(got.head, want.head)) {
       throw new Violation(want.lastIndex, `state of subject ${JSON.stringify(name)} differs from a replay of the log`);
     }
     subjects.delete(name);
+    yield;
   }
   for (const extra of subjects.values()) {
     throw new Violation(extra.lastIndex, `state has subject ${JSON.stringify(extra.subject)} that a replay of the log does not`);
@@ -209,17 +250,32 @@ function checkState(src: ChainSource, replay: MemoryState): void {
       throw new Violation(r.index, `subject_records row (${r.subject}, v${r.version}) → ${r.index} differs from a replay`);
     }
     records++;
+    yield;
   }
   let want = 0;
   for (const list of replay.records.values()) want += list.length;
   if (records !== want) throw new Violation(0, `subject_records has ${records} rows, a replay has ${want}`);
   const dedup = new Map<string, DedupRow>();
-  for (const d of src.allDedup()) dedup.set(d.key, d);
+  for (const d of src.allDedup()) {
+    dedup.set(d.key, d);
+    yield;
+  }
   if (dedup.size !== replay.dedup.size) throw new Violation(0, `dedup has ${dedup.size} rows, a replay has ${replay.dedup.size}`);
   for (const [key, w] of replay.dedup) {
     const g = dedup.get(key);
     if (g === undefined || g.digest !== w.digest || g.index !== w.index || g.term !== w.term || !bytesEqual(g.hash, w.hash)) {
       throw new Violation(w.index, `dedup row for key ${JSON.stringify(key)} differs from a replay`);
     }
+    yield;
+  }
+}
+
+/** A RECORD entry that an honest leader could not have written is a violation at its index. */
+function applyOrViolation(state: MemoryState, e: Entry): void {
+  try {
+    applyEntry(state, e);
+  } catch (err) {
+    if (err instanceof UnappliableRecord) throw new Violation(e.index, err.message);
+    throw err;
   }
 }

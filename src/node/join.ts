@@ -51,13 +51,9 @@ export async function prepareJoin(spec: JoinSpec): Promise<{ publicKey: string; 
   // The members serving now: the joining node accepts their connections before its log says so.
   const current = await client.request("GET", "/v1/admin/config") as ClusterConfig;
   const key = generateKeyPair();
-  initNodeDir({ dir: spec.dir, clusterId: status.cluster, nodeId: spec.id, key, adminToken: spec.adminToken, config, mode: "cluster" });
-  const store = new Store(path.join(spec.dir, DB_FILE));
-  try {
-    store.setMeta("bootstrap_peers", Buffer.from(encodeConfig(current)).toString("utf8"));
-  } finally {
-    store.close();
-  }
+  // bootstrap_peers goes in with the genesis, in one initialization: never a node dir without it.
+  const meta = { bootstrap_peers: Buffer.from(encodeConfig(current)).toString("utf8") };
+  initNodeDir({ dir: spec.dir, clusterId: status.cluster, nodeId: spec.id, key, adminToken: spec.adminToken, config, mode: "cluster", meta });
   return { publicKey: toHex(key.publicKey), created: true };
 }
 

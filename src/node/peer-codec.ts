@@ -11,7 +11,11 @@ export function encodeFrame(value: unknown): string {
   );
 }
 
-/** Decodes a frame; throws SyntaxError on malformed input (the caller drops the peer). */
+/**
+ * Decodes a frame; throws SyntaxError on malformed input (the caller drops the peer). A {"$b"}
+ * value must be canonical base64 (what encodeFrame writes): Buffer.from skips characters that are
+ * not base64, so anything else would decode to bytes the sender never meant.
+ */
 export function decodeFrame(text: string): unknown {
   return JSON.parse(text, (_key, v: unknown) => {
     if (typeof v === "object" && v !== null && !Array.isArray(v)) {
@@ -19,6 +23,7 @@ export function decodeFrame(text: string): unknown {
       const b = (v as Record<string, unknown>)[BYTES_KEY];
       if (keys.length === 1 && typeof b === "string") {
         const buf = Buffer.from(b, "base64");
+        if (buf.toString("base64") !== b) throw new SyntaxError("a byte field is not canonical base64");
         return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
       }
     }

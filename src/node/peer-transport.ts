@@ -4,6 +4,12 @@
  * Each connection starts with a mutual Ed25519 challenge-response: the dialer proves it holds the
  * key of a node in the current configuration, and the listener proves it is the peer dialed.
  * Send queues are bounded: a slow or absent peer loses frames (Raft retransmits), never memory.
+ *
+ * The endpoint is open to anyone who can reach the port, so everything before authentication is
+ * bounded: at most UNAUTHENTICATED_MAX connections at once (more are refused at the upgrade), at
+ * most PRE_AUTH_BYTES_MAX bytes each, for at most handshakeTimeoutMs. Every socket, raw or
+ * WebSocket, inbound or outbound, has an 'error' handler: a protocol violation (reserved opcode,
+ * bad mask, oversized frame...) ends that connection, never the process.
  */
 import type * as http from "node:http";
 import type { Duplex } from "node:stream";
@@ -13,8 +19,51 @@ import type { Logger } from "pino";
 import { sign, verifySignature } from "../ledger/keys";
 import { fromHex, toHex, utf8 } from "../ledger/bytes";
 import { decodeFrame, encodeFrame } from "./peer-codec";
+import { LedgerError } from "../util/errors";
 
 export const RAFT_PATH = "/v1/raft";
+
+/**
+ * Bytes a dialer may send before it has authenticated. Its one frame before then is the auth
+ * message: two ids, a 64-hex nonce and a 128-hex signature, ~300 bytes with framing (a legit
+ * dialer sends nothing else until our "ok"). 4 KiB leaves room for long ids while a stranger can
+ * make us hold at most 4 KiB (times UNAUTHENTICATED_MAX: 64 KiB in all). Counted on the raw socket,
+ * so ws never buffers more than one read (<= 64 KiB) of a larger frame before the connection ends.
+ */
+export const PRE_AUTH_BYTES_MAX = 4096;
+/**
+ * The largest frame an authenticated peer may send (ws's maxPayload). An Append carries at most
+ * maxMsgBytes (1 MiB) of entries, or one entry of up to maxProposalBytes (1 MiB), base64-encoded
+ * (x4/3) in JSON: < 3 MiB. InstallSnapshot carries the whole materialized state in one frame, so
+ * this is the snapshot ceiling: ~48 MiB of snapshot data. One such buffer per configured peer.
+ */
+export const FRAME_BYTES_MAX = 64 * 1024 * 1024;
+/** The listener sends a dialer only its challenge and its "ok" (< 1 KiB each): anything bigger is hostile. */
+const DIALER_RECEIVE_BYTES_MAX = 4096;
+/**
+ * Inbound connections not yet authenticated. A peer has one connection mid-handshake at a time
+ * and clusters have a handful of members: 16 covers a 7-node cluster reconnecting at once twice
+ * over. Above it an upgrade is refused at once (503), before any WebSocket state exists.
+ */
+export const UNAUTHENTICATED_MAX = 16;
+/**
+ * The handshake is one round trip and one Ed25519 sign and verify (< 10 ms on loopback or a LAN);
+ * 2 s covers event-loop pauses of a loaded node, and a silent stranger frees its slot 2.5x sooner
+ * than with the former 5 s. The dialer uses the same bound for connect + upgrade + handshake.
+ */
+export const HANDSHAKE_TIMEOUT_MS = 2000;
+/**
+ * Authenticated inbound connections per peer. A peer's dialer holds one link; a reconnect can
+ * overlap the stale one until its close is seen: 2. One more for a tool holding the key (the
+ * acceptance tests play a peer so). Over it the oldest is cut, so a reconnecting peer always gets
+ * in, and a key holder ties up at most 3 receive buffers (each <= FRAME_BYTES_MAX).
+ */
+export const AUTHENTICATED_PER_PEER_MAX = 3;
+/** Refusal log lines per window: a flood of strangers must not turn into a flood of log writes. */
+const REFUSAL_LOG_LINES_MAX = 20;
+const REFUSAL_LOG_WINDOW_MS = 10_000;
+/** After a refusal, how long the close handshake may take before the socket is cut. */
+const REFUSE_LINGER_MS = 1000;
 
 export interface PeerInfo {
   readonly address: string;
@@ -34,6 +83,7 @@ export interface PeerTransportOptions<M extends { readonly to: string; readonly 
   readonly maxQueuedFrames?: number;
   readonly maxBufferedBytes?: number;
   readonly handshakeTimeoutMs?: number;
+  readonly maxUnauthenticated?: number;
 }
 
 interface Challenge { t: "challenge"; node: string; cluster: string; nonce: string }
@@ -64,6 +114,8 @@ class PeerLink {
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   dropped = 0;
+  /** Frames not sent because they exceed FRAME_BYTES_MAX. */
+  oversized = 0;
   private readonly afterWrite = (err?: Error): void => {
     if (err === undefined && this.queue.length > 0) this.drain();
   };
@@ -73,6 +125,12 @@ class PeerLink {
   }
 
   send(frame: string): void {
+    // The receiver would drop the link on a frame over its limit, and the retry would too: drop it here, loudly.
+    if (frame.length > FRAME_BYTES_MAX / 3 && Buffer.byteLength(frame) > FRAME_BYTES_MAX) {
+      this.oversized++;
+      this.t.log.error({ peer: this.id, bytes: Buffer.byteLength(frame), max: FRAME_BYTES_MAX }, "frame exceeds the peer frame limit; not sent");
+      return;
+    }
     if (this.queue.length >= this.t.maxQueuedFrames) {
       this.dropped++;
       return;
@@ -95,7 +153,9 @@ class PeerLink {
       this.retry();
       return;
     }
-    const ws = new WebSocket(`ws://${info.address}${RAFT_PATH}`, { perMessageDeflate: false, handshakeTimeout: this.t.handshakeTimeoutMs });
+    const ws = new WebSocket(`ws://${info.address}${RAFT_PATH}`, {
+      perMessageDeflate: false, handshakeTimeout: this.t.handshakeTimeoutMs, maxPayload: DIALER_RECEIVE_BYTES_MAX,
+    });
     this.ws = ws;
     const myNonce = toHex(randomBytes(32));
     const deadline = setTimeout(() => ws.terminate(), this.t.handshakeTimeoutMs);
@@ -134,6 +194,10 @@ class PeerLink {
         this.ready = true;
         this.backoffMs = 50;
         this.drain();
+      } else {
+        // The link is one-way: a listener that talks after "ok" is not following the protocol.
+        this.t.log.warn({ peer: this.id }, "peer sent a frame on an outbound link; dropping the connection");
+        ws.terminate();
       }
     });
     ws.on("close", () => {
@@ -166,15 +230,56 @@ class PeerLink {
   }
 }
 
+/** Allows a few log lines per window and counts the rest, so the next allowed line can say how many were dropped. */
+class LogBudget {
+  private windowStart = 0;
+  private used = 0;
+  private suppressed = 0;
+
+  constructor(private readonly linesMax: number, private readonly windowMs: number) {}
+
+  /** null: stay quiet; otherwise a line may be written, and this many were suppressed before it. */
+  take(nowMs: number): number | null {
+    if (nowMs - this.windowStart >= this.windowMs) {
+      this.windowStart = nowMs;
+      this.used = 0;
+    }
+    if (this.used >= this.linesMax) {
+      this.suppressed++;
+      return null;
+    }
+    this.used++;
+    const n = this.suppressed;
+    this.suppressed = 0;
+    return n;
+  }
+}
+
+type InboundState = "handshake" | "open" | "refused";
+
+/** Between handleUpgrade (which meters the raw socket) and accept (which runs the handshake). */
+interface PreAuthGate {
+  /** Set when the raw socket was cut for sending too much before authenticating. */
+  cut: boolean;
+  /** Stops the metering and frees the unauthenticated slot (also on close). Idempotent. */
+  readonly authenticated: () => void;
+}
+
 export class PeerTransport<M extends { readonly to: string; readonly from: string }> {
   readonly log: Logger;
   readonly maxQueuedFrames: number;
   readonly maxBufferedBytes: number;
   readonly handshakeTimeoutMs: number;
+  readonly maxUnauthenticated: number;
   private readonly links = new Map<string, PeerLink>();
   private readonly wss: WebSocketServer;
   private readonly inbound = new Set<WebSocket>();
-  /** Inbound connections refused. */
+  /** The authenticated inbound connections of each peer, oldest first (at most AUTHENTICATED_PER_PEER_MAX). */
+  private readonly byPeer = new Map<string, WebSocket[]>();
+  /** Inbound connections upgraded or upgrading that have not authenticated yet. */
+  private unauthenticated = 0;
+  private readonly refusalLog = new LogBudget(REFUSAL_LOG_LINES_MAX, REFUSAL_LOG_WINDOW_MS);
+  /** Inbound connections refused (over the cap, failed or late handshakes, protocol violations). */
   refused = 0;
   /** Outbound connections whose listener failed to prove the dialed peer's key. */
   authFailures = 0;
@@ -184,16 +289,69 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
     this.log = opts.logger;
     this.maxQueuedFrames = opts.maxQueuedFrames ?? 4096;
     this.maxBufferedBytes = opts.maxBufferedBytes ?? 8 * 1024 * 1024;
-    this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 5000;
-    this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 });
+    this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+    this.maxUnauthenticated = opts.maxUnauthenticated ?? UNAUTHENTICATED_MAX;
+    // One server, one maxPayload for the whole connection: the lower pre-auth bound is enforced by
+    // counting raw bytes (handleUpgrade), with public APIs only, rather than by raising ws's private
+    // receiver limit after auth or by a second server (a connection cannot move between servers).
+    this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: FRAME_BYTES_MAX });
   }
 
-  /** Takes over upgrades to /v1/raft on the node's HTTP server. */
+  /**
+   * Serves /v1/raft on a server that has no other WebSocket endpoint (tests): other upgrade paths
+   * are closed. The node itself routes upgrades with src/api/upgrade.ts.
+   */
   attach(server: http.Server): void {
     server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-      if ((req.url ?? "").split("?")[0] !== RAFT_PATH) return;
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req.socket.remoteAddress ?? "?"));
+      socket.on("error", (err: Error) => this.log.debug({ err: err.message }, "upgrade socket error"));
+      if ((req.url ?? "").split("?")[0] !== RAFT_PATH) {
+        socket.destroy();
+        return;
+      }
+      try {
+        this.handleUpgrade(req, socket, head);
+      } catch (err) {
+        if (!(err instanceof LedgerError)) this.log.error({ err }, "peer upgrade failed");
+        socket.destroy(); // a LedgerError is a refusal before the upgrade, already counted and logged
+      }
     });
+  }
+
+  /**
+   * Takes over one upgrade request to /v1/raft. Throws LedgerError "unavailable" (before touching
+   * the socket) when the transport is closed or UNAUTHENTICATED_MAX dialers are mid-handshake.
+   */
+  handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    const remote = req.socket.remoteAddress ?? "?";
+    if (socket.listenerCount("error") === 0) socket.on("error", (err: Error) => this.log.debug({ remote, err: err.message }, "peer socket error"));
+    if (this.closed) throw new LedgerError("unavailable", "this node is shutting down");
+    if (this.unauthenticated >= this.maxUnauthenticated) {
+      this.countRefusal(remote, "too many unauthenticated peer connections");
+      throw new LedgerError("unavailable", "too many unauthenticated peer connections");
+    }
+    this.unauthenticated++;
+    let holdsSlot = true;
+    let preAuthBytes = 0;
+    const gate: PreAuthGate = {
+      cut: false,
+      authenticated: () => {
+        socket.off("data", meter);
+        if (holdsSlot) this.unauthenticated--;
+        holdsSlot = false;
+      },
+    };
+    const meter = (chunk: Buffer): void => {
+      preAuthBytes += chunk.length;
+      if (preAuthBytes <= PRE_AUTH_BYTES_MAX) return;
+      socket.off("data", meter);
+      gate.cut = true;
+      this.countRefusal(remote, `sent more than ${PRE_AUTH_BYTES_MAX} bytes before authenticating`);
+      socket.destroy();
+    };
+    socket.once("close", gate.authenticated);
+    // Added before ws's own 'data' listener, so it sees every byte (head included: ws re-reads it) first.
+    socket.on("data", meter);
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, remote, gate));
   }
 
   /** Queues msg for msg.to; dropped when the peer's queue is full or the transport is closed. */
@@ -219,45 +377,92 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
     return n;
   }
 
-  private accept(ws: WebSocket, remote: string): void {
+  /** Inbound connections now open: [not yet authenticated, authenticated]. */
+  inboundCounts(): { unauthenticated: number; authenticated: number } {
+    let authenticated = 0;
+    for (const list of this.byPeer.values()) authenticated += list.length;
+    return { unauthenticated: this.unauthenticated, authenticated };
+  }
+
+  private accept(ws: WebSocket, remote: string, gate: PreAuthGate): void {
     if (this.closed) {
       ws.terminate();
       return;
     }
-    this.inbound.add(ws);
-    ws.on("close", () => this.inbound.delete(ws));
-    const nonce = toHex(randomBytes(32));
+    let state: InboundState = "handshake";
     let peer: string | null = null;
+    const refuse = (reason: string): void => {
+      if (state === "refused") return;
+      state = "refused";
+      this.countRefusal(remote, reason);
+      ws.close(4401, reason.slice(0, 120));
+      setTimeout(() => ws.terminate(), REFUSE_LINGER_MS).unref();
+    };
+    this.inbound.add(ws);
     const deadline = setTimeout(() => {
-      if (peer === null) this.refuse(ws, remote, "handshake timed out");
+      if (state === "handshake") refuse("handshake timed out");
     }, this.handshakeTimeoutMs);
+    deadline.unref();
+    ws.on("error", (err: Error) => {
+      // After a protocol error (reserved opcode, bad mask, too big...) ws sends a close frame and
+      // would wait 30 s for the reply; a hostile client never replies, so it is cut sooner.
+      setTimeout(() => ws.terminate(), REFUSE_LINGER_MS).unref();
+      if (state === "handshake") {
+        state = "refused";
+        this.countRefusal(remote, `protocol error before authenticating: ${err.message}`);
+      } else {
+        this.log.warn({ remote, peer, err: err.message }, "peer connection error");
+      }
+    });
+    ws.on("close", () => {
+      clearTimeout(deadline);
+      this.inbound.delete(ws);
+      const list = peer === null ? undefined : this.byPeer.get(peer);
+      if (list !== undefined && peer !== null) {
+        const rest = list.filter((x) => x !== ws);
+        if (rest.length === 0) this.byPeer.delete(peer);
+        else this.byPeer.set(peer, rest);
+      }
+    });
+    const nonce = toHex(randomBytes(32));
     const challenge: Challenge = { t: "challenge", node: this.opts.nodeId, cluster: this.opts.clusterId, nonce };
     ws.send(JSON.stringify(challenge));
     ws.on("message", (data) => {
-      if (peer === null) {
-        clearTimeout(deadline);
+      // A cut connection may still deliver what was in its last read: none of it counts.
+      if (state === "refused" || gate.cut) return;
+      if (state === "handshake") {
         let v: unknown;
         try {
           v = JSON.parse(data.toString());
-        } catch {
-          this.refuse(ws, remote, "malformed handshake");
+        } catch (err) {
+          refuse(`malformed handshake (${(err as Error).message.slice(0, 60)})`);
           return;
         }
         const a = v as Partial<Auth>;
         if (!isObj(v) || a.t !== "auth" || typeof a.node !== "string" || a.cluster !== this.opts.clusterId || typeof a.nonce !== "string" || !HEX64.test(a.nonce)) {
-          this.refuse(ws, remote, "handshake is not for this cluster");
+          refuse("handshake is not for this cluster");
           return;
         }
         const info = this.opts.peer(a.node);
         if (info === undefined || a.node === this.opts.nodeId) {
-          this.refuse(ws, remote, `node ${JSON.stringify(a.node)} is not in the configuration`);
+          refuse(`node ${JSON.stringify(a.node.slice(0, 64))} is not in the configuration`);
           return;
         }
         if (!verifyHex(a.sig, dialerMessage(this.opts.clusterId, a.node, this.opts.nodeId, nonce), info.publicKey)) {
-          this.refuse(ws, remote, `signature does not verify against ${a.node}'s configured key`);
+          refuse(`signature does not verify against ${a.node}'s configured key`);
           return;
         }
+        clearTimeout(deadline);
+        state = "open";
         peer = a.node;
+        gate.authenticated();
+        const list = this.byPeer.get(peer) ?? [];
+        list.push(ws);
+        this.byPeer.set(peer, list);
+        if (list.length > AUTHENTICATED_PER_PEER_MAX) {
+          this.log.warn({ peer, remote, max: AUTHENTICATED_PER_PEER_MAX }, "too many connections from one peer; cutting its oldest");
+          list[0].terminate(); // its 'close' removes it from the list
+        }
         const ok: AuthOk = { t: "ok", sig: toHex(sign(listenerMessage(this.opts.clusterId, this.opts.nodeId, a.node, a.nonce), this.opts.secretKey)) };
         ws.send(JSON.stringify(ok));
         this.log.info({ peer, remote }, "peer authenticated");
@@ -266,23 +471,23 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
       let msg: unknown;
       try {
         msg = decodeFrame(data.toString());
-      } catch {
-        this.refuse(ws, remote, `malformed frame from ${peer}`);
+      } catch (err) {
+        refuse(`malformed frame from ${peer} (${(err as Error).message.slice(0, 60)})`);
         return;
       }
       if (!this.opts.isMessage(msg) || msg.from !== peer || msg.to !== this.opts.nodeId) {
-        this.refuse(ws, remote, `frame from ${peer} is not a message from it to us`);
+        refuse(`frame from ${peer} is not a message from it to us`);
         return;
       }
       this.opts.onMessage(msg);
     });
   }
 
-  private refuse(ws: WebSocket, remote: string, reason: string): void {
+  /** Counts a refused inbound connection and logs it within the log budget. */
+  private countRefusal(remote: string, reason: string): void {
     this.refused++;
-    this.log.warn({ remote, reason }, "peer connection refused");
-    ws.close(4401, reason.slice(0, 120));
-    setTimeout(() => ws.terminate(), 1000).unref();
+    const suppressed = this.refusalLog.take(Date.now());
+    if (suppressed !== null) this.log.warn({ remote, reason, ...(suppressed > 0 ? { suppressed } : {}) }, "peer connection refused");
   }
 
   /** Ends every link for good: later sends are dropped and later dialers refused. Idempotent. */

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { Entry, EntryKind, genesisHash } from "../ledger/entry";
 import { consistencyProof, inclusionProof, leafHash, rootAt } from "../ledger/merkle";
-import { encodeRecord, RecordPayload, RecordRequest, requestDigest } from "../ledger/record";
+import { encodeRecord, parseRecordPayload, RecordPayload, RecordRequest, requestDigest } from "../ledger/record";
 import { encodeCheckpoint, signCheckpoint } from "../ledger/checkpoint";
 import { applyEntry, ApplyResult, stateRoot } from "../ledger/state-machine";
 import { toHex } from "../ledger/bytes";
@@ -95,6 +95,7 @@ export class RaftLedgerNode {
   private readonly reads = new Map<number, ReadWaiter>();
   private readonly inflight = new Map<string, { digest: string; done: Promise<AppendResult> }>();
   private readonly appliedListeners = new Set<(lastApplied: number) => void>();
+  private appliedNotify = 0; // the last_applied listeners are told next (0: nothing pending)
   private nextReadCtx = 1;
   private readyTerm = -1;
   private processing = false;
@@ -211,8 +212,10 @@ export class RaftLedgerNode {
     const s = this.raw.status();
     const hard = this.store.hardState();
     return {
-      node_id: this.nodeId, public_key: this.publicKey, role: s.role, term: s.term, leader: s.lead,
-      leader_address: s.lead === null ? null : this.memberAddress(s.lead),
+      // A halted node does not lead or follow anyone, whatever its frozen core last believed.
+      node_id: this.nodeId, public_key: this.publicKey, role: this.halted === null ? s.role : "halted", term: s.term,
+      leader: this.halted === null ? s.lead : null,
+      leader_address: s.lead === null || this.halted !== null ? null : this.memberAddress(s.lead),
       commit_index: hard.commitIndex, last_applied: hard.lastApplied, head: toHex(this.storage.treeHead().head), cluster: this.clusterId,
       voters: s.config.voters.map((m) => m.id), learners: s.config.learners.map((m) => m.id), halted: this.halted,
     };
@@ -302,8 +305,9 @@ export class RaftLedgerNode {
   /** Once the apply is durable: answer waiters, wake streams. */
   private afterApply(results: ReadonlyArray<[Entry, ApplyResult]>): void {
     for (const [e, r] of results) this.settle(e, r);
-    const last = results[results.length - 1][0].index;
-    for (const l of this.appliedListeners) l(last);
+    // Listeners (streams) run after this Ready is handled, never inside it: once per turn, with the latest index.
+    if (this.appliedNotify === 0) setImmediate(() => { const at = this.appliedNotify; this.appliedNotify = 0; for (const l of this.appliedListeners) l(at); });
+    this.appliedNotify = results[results.length - 1][0].index;
   }
 
   /** Calls fn with the new last_applied after each apply; returns the unsubscribe function. */
@@ -325,7 +329,8 @@ export class RaftLedgerNode {
     } else if (r.kind === "duplicate") {
       w.resolve({ index: r.original.index, term: r.original.term, hash: toHex(r.original.hash), duplicate: true });
     } else {
-      w.reject(new LedgerError("internal", `entry ${e.index} was not applied as a record (${r.kind})`));
+      // applyEntry answers "record" or "duplicate" for every RECORD entry, or throws.
+      assert(false, `entry ${e.index} of kind ${e.kind} had a waiter but applied as ${r.kind}`);
     }
   }
 
@@ -441,7 +446,10 @@ export class RaftLedgerNode {
       v: 1, ...record, ts: this.opts.now().toISOString(),
       ...(idempotencyKey === undefined ? {} : { idempotency_key: idempotencyKey, request_digest: digest }),
     };
-    const fate = this.propose(EntryKind.Record, encodeRecord(payload));
+    const bytes = encodeRecord(payload);
+    // The exact bytes go through apply's own validation first: an entry that reaches the log applies.
+    parseRecordPayload(bytes);
+    const fate = this.propose(EntryKind.Record, bytes);
     if (idempotencyKey !== undefined) {
       // The key stays in flight until the entry's fate is known, not merely until the client gave
       // up waiting: a retry after a 503 then waits for the same entry instead of proposing a copy.

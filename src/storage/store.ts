@@ -124,6 +124,7 @@ export class Store implements StateStore, ChainSource {
       srecPut: p("INSERT INTO subject_records (subject, version, idx) VALUES (?, ?, ?)"),
       srecList: p("SELECT version, idx FROM subject_records WHERE subject = ? AND idx >= ? ORDER BY version LIMIT ?"),
       srecAll: p("SELECT subject, version, idx FROM subject_records"),
+      srecHashesBefore: p("SELECT l.hash AS hash FROM subject_records s JOIN log l ON l.idx = s.idx WHERE s.subject = ? AND s.idx < ? ORDER BY s.version"),
       dedupGet: p("SELECT key, digest, idx, term, hash FROM dedup WHERE key = ?"),
       dedupPut: p("INSERT INTO dedup (key, digest, idx, term, hash) VALUES (?, ?, ?, ?, ?)"),
       dedupAll: p("SELECT key, digest, idx, term, hash FROM dedup"),
@@ -332,6 +333,11 @@ export class Store implements StateStore, ChainSource {
     for (const r of this.s.srecAll.iterate() as IterableIterator<{ subject: string; version: number; idx: number }>) {
       yield { subject: r.subject, version: r.version, index: r.idx };
     }
+  }
+
+  /** The entry hashes of a subject's records before a log index, in version order (to chain its subject heads). */
+  *subjectHashesBefore(subject: string, beforeIndex: number): IterableIterator<Uint8Array> {
+    for (const r of this.s.srecHashesBefore.iterate(subject, beforeIndex) as IterableIterator<{ hash: Buffer }>) yield u8(r.hash);
   }
 
   /** A subject's records (version, index) from a log index on, at most limit. */

@@ -12,9 +12,12 @@ export type ErrorCode =
   | "unauthorized"
   | "forbidden"
   | "not_found"
+  | "method_not_allowed"
   | "conflict"
   | "idempotency_conflict"
   | "not_leader"
+  | "too_many_requests"
+  | "header_fields_too_large"
   | "unavailable"
   | "verification_failed"
   | "internal";

@@ -1,3 +1,4 @@
+import * as net from "node:net";
 import WebSocket from "ws";
 import { cleanupAll, makeTempDir, startServer, Server } from "../support/server";
 import { entryHash, EntryKind } from "../../src/ledger/entry";
@@ -79,4 +80,124 @@ test("resumes from any index, and refuses a bad one", async () => {
   const bad = new WebSocket(`ws://127.0.0.1:${server.port}/v1/stream?from=zero`);
   const status = await new Promise<number>((resolve) => bad.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0)));
   expect(status).toBe(400);
+});
+
+/** A raw HTTP exchange: sends `request`, collects the answer until the server closes (bounded). */
+function rawExchange(request: string, timeoutMs = 10_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(server.port, "127.0.0.1");
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no end of the answer to ${JSON.stringify(request.split("\r\n")[0])} within ${timeoutMs} ms: ${Buffer.concat(chunks).toString("latin1").slice(0, 300)}`));
+    }, timeoutMs);
+    socket.on("data", (b: Buffer) => chunks.push(b));
+    socket.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    socket.on("close", () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString("latin1"));
+    });
+    socket.write(request);
+  });
+}
+
+const upgradeRequest = (target: string, method = "GET", extra = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"): string =>
+  `${method} ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${extra}\r\n`;
+
+function jsonAnswer(raw: string): { status: number; headers: string; body: Record<string, unknown> } {
+  const end = raw.indexOf("\r\n\r\n");
+  const headers = raw.slice(0, end);
+  return { status: Number(headers.split(" ")[1]), headers: headers.toLowerCase(), body: JSON.parse(raw.slice(end + 4)) as Record<string, unknown> };
+}
+
+test("a refused handshake answers JSON: bad from, a request target that is no URL, a wrong method, a missing key", async () => {
+  for (const [target, method, extra, status, code] of [
+    ["/v1/stream?from=0", "GET", undefined, 400, "bad_request"],
+    ["/v1/stream?from=99999999999999999", "GET", undefined, 400, "bad_request"],
+    ["/v1/stream?from=%ZZ", "GET", undefined, 400, "bad_request"],
+    ["/v1/stream?from=1", "POST", undefined, 405, "method_not_allowed"],
+    ["/v1/stream?from=1", "GET", "Sec-WebSocket-Version: 13\r\n", 400, "bad_request"],
+  ] as const) {
+    const a = jsonAnswer(await rawExchange(upgradeRequest(target, method, extra)));
+    expect({ target, method, status: a.status, error: a.body.error }).toEqual({ target, method, status, error: code });
+    expect(a.headers).toContain("content-type: application/json");
+    expect(typeof a.body.message).toBe("string");
+  }
+  expect(server.running()).toBe(true);
+});
+
+/** Opens a client, waits for it to be open, returns it and its close code/reason promise. */
+async function openClient(from: number): Promise<{ ws: WebSocket; closed: Promise<{ code: number; reason: string }>; frames: Frame[] }> {
+  const ws = new WebSocket(`ws://127.0.0.1:${server.port}/v1/stream?from=${from}`);
+  const frames: Frame[] = [];
+  ws.on("message", (d: Buffer) => frames.push(JSON.parse(d.toString()) as Frame));
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
+  await new Promise<void>((resolve, reject) => {
+    ws.once("open", () => resolve());
+    ws.once("error", reject);
+  });
+  return { ws, closed, frames };
+}
+
+test("the stream is one-way: a text or binary frame closes with 1008, an oversized one with 1009; pings are answered", async () => {
+  const head = await append(1, "one-way");
+  const text = await openClient(1);
+  text.ws.send("hello");
+  expect(await text.closed).toEqual({ code: 1008, reason: "the stream is one-way: send no messages" });
+  const binary = await openClient(1);
+  binary.ws.send(Buffer.from([1, 2, 3]));
+  expect((await binary.closed).code).toBe(1008);
+  const big = await openClient(1);
+  big.ws.send("x".repeat(1000));
+  expect((await big.closed).code).toBe(1009);
+
+  // A ping gets its pong, and the subscriber keeps receiving entries.
+  const pinger = await openClient(1);
+  const pong = new Promise<string>((resolve) => pinger.ws.once("pong", (d: Buffer) => resolve(d.toString())));
+  pinger.ws.ping("are you there");
+  expect(await pong).toBe("are you there");
+  const later = await append(1, "after-ping");
+  await new Promise<void>((resolve) => {
+    const check = (): void => {
+      if (pinger.frames.some((f) => f.entry.index === later)) resolve();
+      else setTimeout(check, 20);
+    };
+    check();
+  });
+  expect(later).toBeGreaterThan(head);
+  pinger.ws.terminate();
+  expect(server.running()).toBe(true);
+});
+
+test("at most 256 subscribers: one more gets 503 JSON with Retry-After; a slot frees when one leaves", async () => {
+  const far = 1_000_000_000; // subscribers waiting for a future index: idle, nothing to send
+  const clients: WebSocket[] = [];
+  try {
+    for (let i = 0; i < 256; i++) clients.push((await openClient(far)).ws);
+    const a = jsonAnswer(await rawExchange(upgradeRequest(`/v1/stream?from=${far}`)));
+    expect(a.status).toBe(503);
+    expect(a.body.error).toBe("unavailable");
+    expect(a.headers).toContain("retry-after:");
+    const gone = clients.pop() as WebSocket;
+    const closed = new Promise<void>((resolve) => gone.once("close", () => resolve()));
+    gone.close();
+    await closed;
+    // The server sees the close a moment later: poll (bounded) until the slot is free.
+    let again: WebSocket | null = null;
+    for (let attempt = 0; attempt < 100 && again === null; attempt++) {
+      try {
+        again = (await openClient(far)).ws;
+      } catch (e) {
+        if (!/503/.test((e as Error).message)) throw e;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    expect(again).not.toBeNull();
+    clients.push(again as WebSocket);
+  } finally {
+    for (const c of clients) c.terminate();
+  }
 });

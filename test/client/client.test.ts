@@ -1,6 +1,7 @@
 import * as http from "node:http";
 import { LedgerClient, ClientError } from "../../src/client/client";
 import { cleanupAll, makeTempDir, startServer, Server } from "../support/server";
+import { CheckpointPayload, hexToBuf, leafHash, merkleRoot, verifyCheckpointSig, verifyConsistency, verifyInclusion } from "../support/independent";
 
 jest.setTimeout(60_000);
 
@@ -23,9 +24,25 @@ describe("LedgerClient against a real node", () => {
     for (const a of acks) expect((await c.entry(a.index)).hash).toBe(a.hash);
     const status = await c.status();
     const cp = await c.latestCheckpoint(String(status.public_key));
+    // What the client returned as verified, checked again with the independent code: the
+    // checkpoint's signature and root over the entries it covers, the inclusion proof of the first
+    // acknowledged record, and the consistency proof from size 2 against both independent roots.
+    expect(verifyCheckpointSig(cp as CheckpointPayload, String(status.public_key))).toBe(true);
+    expect(cp.size).toBeGreaterThanOrEqual(5); // --checkpoint-every 5, and 12 records were acknowledged
+    const leaves = [];
+    for (let i = 1; i <= cp.size; i++) leaves.push(leafHash(hexToBuf((await c.entry(i)).hash)));
+    expect(merkleRoot(leaves).toString("hex")).toBe(cp.root);
     const p = await c.inclusion(acks[0].index, cp.size);
-    expect(p.root).toBe(cp.root);
-    await c.consistency(2, cp.size);
+    expect({ index: p.index, size: p.size, root: p.root }).toEqual({ index: acks[0].index, size: cp.size, root: cp.root });
+    expect(verifyInclusion(acks[0].index - 1, cp.size, leaves[acks[0].index - 1], p.path.map(hexToBuf), hexToBuf(cp.root))).toBe(true);
+    const k = await c.consistency(2, cp.size);
+    expect({ from: k.from, to: k.to, root_from: k.root_from, root_to: k.root_to }).toEqual({
+      from: 2,
+      to: cp.size,
+      root_from: merkleRoot(leaves, 2).toString("hex"),
+      root_to: cp.root,
+    });
+    expect(verifyConsistency(2, cp.size, k.path.map(hexToBuf), merkleRoot(leaves, 2), hexToBuf(cp.root))).toBe(true);
   });
 
   test("a retry of the same logical append returns the original acknowledgement", async () => {

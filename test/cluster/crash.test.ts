@@ -5,6 +5,7 @@
 // differs between nodes, the chain recomputes from genesis, verify-chain exits 0 on every data dir,
 // and the client history is linearizable for an append-only log with retry dedup.
 import { TestCluster } from "../support/cluster";
+import { historyAll } from "../support/ledger-client";
 import { cleanupAll, getJson, http, parseJsonOutput, pollUntil, runVerifyChain, withFailureContext } from "../support/server";
 import { KIND_CODES, bufToHex, entryHash, genesisHash, hexToBuf, prng, testSeed } from "../support/independent";
 import { ClientError, LedgerClient, AppendAck } from "../../src/client/client";
@@ -237,7 +238,7 @@ async function crashRun(mode: "leader" | "random"): Promise<void> {
     for (let k = 0; k < WRITERS; k++) {
       const expected = ref.filter((e) => e.kind === "record" && e.record?.subject === `writer-${k}` && rankOf.has(e.index)).map((e) => e.index);
       for (const id of c.ids) {
-        const h = await http(c.url(id), "GET", `/v1/subjects/writer-${k}/history?consistency=local`);
+        const h = await historyAll(c.url(id), `writer-${k}`, "consistency=local");
         const indices = h.status === 404 ? [] : (h.json as { records: Array<{ entry: { index: number } }> }).records.map((r) => r.entry.index);
         expect({ id, subject: `writer-${k}`, status: h.status === 404 ? 200 : h.status, indices }).toEqual({ id, subject: `writer-${k}`, status: 200, indices: expected });
       }

@@ -19,20 +19,23 @@ const STOP_GRACE_MS = 5000;
 
 interface EntryJson { index: number; term: number; kind: string; hash: string }
 
-let cluster: TestCluster | undefined;
-let lagStop: { id: string; ms: number; forced: boolean; code: number | null; signal: string | null } | undefined;
+// Each test starts and stops its own cluster: no test reads what another one left behind.
+let cluster: TestCluster | undefined; // the current test's, for the failure context
+const started: TestCluster[] = [];
 const notes: string[] = [];
 const context = (): string =>
   `seed: RESONETICS_SEED=${SEED} npx jest test/cluster/snapshot.test.ts\nnotes:\n  ${notes.join("\n  ")}\n` +
   (cluster === undefined ? "(no cluster)" : [...cluster.servers.entries()].map(([id, s]) => `=== ${id}\n${s.output()}`).join("\n"));
 
-beforeAll(async () => {
-  cluster = await TestCluster.start(3, { serveArgs: ["--snapshot-every", String(SNAPSHOT_EVERY), "--checkpoint-every", "10"] });
-}, 90_000);
+async function startCluster(opts: Parameters<typeof TestCluster.start>[1] = {}): Promise<TestCluster> {
+  cluster = await TestCluster.start(3, opts);
+  started.push(cluster);
+  return cluster;
+}
 
 afterAll(async () => {
   if (process.env.RESONETICS_VERBOSE === "1") process.stderr.write(`${context().split("\n=== ")[0]}\n`);
-  await cluster?.stopAll();
+  await Promise.all(started.map((c) => c.stopAll()));
   await cleanupAll();
 }, 60_000);
 
@@ -62,8 +65,8 @@ function snapshotRows(dir: string): Array<{ idx: number; signer: string }> {
   }
 }
 
-test("a follower behind the compaction point catches up by InstallSnapshot and verifies from the snapshot anchor", () => {
-  const c = cluster as TestCluster;
+test("a follower behind the compaction point catches up by InstallSnapshot and verifies from the snapshot anchor", async () => {
+  const c = await startCluster({ serveArgs: ["--snapshot-every", String(SNAPSHOT_EVERY), "--checkpoint-every", "10"] });
   return withFailureContext(context, [c.root], async () => {
     const rnd = prng(SEED);
     const acks = new Map<string, AppendAck>();
@@ -84,10 +87,8 @@ test("a follower behind the compaction point catches up by InstallSnapshot and v
     expect(lagOwn.every((r) => r.status === 200)).toBe(true); // it held its whole log before the stop
     notes.push(`leader ${leader}; stopping ${lagger} at last_applied ${lagStatus.last_applied}`);
     // SIGTERM; after STOP_GRACE_MS the harness falls back to SIGKILL (the second test judges that).
-    const t = Date.now();
     const st = await (c.servers.get(lagger) as Server).stop(STOP_GRACE_MS);
-    lagStop = { id: lagger, ms: Date.now() - t, forced: st.forced, code: st.code, signal: st.signal };
-    notes.push(`${lagger} stop: ${JSON.stringify(lagStop)}`);
+    notes.push(`${lagger} stop: ${JSON.stringify(st)}`);
     expect(c.running()).not.toContain(lagger);
 
     // The two others go on; the leader snapshots and compacts far past the lagger's last index.
@@ -165,12 +166,26 @@ test("a follower behind the compaction point catches up by InstallSnapshot and v
       expect({ id, code: v.code, ok: parseJsonOutput(v.stdout)?.ok, err: v.code === 0 ? "" : v.stderr + v.stdout }).toEqual({ id, code: 0, ok: true, err: "" });
     }
   });
-});
+}, 240_000);
 
-// DESIGN.md: "SIGTERM/SIGINT shut down cleanly". The follower stopped above had running peers, whose
-// inbound peer sockets once kept its HTTP server from closing (fixed in f2806c1; this guards it).
-test(`a node stopped with SIGTERM while its peers run exits by itself within ${STOP_GRACE_MS} ms`, () => {
-  expect(lagStop).toBeDefined(); // measured by the test above
-  const s = lagStop as NonNullable<typeof lagStop>;
-  expect({ ...s, ms: s.forced ? s.ms : "ok" }).toEqual({ id: s.id, ms: "ok", forced: false, code: 0, signal: null });
-});
+// DESIGN.md: "SIGTERM/SIGINT shut down cleanly". A follower with running peers: their inbound peer
+// sockets once kept its HTTP server from closing (fixed in f2806c1; this guards it). The harness
+// sends SIGTERM, waits STOP_GRACE_MS for the exit and only then SIGKILLs (forced = true): the
+// assertion is on how it exited, not on how long it took.
+test(`a node stopped with SIGTERM while its peers run exits by itself within ${STOP_GRACE_MS} ms`, async () => {
+  const c = await startCluster();
+  return withFailureContext(context, [c.root], async () => {
+    const leader = await c.leader();
+    const follower = c.ids.find((id) => id !== leader) as string;
+    // Writes through the follower's peers, so its peer links carry traffic when it is stopped.
+    const client = new LedgerClient({ urls: c.urls(), token: c.token });
+    let last = 0;
+    for (let i = 0; i < 5; i++) last = (await client.append({ type: "policy.set", subject: "stop", data: { name: `n${i}`, value: i } }, `stop-${SEED}-${i}`)).index;
+    await c.converged(last);
+    const st = await (c.servers.get(follower) as Server).stop(STOP_GRACE_MS);
+    notes.push(`${follower} stop: ${JSON.stringify(st)}`);
+    expect({ id: follower, forced: st.forced, code: st.code, signal: st.signal }).toEqual({ id: follower, forced: false, code: 0, signal: null });
+    // Its peers were still running throughout, and still are.
+    expect(c.running().sort()).toEqual(c.ids.filter((id) => id !== follower).sort());
+  });
+}, 120_000);

@@ -2,6 +2,8 @@
 // the right 4xx with {"error": code, "message": string}, and the log is byte-identical before and
 // after. Plus Idempotency-Key semantics (same key + same body → 200 original; other body → 409).
 import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { canonicalJson } from "../support/independent";
 import { isAppendAck, getStatus, postRecord } from "../support/ledger-client";
 import { HttpResult, Server, cleanupAll, getJson, http, makeTempDir, mapPool, pollUntil, startServer, withFailureContext } from "../support/server";
@@ -156,6 +158,24 @@ describe("bad input is refused with a reason and changes nothing", () => {
         status: 403,
         error: "forbidden",
       });
+      // Wrong tokens of exactly the right length: a check that compares only lengths (or a prefix,
+      // or a suffix) accepts one of these. The read-only auditor token can never write either.
+      const other = (c: string): string => (c === "a" ? "b" : "a");
+      const auditToken = fs.readFileSync(path.join(s.dir, "audit.token"), "utf8").trim();
+      const sameLength: [string, string][] = [
+        [`${s.token.length} × "x"`, "x".repeat(s.token.length)],
+        ["the token with its last char changed", s.token.slice(0, -1) + other(s.token.slice(-1))],
+        ["the token with its first char changed", other(s.token[0]) + s.token.slice(1)],
+        ["the token reversed", [...s.token].reverse().join("")],
+        ["the auditor token", auditToken],
+      ];
+      for (const [what, t] of sameLength) expect({ what, differs: t !== s.token && t.length > 0 }).toEqual({ what, differs: true });
+      for (const [what, token] of sameLength) {
+        await check(`POST with ${what}`, post(JSON.stringify(valid), { authorization: `Bearer ${token}`, "content-type": "application/json" }), {
+          status: 403,
+          error: "forbidden",
+        });
+      }
 
       // Indices and sizes
       const get = (p: string) => http(s.baseUrl, "GET", p);

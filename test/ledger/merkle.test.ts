@@ -8,6 +8,7 @@ import {
   rootAt,
 } from "../../src/ledger/merkle";
 import { verifyConsistency, verifyInclusion } from "../../src/ledger/merkle-verify";
+import * as ind from "../support/independent";
 
 const hex = (h: string): Uint8Array => fromHex(h) as Uint8Array;
 
@@ -54,36 +55,58 @@ describe("RFC 6962 / 9162 published vectors", () => {
   });
 });
 
+// src's roots and proofs are checked by test/support/independent.ts (RFC 9162 from its text, no
+// src import) as well as by src's own verifier: a bug shared by src's prover and verifier (say,
+// left and right swapped in the node hash) passes the second check and fails the first.
 describe("proofs over larger trees", () => {
   const leaves = Array.from({ length: 70 }, (_, i) => new TextEncoder().encode(`leaf-${i}`));
   const tree = buildTree(leaves);
+  const leafHashes = leaves.map((l) => ind.leafHash(l));
+  const b = (x: Uint8Array): Buffer => Buffer.from(x);
+
+  test("the compact range's root at every size equals the independent RFC 9162 root", () => {
+    const want = Array.from({ length: leaves.length + 1 }, (_, n) => ind.merkleRoot(leafHashes, n).toString("hex"));
+    expect(tree.roots).toEqual(want);
+    for (let n = 0; n <= leaves.length; n++) expect(toHex(rootAt(tree.read, n))).toBe(want[n]);
+  });
 
   test("every inclusion proof at every size verifies, and a flipped byte fails", () => {
+    const wrong: string[] = [];
     for (let size = 1; size <= leaves.length; size++) {
       const root = hex(tree.roots[size]);
+      const indRoot = ind.merkleRoot(leafHashes, size);
       for (let i = 0; i < size; i++) {
         const proof = inclusionProof(tree.read, i, size);
-        expect(verifyInclusion(i, size, leaves[i], proof, root)).toBe(true);
+        if (!verifyInclusion(i, size, leaves[i], proof, root)) wrong.push(`src verifier rejects leaf ${i} size ${size}`);
+        if (!ind.verifyInclusion(i, size, leafHashes[i], proof.map(b), indRoot)) wrong.push(`independent verifier rejects leaf ${i} size ${size}`);
         if (proof.length > 0) {
           const bad = proof.map((p) => p.slice());
           bad[i % bad.length][i % 32] ^= 1;
-          expect(verifyInclusion(i, size, leaves[i], bad, root)).toBe(false);
+          if (verifyInclusion(i, size, leaves[i], bad, root)) wrong.push(`src verifier accepts a flipped proof, leaf ${i} size ${size}`);
+          if (ind.verifyInclusion(i, size, leafHashes[i], bad.map(b), indRoot)) wrong.push(`independent verifier accepts a flipped proof, leaf ${i} size ${size}`);
         }
       }
     }
+    expect(wrong).toEqual([]);
   });
 
   test("every consistency proof between sizes verifies, and a flipped byte fails", () => {
+    const wrong: string[] = [];
     for (let m = 1; m <= leaves.length; m++) {
       for (let n = m; n <= leaves.length; n++) {
         const proof = consistencyProof(tree.read, m, n);
-        expect(verifyConsistency(m, n, proof, hex(tree.roots[m]), hex(tree.roots[n]))).toBe(true);
+        const indM = ind.merkleRoot(leafHashes, m);
+        const indN = ind.merkleRoot(leafHashes, n);
+        if (!verifyConsistency(m, n, proof, hex(tree.roots[m]), hex(tree.roots[n]))) wrong.push(`src verifier rejects ${m} -> ${n}`);
+        if (!ind.verifyConsistency(m, n, proof.map(b), indM, indN)) wrong.push(`independent verifier rejects ${m} -> ${n}`);
         if (proof.length > 0) {
           const bad = proof.map((p) => p.slice());
           bad[(m + n) % bad.length][n % 32] ^= 0x80;
-          expect(verifyConsistency(m, n, bad, hex(tree.roots[m]), hex(tree.roots[n]))).toBe(false);
+          if (verifyConsistency(m, n, bad, hex(tree.roots[m]), hex(tree.roots[n]))) wrong.push(`src verifier accepts a flipped proof ${m} -> ${n}`);
+          if (ind.verifyConsistency(m, n, bad.map(b), indM, indN)) wrong.push(`independent verifier accepts a flipped proof ${m} -> ${n}`);
         }
       }
     }
+    expect(wrong).toEqual([]);
   });
 });

@@ -1,6 +1,6 @@
-import { applyEntry, MemoryState, stateRoot, SUBJECT_HEAD_ZERO, nextSubjectHead } from "../../src/ledger/state-machine";
+import { applyEntry, MemoryState, stateRoot, SUBJECT_HEAD_ZERO, nextSubjectHead, UnappliableRecord } from "../../src/ledger/state-machine";
 import { chainEntry, EntryKind, genesisHash, Entry } from "../../src/ledger/entry";
-import { encodeRecord, requestDigest, RecordPayload } from "../../src/ledger/record";
+import { codePoints, encodeRecord, parseRecordPayload, requestDigest, RecordPayload } from "../../src/ledger/record";
 import { toHex } from "../../src/ledger/bytes";
 
 function chain(payloads: Array<RecordPayload | null>): Entry[] {
@@ -43,11 +43,31 @@ describe("state machine", () => {
     expect(s.getSubject("a")?.version).toBe(1);
   });
 
-  test("a malformed record payload is reported and changes nothing", () => {
-    const e = chainEntry(1, 1, EntryKind.Record, genesisHash("x"), Buffer.from("{\"v\":1}"));
+  test.each([
+    ["no fields", "{\"v\":1}"],
+    ["not canonical (key order)", '{"v":1,"type":"policy.set","subject":"a","data":1,"ts":"2026-01-01T00:00:00Z"}'],
+    ["a lone surrogate in the subject", '{"data":1,"subject":"x\\ud800y","ts":"2026-01-01T00:00:00Z","type":"policy.set","v":1}'],
+    ["a subject of 201 code points", JSON.stringify({ data: 1, subject: "😀".repeat(201), ts: "2026-01-01T00:00:00Z", type: "policy.set", v: 1 })],
+    ["an unknown field", '{"data":1,"extra":2,"subject":"a","ts":"2026-01-01T00:00:00Z","type":"policy.set","v":1}'],
+    ["a duplicate key", '{"data":1,"subject":"a","subject":"b","ts":"2026-01-01T00:00:00Z","type":"policy.set","v":1}'],
+    ["a ts that is not RFC 3339 UTC", '{"data":1,"subject":"a","ts":"yesterday","type":"policy.set","v":1}'],
+    ["an idempotency key without its digest", '{"data":1,"idempotency_key":"k","subject":"a","ts":"2026-01-01T00:00:00Z","type":"policy.set","v":1}'],
+  ])("a RECORD entry with %s does not apply: a loud assertion, nothing changed", (_name, text) => {
+    const e = chainEntry(1, 1, EntryKind.Record, genesisHash("x"), Buffer.from(text));
     const s = new MemoryState();
-    expect(applyEntry(s, e)).toEqual({ kind: "malformed", index: 1 });
+    expect(() => applyEntry(s, e)).toThrow(UnappliableRecord);
     expect(s.subjects.size).toBe(0);
+    expect(s.dedup.size).toBe(0);
+  });
+
+  test("characters are code points, the same count as the API's schemas: 200 astral characters apply, 201 do not", () => {
+    expect(codePoints("😀".repeat(150))).toBe(150);
+    expect(codePoints("a😀b")).toBe(3);
+    const ok = rec("😀".repeat(200), 1);
+    expect(parseRecordPayload(encodeRecord(ok)).subject).toBe(ok.subject);
+    const s = new MemoryState();
+    expect(applyEntry(s, chain([ok])[0]).kind).toBe("record");
+    expect(() => parseRecordPayload(encodeRecord(rec("😀".repeat(201), 1)))).toThrow(/201/);
   });
 
   test("state_root is independent of insertion order and changes with any row", () => {

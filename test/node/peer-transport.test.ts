@@ -1,7 +1,9 @@
 import * as http from "node:http";
 import pino from "pino";
-import { PeerTransport, PeerInfo } from "../../src/node/peer-transport";
-import { generateKeyPair, KeyPair } from "../../src/ledger/keys";
+import { randomBytes } from "node:crypto";
+import WebSocket from "ws";
+import { PeerTransport, PeerInfo, RAFT_PATH } from "../../src/node/peer-transport";
+import { generateKeyPair, KeyPair, sign } from "../../src/ledger/keys";
 import { toHex } from "../../src/ledger/bytes";
 import { decodeFrame, encodeFrame } from "../../src/node/peer-codec";
 
@@ -49,6 +51,43 @@ async function until(cond: () => boolean, what: string, limitMs = 5000): Promise
   }
 }
 
+/** What a hand-written dialer saw: the listener's "ok" (authenticated) or its close code and reason. */
+interface RawDial { readonly ok: boolean; readonly code: number | null; readonly reason: string }
+
+/**
+ * Dials port as node `from` of cluster `cluster`, answering the listener's challenge with a
+ * signature by `key` over the DESIGN.md peer-auth message, written here by hand so the test can
+ * claim any cluster with a valid signature (a real PeerTransport refuses to try).
+ */
+function rawDial(port: number, from: string, cluster: string, key: KeyPair): Promise<RawDial> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}${RAFT_PATH}`, { perMessageDeflate: false });
+    const timer = setTimeout(() => {
+      ws.terminate();
+      reject(new Error(`raw dial as ${from}@${cluster}: no answer within 5 s`));
+    }, 5000);
+    ws.on("message", (data) => {
+      const v = JSON.parse(data.toString()) as { t: string; node?: string; nonce?: string };
+      if (v.t === "challenge") {
+        const msg = new TextEncoder().encode(`resonetics/peer-auth/v1\n${cluster}\n${from}\n${v.node}\n${v.nonce}`);
+        ws.send(JSON.stringify({ t: "auth", node: from, cluster, nonce: randomBytes(32).toString("hex"), sig: toHex(sign(msg, key.secretKey)) }));
+      } else if (v.t === "ok") {
+        clearTimeout(timer);
+        ws.terminate();
+        resolve({ ok: true, code: null, reason: "" });
+      }
+    });
+    ws.on("close", (code, reason) => {
+      clearTimeout(timer);
+      resolve({ ok: false, code, reason: reason.toString() });
+    });
+    ws.on("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
 describe("peer transport", () => {
   test("frames carry bytes exactly", () => {
     const m = { type: "Ping", from: "a", to: "b", n: 1, data: new Uint8Array([0, 1, 255]) };
@@ -84,9 +123,31 @@ describe("peer transport", () => {
     const dir = new Map<string, PeerInfo>();
     const b = await start("b", "c1", () => dir);
     const bInfo = { address: `127.0.0.1:${b.port}`, publicKey: toHex(b.key.publicKey) };
+
+    // Control: the hand-written dialer, as a configured member of c1, is accepted; so the refusals
+    // below are about the cluster or the configuration, not about the dialer.
+    const member = generateKeyPair();
+    dir.set("m", { address: "127.0.0.1:1", publicKey: toHex(member.publicKey) });
+    expect(await rawDial(b.port, "m", "c1", member)).toEqual({ ok: true, code: null, reason: "" });
+    expect(b.t.refused).toBe(0);
+
+    // Not in the configuration: x of the same cluster, unknown to b.
     const x = await start("x", "c1", () => new Map([["b", bInfo]]));
     x.t.send({ type: "Ping", from: "x", to: "b", n: 1, data: new Uint8Array() });
     await until(() => b.t.refused >= 1, "b refuses x");
+    expect(b.got).toEqual([]);
+    // x redials with backoff; stop it and let its last attempt end, so the count below is ours alone.
+    x.t.close();
+    await until(() => b.t.inboundCounts().unauthenticated === 0, "x's last dial ends");
+    const unknown = generateKeyPair();
+    expect(await rawDial(b.port, "u", "c1", unknown)).toEqual({ ok: false, code: 4401, reason: 'node "u" is not in the configuration' });
+
+    // Of another cluster: a configured member's own key and a valid signature, but made for
+    // cluster c2. The listener refuses it for that reason (not for a bad signature: the cluster
+    // check comes first), and nothing is delivered.
+    const refusedBefore = b.t.refused;
+    expect(await rawDial(b.port, "m", "c2", member)).toEqual({ ok: false, code: 4401, reason: "handshake is not for this cluster" });
+    expect(b.t.refused).toBe(refusedBefore + 1);
     expect(b.got).toEqual([]);
   });
 

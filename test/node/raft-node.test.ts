@@ -4,7 +4,9 @@ import * as path from "node:path";
 import pino from "pino";
 import { openDataDir, KEY_FILE, TOKEN_FILE, DB_FILE } from "../../src/node/data-dir";
 import { RaftLedgerNode } from "../../src/node/raft-node";
-import { EntryKind } from "../../src/ledger/entry";
+import { chainEntry, EntryKind } from "../../src/ledger/entry";
+import { UnappliableRecord } from "../../src/ledger/state-machine";
+import { CompactRange } from "../../src/ledger/merkle";
 import { decodeCheckpoint } from "../../src/ledger/checkpoint";
 import { Store } from "../../src/storage/store";
 import { verifyChain } from "../../src/ledger/verify";
@@ -43,6 +45,7 @@ describe("RaftLedgerNode with one voter", () => {
   });
 
   test("concurrent appends get contiguous indices, checkpoints every K entries, and verify", async () => {
+    const K = opts.checkpointEvery;
     const dir = tmp();
     const node = await open(dir);
     const results = await Promise.all(Array.from({ length: 60 }, (_, i) => node.append(rec(`s${i % 5}`, i))));
@@ -50,16 +53,51 @@ describe("RaftLedgerNode with one voter", () => {
     const last = Math.max(...results.map((r) => r.index));
     for (let i = 0; i < 400 && (node.latestCheckpoint()?.size ?? 0) < last; i++) await new Promise((r) => setTimeout(r, 5));
     expect(node.latestCheckpoint()?.size).toBeGreaterThanOrEqual(last);
+
+    // Contiguous: after CONFIG (1) and NOOP (2) the log is our 60 records and checkpoints only, and
+    // the records' indices are exactly the RECORD entries of the log: no index given twice or skipped.
+    const kinds = (to: number): EntryKind[] => Array.from({ length: to }, (_, i) => node.entry(i + 1).kind);
+    const logKinds = kinds(node.commitIndex());
+    expect(logKinds.slice(0, 2)).toEqual([EntryKind.Config, EntryKind.Noop]);
+    expect(logKinds.slice(2).filter((k) => k !== EntryKind.Record && k !== EntryKind.Checkpoint)).toEqual([]);
     const indices = results.map((r) => r.index).sort((a, b) => a - b);
-    // Every record got its own index, and the log between them holds only checkpoints.
     expect(new Set(indices).size).toBe(60);
-    const cps = [];
-    for (let i = 1; i <= node.commitIndex(); i++) {
-      const e = node.entry(i);
-      if (e.kind === EntryKind.Checkpoint) cps.push(decodeCheckpoint(e.payload));
-    }
-    expect(cps.length).toBeGreaterThanOrEqual(1);
-    for (const cp of cps) expect(cp).not.toBeNull();
+    const recordIndices = logKinds.flatMap((k, i) => (k === EntryKind.Record ? [i + 1] : []));
+    expect(recordIndices).toEqual(indices);
+    expect(indices[0]).toBe(3);
+
+    /** Every checkpoint signs the whole prefix before it; returns the runs of other entries between checkpoints. */
+    const checkpointRuns = (from: number, to: number): number[] => {
+      const range = new CompactRange();
+      const runs: number[] = [];
+      let run = 0;
+      for (let i = 1; i <= to; i++) {
+        const e = node.entry(i);
+        if (e.kind === EntryKind.Checkpoint) {
+          const cp = decodeCheckpoint(e.payload);
+          const want = { size: i - 1, head: Buffer.from(node.entry(i - 1).hash).toString("hex"), root: Buffer.from(range.root()).toString("hex") };
+          expect({ index: i, cp: cp && { size: cp.size, head: cp.head, root: cp.root } }).toEqual({ index: i, cp: want });
+          if (i > from) runs.push(run);
+          run = 0;
+        } else {
+          run++;
+        }
+        range.append(e.hash);
+      }
+      return runs;
+    };
+    // Concurrent batches may overshoot K, never fall short of it: no checkpoint comes early.
+    const concurrentRuns = checkpointRuns(0, node.commitIndex());
+    expect(concurrentRuns.length).toBeGreaterThanOrEqual(1);
+    expect(concurrentRuns.filter((n) => n < K)).toEqual([]);
+    expect(logKinds[logKinds.length - 1]).toBe(EntryKind.Checkpoint);
+
+    // One append at a time: a checkpoint follows exactly every K entries.
+    const before = node.commitIndex();
+    for (let i = 0; i < 3 * K; i++) await node.append(rec("seq", i));
+    for (let i = 0; i < 400 && (node.latestCheckpoint()?.size ?? 0) < before + 3 * K + 2; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(kinds(node.commitIndex()).slice(before).filter((k) => k === EntryKind.Checkpoint).length).toBe(3);
+    expect(checkpointRuns(before, node.commitIndex())).toEqual([K, K, K]);
     expect(node.verify().ok).toBe(true);
     await node.close();
   });
@@ -128,5 +166,35 @@ describe("RaftLedgerNode with one voter", () => {
     const p = node.inclusion(3, commit);
     expect(p.size).toBe(commit);
     await node.close();
+  });
+
+  test("append runs apply's own validation on the exact bytes before proposing: nothing reaches the log", async () => {
+    const dir = tmp();
+    const node = await open(dir);
+    const before = node.status().commit_index;
+    // Past the API's schemas (a caller inside the process): the ledger's check still refuses.
+    await expect(node.append({ type: "policy.set", subject: "😀".repeat(201), data: 1 })).rejects.toMatchObject({ code: "schema_violation" });
+    await expect(node.append({ type: "policy.set", subject: "x\ud800y", data: 1 })).rejects.toMatchObject({ code: "invalid_json", details: { reason: "lone_surrogate" } });
+    await expect(node.append({ type: "policy.set", subject: "a", data: "\ufdd0" })).rejects.toMatchObject({ code: "invalid_json", details: { reason: "noncharacter" } });
+    const ok = await node.append({ type: "policy.set", subject: "😀".repeat(200), data: 1 });
+    expect(ok.index).toBe(before + 1);
+    await node.close();
+  });
+
+  test("a committed RECORD entry that does not apply stops the node loudly, never a silent skip", async () => {
+    const dir = tmp();
+    const node = await open(dir);
+    await node.close();
+    const store = new Store(path.join(dir, DB_FILE));
+    const last = store.lastEntry();
+    if (last === undefined) throw new Error("empty log");
+    const bad = chainEntry(last.index + 1, last.term, EntryKind.Record, last.hash, Buffer.from('{"v":1}'));
+    const nodes = CompactRange.fromStore(store.readNode, last.index).append(bad.hash);
+    store.transaction(() => {
+      store.appendEntries([bad], nodes);
+      store.setCommitIndex(bad.index);
+    });
+    store.close();
+    expect(() => new RaftLedgerNode(openDataDir(dir, "127.0.0.1:0"), opts)).toThrow(UnappliableRecord);
   });
 });

@@ -238,8 +238,24 @@ describe("leader replication limits", () => {
     raw.campaign();
     handle(raw, s);
     raw.step({ type: "VoteResp", from: "n2", to: "n1", term: 2, reject: false });
-    handle(raw, s);
+    const elected = handle(raw, s);
+    // Leader of term 2 with its NOOP at index 2, not yet on a majority: no read yet.
+    expect(raw.status()).toEqual(expect.objectContaining({ role: "leader", term: 2, commit: 1 }));
+    expect(elected.entries.map((e) => [e.index, e.term, e.kind])).toEqual([[2, 2, EntryKind.Noop]]);
     expect(raw.readIndex(1)).toEqual(expect.objectContaining({ ok: false, reason: "not_ready" }));
+
+    // The NOOP commits (n2 holds it): now the read is accepted at the commit index and confirmed
+    // by a heartbeat round carrying its ctx; its read state appears once a majority answered.
+    raw.step({ type: "AppendResp", from: "n2", to: "n1", term: 2, reject: false, index: 2, hintIndex: 0, hintTerm: 0 });
+    handle(raw, s);
+    expect(raw.status().commit).toBe(2);
+    expect(raw.readIndex(7)).toEqual({ ok: true, index: 2, term: 2 });
+    const round = handle(raw, s);
+    const beats = round.messages.filter((m) => m.type === "Heartbeat" && m.readCtx === 7).map((m) => m.to).sort();
+    expect(beats).toEqual(["n2", "n3"]);
+    expect(round.readStates).toEqual([]);
+    raw.step({ type: "HeartbeatResp", from: "n3", to: "n1", term: 2, readCtx: 7 });
+    expect(handle(raw, s).readStates).toEqual([{ ctx: 7, index: 2 }]);
   });
 
   test("a learner that has not caught up cannot be promoted", () => {

@@ -16,6 +16,154 @@ const OUTPUT_LINES_MAX = 300;
 
 const children = new Set<ChildProcess>();
 const tempDirs = new Map<string, { keep: boolean }>();
+/** Resolves when a child's stdout and stderr have both ended, so every line it wrote was checked. */
+const drains = new Map<ChildProcess, Promise<void>>();
+
+// ---------------------------------------------------------------- secrets in log lines
+
+/** The files of a data dir whose contents must never appear in a log line (DESIGN.md: data dir files). */
+export const SECRET_FILES: readonly string[] = ["admin.token", "audit.token"];
+/** A secret shorter than this is not a token (an empty or truncated file): matching it would flag noise. */
+const SECRET_LENGTH_MIN = 8;
+/** Leaks kept for the report; the first few say enough and a leaking server repeats itself on every line. */
+const LEAKS_KEPT_MAX = 20;
+/** Lines a child writes before its token file exists (startup), held to be checked once it does. */
+const PENDING_LINES_MAX = 1000;
+
+export interface SecretLeak {
+  readonly dir: string;
+  readonly source: string;
+  readonly file: string;
+  readonly excerpt: string;
+}
+
+/** The secrets of a data dir that exist now: contents of admin.token / audit.token, trimmed. */
+export function readSecrets(dir: string): Map<string, string> {
+  const found = new Map<string, string>();
+  for (const f of SECRET_FILES) {
+    const p = path.join(dir, f);
+    if (!fs.existsSync(p)) continue;
+    const v = fs.readFileSync(p, "utf8").trim();
+    if (v.length >= SECRET_LENGTH_MIN) found.set(v, f);
+  }
+  return found;
+}
+
+/** The line with every occurrence of each secret replaced by a marker, cut around the first one. */
+export function redactedExcerpt(line: string, secrets: Iterable<string>, radius = 80): string {
+  let at = -1;
+  let text = line;
+  for (const s of secrets) {
+    const i = text.indexOf(s);
+    if (i >= 0 && (at < 0 || i < at)) at = i;
+    text = text.split(s).join(`<REDACTED:${s.length} chars>`);
+  }
+  const start = Math.max(0, at - radius);
+  return `${start > 0 ? "…" : ""}${text.slice(start, start + 2 * radius + 40)}${text.length > start + 2 * radius + 40 ? "…" : ""}`;
+}
+
+/**
+ * Checks every line a child writes against the secrets of its data dir (acceptance 5 of issue 7:
+ * no token in any log line). Lines that arrive before the token file exists are held (bounded) and
+ * checked once it does; a line that could never be checked is reported as well, never dropped.
+ */
+export class SecretLineChecker {
+  private secrets = new Map<string, string>();
+  private pending: { source: string; line: string }[] = [];
+  private unchecked = 0;
+  readonly leaks: SecretLeak[] = [];
+  leakCount = 0;
+
+  constructor(readonly dir: string, private readonly load: () => Map<string, string> = () => readSecrets(dir)) {}
+
+  /**
+   * Reads the secret files and checks the held lines against them. Called once the server listens
+   * (every token file it writes at start exists then); until then lines are held, so a line written
+   * before audit.token appeared is still checked against it.
+   */
+  refresh(): void {
+    for (const [v, f] of this.load()) this.secrets.set(v, f);
+    if (this.secrets.size === 0) return;
+    const held = this.pending;
+    this.pending = [];
+    for (const p of held) this.check(p.source, p.line);
+  }
+
+  /** One line of output from `source` ("stdout"/"stderr"). */
+  line(source: string, line: string): void {
+    if (this.secrets.size === 0) {
+      if (this.pending.length < PENDING_LINES_MAX) {
+        this.pending.push({ source, line });
+        return;
+      }
+      this.refresh(); // a chatty start: look for the token files now rather than drop lines
+      if (this.secrets.size === 0) {
+        this.unchecked++;
+        return;
+      }
+    }
+    this.check(source, line);
+  }
+
+  /**
+   * Called when the child's output has ended: held lines are checked a last time. With no token file
+   * at all there is no secret a line could hold; lines dropped past the bound while a token file
+   * did appear later are a failure (they were never checked).
+   */
+  finish(): void {
+    this.refresh();
+    if (this.unchecked > 0 && this.secrets.size > 0) {
+      this.record({ dir: this.dir, source: "harness", file: "(none)", excerpt: `${this.unchecked} output lines written before the token file existed were dropped unchecked` });
+    }
+    this.pending = [];
+    this.unchecked = 0;
+  }
+
+  private check(source: string, line: string): void {
+    for (const [secret, file] of this.secrets) {
+      if (line.includes(secret)) {
+        this.record({ dir: this.dir, source, file, excerpt: redactedExcerpt(line, this.secrets.keys()) });
+        return;
+      }
+    }
+  }
+
+  clearLeaks(): void {
+    this.leaks.length = 0;
+    this.leakCount = 0;
+  }
+
+  private record(leak: SecretLeak): void {
+    this.leakCount++;
+    if (this.leaks.length < LEAKS_KEPT_MAX) this.leaks.push(leak);
+  }
+}
+
+const checkers = new Set<SecretLineChecker>();
+
+/** The file under test, for the leak report (jest's expect state; absent outside jest). */
+function currentTestFile(): string {
+  const e = (globalThis as { expect?: { getState?: () => { testPath?: string } } }).expect;
+  const p = e?.getState?.().testPath;
+  return p === undefined ? "(unknown test file)" : path.relative(REPO_ROOT, p);
+}
+
+/** Forgets the leaks seen so far (for a test that plants one on purpose to prove the check works). */
+export function forgetSecretLeaks(): void {
+  for (const c of checkers) c.clearLeaks();
+}
+
+/** Every leak seen so far by the checkers of this test file, as one message; null when none. */
+export function secretLeakReport(list: Iterable<SecretLineChecker> = checkers): string | null {
+  const lines: string[] = [];
+  let total = 0;
+  for (const c of list) {
+    total += c.leakCount;
+    for (const l of c.leaks) lines.push(`  ${l.dir} [${l.source}] contains ${l.file}: ${l.excerpt}`);
+  }
+  if (total === 0) return null;
+  return `${currentTestFile()}: ${total} server output line(s) contain a secret of their data dir (issue 7, acceptance 5: no token in any log line); first ${lines.length}:\n${lines.join("\n")}`;
+}
 
 export interface ExitStatus {
   code: number | null;
@@ -128,9 +276,17 @@ export async function startServer(dir: string, opts: StartOptions = {}): Promise
   children.add(child);
   const exited = exitPromise(child);
   void exited.then(() => children.delete(child));
+  const secrets = new SecretLineChecker(dir);
+  checkers.add(secrets);
 
   const out = new LineTail();
   const err = new LineTail();
+  const stdoutLines = readline.createInterface({ input: child.stdout! });
+  const stderrLines = readline.createInterface({ input: child.stderr! });
+  const ended = (rl: readline.Interface): Promise<void> => new Promise((resolve) => rl.once("close", () => resolve()));
+  drains.set(child, Promise.all([ended(stdoutLines), ended(stderrLines)]).then(() => secrets.finish()));
+  stdoutLines.on("line", (l) => secrets.line("stdout", l));
+  stderrLines.on("line", (l) => secrets.line("stderr", l));
   const startedAt = Date.now();
   let exitNote = "still running";
   void exited.then((st) => {
@@ -139,7 +295,7 @@ export async function startServer(dir: string, opts: StartOptions = {}): Promise
   const output = (): string =>
     `$ ${process.execPath} ${args.join(" ")}  (cwd ${REPO_ROOT}; pid ${child.pid}: ${exitNote})\n` +
     `--- stdout (tail) ---\n${out.text()}\n--- stderr (tail) ---\n${err.text()}`;
-  readline.createInterface({ input: child.stderr! }).on("line", (l) => err.push(l));
+  stderrLines.on("line", (l) => err.push(l));
 
   const port = await new Promise<number>((resolve, reject) => {
     let settled = false;
@@ -153,7 +309,7 @@ export async function startServer(dir: string, opts: StartOptions = {}): Promise
       () => finish(() => reject(new Error(`server did not log "listening" within ${timeoutMs} ms\n${output()}`))),
       timeoutMs,
     );
-    readline.createInterface({ input: child.stdout! }).on("line", (line) => {
+    stdoutLines.on("line", (line) => {
       out.push(line);
       if (settled) return;
       let rec: unknown;
@@ -187,6 +343,7 @@ export async function startServer(dir: string, opts: StartOptions = {}): Promise
   } catch (e) {
     throw new Error(`server listens but ${tokenPath} is unreadable: ${(e as Error).message}\n${output()}`);
   }
+  secrets.refresh(); // the server listens: every token file it writes at start exists now
 
   return {
     dir,
@@ -281,10 +438,16 @@ export async function cleanupAll(): Promise<void> {
   }
   await Promise.all(waits);
   children.clear();
+  // Every line a server wrote is checked before its data dir (and its token files) go away.
+  await waitExit(Promise.all(drains.values()).then(() => ({ code: 0, signal: null })), 10_000);
+  drains.clear();
+  const leaks = secretLeakReport();
+  checkers.clear();
   for (const [dir, { keep }] of tempDirs) {
     if (!keep) fs.rmSync(dir, { recursive: true, force: true });
   }
   tempDirs.clear();
+  if (leaks !== null) throw new Error(leaks);
 }
 
 // ---------------------------------------------------------------- HTTP

@@ -544,3 +544,34 @@ describe("the test's forger is complete (so the cases above test the verifier, n
     expect({ code: o.result.code, ok: o.report?.ok }).toEqual({ code: 0, ok: true });
   });
 });
+
+// ---------------------------------------------------------------- records no honest leader writes
+
+describe("a record that does not apply is a violation at its index, even with a complete cover-up", () => {
+  // The API runs apply's validation on the exact bytes before it proposes, so none of these reach
+  // an honest log; a forger who writes one and recomputes everything else is still caught.
+  const cases: Array<[string, (old: Record<string, unknown>) => string]> = [
+    ["a lone surrogate in the subject", (old) => canonicalJson({ ...old, subject: "x\ud800y" })],
+    ["a subject of 201 code points", (old) => canonicalJson({ ...old, subject: "😀".repeat(201) })],
+    ["a payload out of canonical form", (old) => JSON.stringify({ ...old, v: 1 }, null, 1)],
+    ["a number no canonical form keeps", (old) => canonicalJson({ ...old, data: 0 }).replace('"data":0', '"data":12345678901234567890')],
+  ];
+  test.each(cases)("%s", async (name, rewrite) => {
+    const lastCheckpoint = layout.checkpoints[layout.checkpoints.length - 1];
+    const idx = rngFor(`unappliable ${name}`).pick(layout.records.filter((r) => r > lastCheckpoint));
+    const o = await tamperAndVerify((db) => {
+      const old = JSON.parse(logRow(db, idx).payload.toString("utf8")) as Record<string, unknown>;
+      setPayload(db, idx, Buffer.from(rewrite(old), "utf8"));
+      forgeFrom(db, idx);
+    });
+    try {
+      expect(o.result.code).toBe(1);
+      expect(o.report?.first_bad_index).toBe(idx);
+      expect(String(o.report?.reason)).toMatch(/does not apply/);
+    } catch (err) {
+      keepDir(o.dir, "unappliable record case failed");
+      if (err instanceof Error) err.message += `\n--- ${reproduce(name)}\n${describeOutcome(o)}`;
+      throw err;
+    }
+  });
+});
