@@ -155,6 +155,8 @@ export class AuditRunner {
       store = openAuditSnapshot(this.o.dbPath);
       const problem = startProblem(store, from);
       if (problem !== null) throw new LedgerError("conflict", problem.reason, { from, possible: problem.possible });
+      // Like the proof routes: a size beyond the log is not there to verify (never a shorter "ok").
+      if (to !== undefined && to > store.lastIndex()) throw new LedgerError("not_found", `to ${to} is beyond the end of the log (${store.lastIndex()})`);
       const src = store;
       const onProgress = (done: number, total: number): void => {
         running.done = done;

@@ -26,6 +26,14 @@ export interface RouteDeps {
 /** History pages: 100 records with proofs is ~100 KB of JSON; 500 bounds one answer's work and size. */
 const HISTORY_PAGE_DEFAULT = 100;
 const HISTORY_PAGE_MAX = 500;
+/** Records replayed to find a page's starting head when the client does not pass it: ~1,000 SHA-256 of 64 B, a few ms. */
+const HISTORY_REPLAY_MAX = 1000;
+const HEX32 = /^[0-9a-f]{64}$/;
+
+function parseHex32(raw: unknown, name: string): Uint8Array {
+  if (typeof raw !== "string" || !HEX32.test(raw)) throw new LedgerError("bad_request", `${name} must be 64 lowercase hex digits`);
+  return Buffer.from(raw, "hex");
+}
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 
@@ -152,14 +160,22 @@ export function v1Routes(deps: RouteDeps): Router {
     if (row === undefined) throw notFound(`no records for subject ${JSON.stringify(subject)}`);
     const cp = node.latestCheckpoint();
     const page = node.store.subjectRecords(subject, from, limit);
-    let head: Uint8Array = SUBJECT_HEAD_ZERO;
-    let before = 0;
-    for (const h of node.store.subjectHashesBefore(subject, page[0]?.index ?? row.lastIndex + 1)) {
-      head = nextSubjectHead(head, h);
-      before++;
-    }
     const firstVersion = page[0]?.version ?? row.version + 1;
-    if (before !== firstVersion - 1) throw notFound(`records of subject ${JSON.stringify(subject)} before version ${firstVersion} are not in this node's log`);
+    // The head before this page: given by the client (the last subject_head of the page before,
+    // which it checks anyway), or replayed here, at most HISTORY_REPLAY_MAX records.
+    const given = req.query.head === undefined ? undefined : parseHex32(req.query.head, "head");
+    let head: Uint8Array = given ?? SUBJECT_HEAD_ZERO;
+    if (given === undefined && firstVersion > 1) {
+      if (firstVersion - 1 > HISTORY_REPLAY_MAX) {
+        throw new LedgerError("bad_request", `this page starts after ${firstVersion - 1} records: pass head=<the subject_head of the record before it> (replayed here only up to ${HISTORY_REPLAY_MAX})`);
+      }
+      let before = 0;
+      for (const h of node.store.subjectHashesBefore(subject, page[0]?.index ?? row.lastIndex + 1)) {
+        head = nextSubjectHead(head, h);
+        before++;
+      }
+      if (before !== firstVersion - 1) throw notFound(`records of subject ${JSON.stringify(subject)} before version ${firstVersion} are not in this node's log`);
+    }
     const prevHead = toHex(head);
     const records = page.map(({ version, index }) => {
       const e = node.entry(index);
@@ -171,7 +187,7 @@ export function v1Routes(deps: RouteDeps): Router {
       };
     });
     const last = page[page.length - 1];
-    if (last !== undefined && last.version === row.version && toHex(head) !== toHex(row.head)) {
+    if (given === undefined && last !== undefined && last.version === row.version && toHex(head) !== toHex(row.head)) {
       throw new LedgerError("verification_failed", `subject ${JSON.stringify(subject)}: replayed head differs from the stored head`);
     }
     const next = last !== undefined && last.version < row.version ? last.index + 1 : null;

@@ -95,6 +95,10 @@ const SERVER_LIMITS = {
   keepAliveTimeoutMs: 5_000,
   /** Requests on one keep-alive connection before it is closed: a bound on one client's pipeline. */
   maxRequestsPerSocket: 10_000,
+  /** Open client connections at most: a benchmark uses 64, a busy deployment a few hundred; each costs a socket and ~10 KiB. */
+  maxConnections: 2048,
+  /** How often Node enforces the two timeouts above (its default, 30 s, lets a slow client hold a socket ~40 s). */
+  connectionsCheckingIntervalMs: 1_000,
 } as const;
 
 /** Answers a request Node's parser refused (bad HTTP, headers too large, timeout) with JSON, then closes. */
@@ -115,7 +119,8 @@ function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
 /** Listens on host:port (0 picks a free port) and resolves with the bound port. */
 export function listen(app: express.Express, host: string, port: number): Promise<{ server: http.Server; port: number }> {
   return new Promise((resolve, reject) => {
-    const server = http.createServer(app);
+    const server = http.createServer({ connectionsCheckingInterval: SERVER_LIMITS.connectionsCheckingIntervalMs }, app);
+    server.maxConnections = SERVER_LIMITS.maxConnections;
     server.headersTimeout = SERVER_LIMITS.headersTimeoutMs;
     server.requestTimeout = SERVER_LIMITS.requestTimeoutMs;
     server.keepAliveTimeout = SERVER_LIMITS.keepAliveTimeoutMs;

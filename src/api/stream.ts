@@ -40,6 +40,7 @@ import type { Entry } from "../ledger/entry";
 import { LedgerError } from "../util/errors";
 import { assert } from "../util/assert";
 import { entryView } from "./views";
+import { closeReason } from "../util/close-reason";
 
 export const STREAM_PATH = "/v1/stream";
 
@@ -193,7 +194,7 @@ export class EntryStream {
     const sub: Subscriber = { id: this.nextId++, ws, socket, remotePort, next: from, inflightBytes: 0, counted: true, blockedSinceMs: 0, closing: false };
     ws.on("error", (err) => this.log.debug({ subscriber: sub.id, err: err.message }, "stream client error"));
     if (this.closed || this.subs.size >= this.max) {
-      ws.close(CLOSE_GOING_AWAY, `shutting down; resume with from=${from}`);
+      ws.close(CLOSE_GOING_AWAY, closeReason(`shutting down; resume with from=${from}`));
       return;
     }
     this.subs.add(sub);
@@ -342,7 +343,7 @@ export class EntryStream {
     // toward the total, so one stalled subscriber is never closed twice for the same bytes.
     this.uncount(sub);
     const reason = code === CLOSE_NOT_IN_LOG || code === CLOSE_POLICY_VIOLATION ? why : `${why}; resume with from=${sub.next}`;
-    if (sub.ws.readyState === WebSocket.OPEN) sub.ws.close(code, reason);
+    if (sub.ws.readyState === WebSocket.OPEN) sub.ws.close(code, closeReason(reason));
   }
 
   private uncount(sub: Subscriber): void {

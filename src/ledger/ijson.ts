@@ -26,7 +26,7 @@ export type IJsonReason =
   | "number_not_exact"
   | "too_deep";
 
-/** A text that is not I-JSON: a stable reason and the JSON Pointer (RFC 6901) of where, under `root`. */
+/** A text that is not I-JSON: a stable reason and where: `root` followed by the JSON Pointer (RFC 6901) of the value or key, e.g. "body/data/x". */
 export class IJsonError extends LedgerError {
   constructor(readonly reason: IJsonReason, readonly path: string, message: string) {
     super("invalid_json", `${path}: ${message}`, { reason, path });
@@ -42,7 +42,7 @@ export class EncodingError extends LedgerError {
   }
 }
 
-/** Only ever given bytes the scanner validated, so its replacement of bad sequences never happens. */
+/** Only ever given bytes the scanner validated; fatal, so a bug there would throw rather than substitute U+FFFD. */
 const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** For showing a refused key as it was sent, never for a value the ledger keeps. */

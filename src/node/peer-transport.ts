@@ -6,7 +6,7 @@
  * Send queues are bounded: a slow or absent peer loses frames (Raft retransmits), never memory.
  *
  * The endpoint is open to anyone who can reach the port, so everything before authentication is
- * bounded: at most UNAUTHENTICATED_MAX connections at once (more are refused at the upgrade), at
+ * bounded: at most UNAUTHENTICATED_MAX connections at once (a new one cuts the oldest), at
  * most PRE_AUTH_BYTES_MAX bytes each, for at most handshakeTimeoutMs. Every socket, raw or
  * WebSocket, inbound or outbound, has an 'error' handler: a protocol violation (reserved opcode,
  * bad mask, oversized frame...) ends that connection, never the process.
@@ -20,6 +20,8 @@ import { sign, verifySignature } from "../ledger/keys";
 import { fromHex, toHex, utf8 } from "../ledger/bytes";
 import { decodeFrame, encodeFrame } from "./peer-codec";
 import { LedgerError } from "../util/errors";
+import { closeReason } from "../util/close-reason";
+import { AssertionError } from "../util/assert";
 
 export const RAFT_PATH = "/v1/raft";
 
@@ -43,7 +45,7 @@ const DIALER_RECEIVE_BYTES_MAX = 4096;
 /**
  * Inbound connections not yet authenticated. A peer has one connection mid-handshake at a time
  * and clusters have a handful of members: 16 covers a 7-node cluster reconnecting at once twice
- * over. Above it an upgrade is refused at once (503), before any WebSocket state exists.
+ * over. At the cap a new upgrade cuts the oldest dialer still mid-handshake.
  */
 export const UNAUTHENTICATED_MAX = 16;
 /**
@@ -105,6 +107,23 @@ function verifyHex(sigHex: unknown, message: Uint8Array, keyHex: string): boolea
   return sig !== null && key !== null && verifySignature(sig, message, key);
 }
 
+/**
+ * A socket listener whose fault ends that connection, not the process: whatever a peer sends, a
+ * bug in handling it costs one link (logged as an error). Invariant violations (AssertionError)
+ * still propagate: they must stop the node loudly.
+ */
+function containFaults<A extends unknown[]>(ws: WebSocket, log: Logger, fn: (...args: A) => void): (...args: A) => void {
+  return (...args: A): void => {
+    try {
+      fn(...args);
+    } catch (err) {
+      if (err instanceof AssertionError) throw err;
+      log.error({ err }, "handling a peer frame failed; dropping the connection");
+      ws.terminate();
+    }
+  };
+}
+
 /** Outbound link to one peer: connect, authenticate, drain the queue; reconnect with backoff. */
 class PeerLink {
   private ws: WebSocket | null = null;
@@ -160,7 +179,7 @@ class PeerLink {
     const myNonce = toHex(randomBytes(32));
     const deadline = setTimeout(() => ws.terminate(), this.t.handshakeTimeoutMs);
     let stage: "challenge" | "ok" | "open" = "challenge";
-    ws.on("message", (data) => {
+    ws.on("message", containFaults(ws, this.t.log, (data) => {
       let v: unknown;
       try {
         v = JSON.parse(data.toString());
@@ -199,7 +218,7 @@ class PeerLink {
         this.t.log.warn({ peer: this.id }, "peer sent a frame on an outbound link; dropping the connection");
         ws.terminate();
       }
-    });
+    }));
     ws.on("close", () => {
       clearTimeout(deadline);
       this.ready = false;
@@ -278,6 +297,8 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
   private readonly byPeer = new Map<string, WebSocket[]>();
   /** Inbound connections upgraded or upgrading that have not authenticated yet. */
   private unauthenticated = 0;
+  /** The dialers holding those slots, oldest first (a Set keeps insertion order). */
+  private readonly pending = new Set<{ readonly remote: string; readonly evict: () => void }>();
   private readonly refusalLog = new LogBudget(REFUSAL_LOG_LINES_MAX, REFUSAL_LOG_WINDOW_MS);
   /** Inbound connections refused (over the cap, failed or late handshakes, protocol violations). */
   refused = 0;
@@ -319,23 +340,35 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
 
   /**
    * Takes over one upgrade request to /v1/raft. Throws LedgerError "unavailable" (before touching
-   * the socket) when the transport is closed or UNAUTHENTICATED_MAX dialers are mid-handshake.
+   * the socket) when the transport is closed; with UNAUTHENTICATED_MAX dialers mid-handshake it
+   * cuts the oldest of them to make room.
    */
   handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     const remote = req.socket.remoteAddress ?? "?";
     if (socket.listenerCount("error") === 0) socket.on("error", (err: Error) => this.log.debug({ remote, err: err.message }, "peer socket error"));
     if (this.closed) throw new LedgerError("unavailable", "this node is shutting down");
-    if (this.unauthenticated >= this.maxUnauthenticated) {
-      this.countRefusal(remote, "too many unauthenticated peer connections");
-      throw new LedgerError("unavailable", "too many unauthenticated peer connections");
+    // At the cap the oldest dialer still mid-handshake is cut, not the new one: a stranger who
+    // keeps the slots full then delays an honest peer's handshake (< 10 ms) by at most one
+    // eviction round, instead of locking it out for as long as the stranger keeps reconnecting.
+    const oldest = this.pending.values().next();
+    if (this.unauthenticated >= this.maxUnauthenticated && oldest.done !== true) {
+      this.countRefusal(oldest.value.remote, "evicted: too many unauthenticated peer connections");
+      oldest.value.evict();
     }
     this.unauthenticated++;
     let holdsSlot = true;
     let preAuthBytes = 0;
+    const entry = { remote, evict: (): void => {
+      gate.cut = true;
+      gate.authenticated();
+      socket.destroy();
+    } };
+    this.pending.add(entry);
     const gate: PreAuthGate = {
       cut: false,
       authenticated: () => {
         socket.off("data", meter);
+        this.pending.delete(entry);
         if (holdsSlot) this.unauthenticated--;
         holdsSlot = false;
       },
@@ -395,7 +428,7 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
       if (state === "refused") return;
       state = "refused";
       this.countRefusal(remote, reason);
-      ws.close(4401, reason.slice(0, 120));
+      ws.close(4401, closeReason(reason));
       setTimeout(() => ws.terminate(), REFUSE_LINGER_MS).unref();
     };
     this.inbound.add(ws);
@@ -427,7 +460,7 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
     const nonce = toHex(randomBytes(32));
     const challenge: Challenge = { t: "challenge", node: this.opts.nodeId, cluster: this.opts.clusterId, nonce };
     ws.send(JSON.stringify(challenge));
-    ws.on("message", (data) => {
+    ws.on("message", containFaults(ws, this.log, (data) => {
       // A cut connection may still deliver what was in its last read: none of it counts.
       if (state === "refused" || gate.cut) return;
       if (state === "handshake") {
@@ -480,7 +513,7 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
         return;
       }
       this.opts.onMessage(msg);
-    });
+    }));
   }
 
   /** Counts a refused inbound connection and logs it within the log budget. */

@@ -139,6 +139,9 @@ describe("parameters", () => {
       const bad = await audit(q, auditToken);
       expect({ q, status: bad.status, error: errorOf(bad) }).toEqual({ q, status: 400, error: "bad_request" });
     }
+    // A size beyond the log is not verified as a shorter one.
+    const beyond = await audit("?to=999999", auditToken);
+    expect({ status: beyond.status, error: errorOf(beyond) }).toEqual({ status: 404, error: "not_found" });
   }));
 });
 

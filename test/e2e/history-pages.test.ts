@@ -68,3 +68,18 @@ test("the page size is bounded, and a page past the end is empty and starts at t
   const dflt = (await http(s.baseUrl, "GET", `/v1/subjects/${SUBJECT}/history`)).json as Page;
   expect(dflt.records).toHaveLength(100);
 }));
+
+test("a page may start from the head the client carries: the same page as a replay, and a malformed head is a 400", guarded(async () => {
+  const s = srv();
+  const first = (await http(s.baseUrl, "GET", `/v1/subjects/${SUBJECT}/history?limit=40`)).json as Page;
+  const carried = first.records[first.records.length - 1].subject_head;
+  const replayed = await http(s.baseUrl, "GET", `/v1/subjects/${SUBJECT}/history?limit=40&from=${first.next}`);
+  const withHead = await http(s.baseUrl, "GET", `/v1/subjects/${SUBJECT}/history?limit=40&from=${first.next}&head=${carried}`);
+  expect(withHead.status).toBe(200);
+  expect(withHead.json).toEqual(replayed.json);
+  expect((withHead.json as Page).prev_subject_head).toBe(carried);
+  for (const bad of ["xyz", carried.toUpperCase(), carried.slice(1), `${carried}&head=${carried}`]) {
+    const r = await http(s.baseUrl, "GET", `/v1/subjects/${SUBJECT}/history?from=${first.next}&head=${bad}`);
+    expect({ bad, status: r.status }).toEqual({ bad, status: 400 });
+  }
+}));

@@ -153,6 +153,10 @@ describe("the issue's cases, with the path of the offending value", () => {
     expect(refusal(new Uint8Array([0xef, 0xbb, 0xbf, 0x7b, 0x7d]))).toMatchObject({ reason: "bom" });
   });
 
+  test("-0 passes and is recorded as 0: the one number whose canonical text differs from what may be sent (same value)", () => {
+    expect(canonicalJson(parseIJson(enc('{"v":-0,"w":-0.0,"x":-0e5}')))).toBe('{"v":0,"w":0,"x":0}');
+  });
+
   test("__proto__ is an own key like any other", () => {
     const v = parseIJson(enc('{"__proto__":{"x":1}}')) as Record<string, unknown>;
     expect(Object.keys(v)).toEqual(["__proto__"]);

@@ -73,6 +73,25 @@ describe("a real node's upgrade endpoints", () => {
     c.destroy();
   });
 
+  // Found in review: a refusal's reason quotes what the peer sent, and ws throws on a close reason
+  // over 123 bytes of UTF-8; uncut, either frame below killed the process.
+  test.each([
+    ["an auth frame naming a node of 64 × é", (cluster: string) => JSON.stringify({ t: "auth", node: "é".repeat(64), cluster, nonce: "a".repeat(64), sig: "00" })],
+    ["a text frame of 20 × U+FFFF (not JSON; the parser's message quotes it)", () => "\uffff".repeat(20)],
+  ])("%s: refused with 4401 and a reason cut to 123 bytes, node up", async (_name, frame) => {
+    const before = await refusedCount();
+    const c = await raftConn();
+    const challenge = JSON.parse(parseServerFrames(c.received())[0].payload.toString("utf8")) as { cluster: string };
+    await c.write(textFrame(frame(challenge.cluster)));
+    expect(await c.waitClosed(CLOSE_WAIT_MS)).toBe(true);
+    await expectUp();
+    const close = parseServerFrames(c.received())[1];
+    expect(closeCode(close)).toBe(4401);
+    expect(close.payload.length - 2).toBeLessThanOrEqual(123);
+    await refusedAbove(before);
+    c.destroy();
+  });
+
   test("a frame over the pre-authentication limit is cut without being read; a declared 2^63 length is refused at once", async () => {
     const before = await refusedCount();
     const big = await raftConn();
@@ -195,21 +214,21 @@ describe("the peer transport's limits", () => {
     expect(b.t.refused).toBe(0);
   });
 
-  test(`over ${UNAUTHENTICATED_MAX} unauthenticated connections the next is refused at once (503 JSON, counted); a freed slot is reused`, async () => {
-    const b = await start("b", new Map());
+  test(`with ${UNAUTHENTICATED_MAX} silent strangers mid-handshake, an honest peer still gets in: the oldest stranger is cut (counted)`, async () => {
+    const dir = new Map<string, PeerInfo>();
+    const b = await start("b", dir);
+    const aKey = generateKeyPair();
+    dir.set("a", { address: "127.0.0.1:1", publicKey: toHex(aKey.publicKey) });
     const silent: RaftPeerSocket[] = [];
     for (let i = 0; i < UNAUTHENTICATED_MAX; i++) silent.push(await RaftPeerSocket.connect(b.port));
     expect(b.t.inboundCounts().unauthenticated).toBe(UNAUTHENTICATED_MAX);
-    const extra = await RawConn.connect(b.port);
-    await extra.write(upgradeRequest({ path: RAFT_PATH }));
-    expect(await extra.responseStatus()).toBe(503);
-    expect(JSON.parse(extra.responseBody())).toMatchObject({ error: "unavailable" });
-    expect(extra.received().toString("latin1")).toMatch(/\r\nRetry-After: 1\r\n/);
+    const honest = await RaftPeerSocket.connect(b.port);
+    expect(await silent[0].nextMessageOrClose()).toEqual({ close: expect.objectContaining({ code: 1006 }) });
+    honest.sendText(authText(honest, aKey, "a", 0));
+    expect(await honest.nextMessageOrClose()).toEqual({ message: expect.objectContaining({ t: "ok" }) });
     expect(b.t.refused).toBe(1);
-    silent[0].terminate();
-    await pollUntil("a slot is freed", async () => (b.t.inboundCounts().unauthenticated < UNAUTHENTICATED_MAX ? true : undefined), 200, 25);
-    const again = await RaftPeerSocket.connect(b.port);
-    expect(again.isOpen()).toBe(true);
+    expect(silent.slice(1).map((x) => x.isOpen())).toEqual(silent.slice(1).map(() => true));
+    expect(b.t.inboundCounts()).toEqual({ unauthenticated: UNAUTHENTICATED_MAX - 1, authenticated: 1 });
   });
 
   test(`at most ${AUTHENTICATED_PER_PEER_MAX} authenticated inbound connections per peer: one more cuts the oldest`, async () => {

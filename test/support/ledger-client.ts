@@ -370,7 +370,7 @@ export async function historyAll(baseUrl: string, subject: string, query = ""): 
     head = page.records[page.records.length - 1]?.subject_head ?? head;
     if (page.next === null) break;
     if (n + 1 >= HISTORY_PAGES_MAX) throw new Error(`history of ${subject}: more than ${HISTORY_PAGES_MAX} pages`);
-    const r = await http(baseUrl, "GET", `${base}&from=${page.next}`);
+    const r = await http(baseUrl, "GET", `${base}&from=${page.next}&head=${head}`);
     if (r.status !== 200) return r;
     page = r.json as Page;
   }
