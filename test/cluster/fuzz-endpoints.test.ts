@@ -74,8 +74,13 @@ const LENGTHS: readonly bigint[] = [0n, 125n, 126n, 127n, 65535n, 65536n, 4096n,
 
 /** A payload a peer or a stream client might send, right or wrong in some field. */
 function plausibleJson(g: Gen, cluster: string): string {
-  const node = g.pick(["n1", "n2", "n3", "n9", "", "x".repeat(g.int(1, 300))]);
-  switch (g.int(0, 4)) {
+  // Multi-byte ids and text too: a refusal's reason quotes what was sent, and a close reason over
+  // 123 bytes of UTF-8 once made ws throw (found in review, not by ASCII-only inputs).
+  const multi = g.pick(["é", "€", "😀", "\uffff"]);
+  const node = g.pick(["n1", "n2", "n3", "n9", "", "x".repeat(g.int(1, 300)), multi.repeat(g.int(1, 100))]);
+  switch (g.int(0, 5)) {
+    case 5:
+      return multi.repeat(g.int(10, 200));
     case 0:
       return JSON.stringify({ t: "auth", node, cluster: g.chance(0.8) ? cluster : g.hex(16), nonce: g.hex(32), sig: g.hex(g.pick([64, 63, 0, 100])) });
     case 1:
