@@ -1,0 +1,714 @@
+// In-process verifyChain / verifyChainSteps on crafted ChainSources. The chain, its Merkle nodes,
+// its checkpoints (signed with node:crypto), its state tables and every expected value are built
+// with test/support/independent.ts and node:crypto, not with src: a bug shared by the writer and
+// the verifier cannot make these pass. Each tamper case must give ok:false, the exact first bad
+// index and a reason naming the fault; the intact chain must give exactly the independent figures.
+import { createPrivateKey, createPublicKey, sign as cryptoSign, KeyObject } from "node:crypto";
+import type { Entry } from "../../src/ledger/entry";
+import { ChainSource, VerifyReport, startProblem, verifyChain, verifyChainSteps } from "../../src/ledger/verify";
+import { CompactRange } from "../../src/ledger/merkle";
+import { encodeSnapshot, makeSnapshot, SnapshotDoc } from "../../src/ledger/snapshot";
+import type { Checkpoint } from "../../src/ledger/checkpoint";
+import type { DedupRow, SubjectRow } from "../../src/ledger/state-machine";
+import * as ind from "../support/independent";
+
+const CLUSTER = "verify-test";
+const TS = "2026-01-01T00:00:00Z";
+
+// ---------------------------------------------------------------- keys, with node:crypto only
+
+interface Node {
+  readonly id: string;
+  readonly seed: Buffer;
+  readonly priv: KeyObject;
+  readonly pubHex: string;
+}
+
+function node(id: string, fill: number): Node {
+  const seed = Buffer.alloc(32, fill);
+  const priv = createPrivateKey({ key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]), format: "der", type: "pkcs8" });
+  const spki = createPublicKey(priv).export({ format: "der", type: "spki" });
+  return { id, seed, priv, pubHex: spki.subarray(spki.length - 32).toString("hex") };
+}
+
+const N1 = node("n1", 1);
+const N2 = node("n2", 2);
+const N3 = node("n3", 3);
+const NODES = new Map([N1, N2, N3].map((n) => [n.id, n]));
+
+// ---------------------------------------------------------------- chain specs and the builder
+
+type Spec =
+  | { kind: "noop"; term: number }
+  | { kind: "record"; term: number; subject: string; key?: string; raw?: string }
+  | { kind: "config"; term: number; voters: Node[]; learners?: Node[]; raw?: string }
+  | { kind: "checkpoint"; term: number; signer: Node; patch?: Partial<ind.CheckpointPayload>; signWith?: Node; raw?: string };
+
+const KIND = { noop: 0, record: 1, config: 2, checkpoint: 3 } as const;
+
+const member = (n: Node) => ({ id: n.id, address: `127.0.0.1:${7000 + n.seed[0]}`, public_key: n.pubHex });
+
+/** Every perfect subtree (level/index) that lies inside [0, n), hashed independently. */
+function perfectNodes(leafHashes: Buffer[]): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  for (let level = 0; 2 ** level <= leafHashes.length; level++) {
+    const width = 2 ** level;
+    for (let i = 0; (i + 1) * width <= leafHashes.length; i++) {
+      out.set(`${level}/${i}`, ind.merkleRoot(leafHashes.slice(i * width, (i + 1) * width)));
+    }
+  }
+  return out;
+}
+
+interface Chain {
+  entries: Entry[];
+  nodes: Map<string, Buffer>;
+  checkpointRows: Array<Checkpoint & { index: number }>;
+  subjects: SubjectRow[];
+  subjectRecords: Array<{ subject: string; version: number; index: number }>;
+  dedup: DedupRow[];
+  hard: { commitIndex: number; lastApplied: number; term: number };
+  meta: Map<string, string>;
+  snapshot?: Uint8Array;
+  anchor?: { index: number; term: number; hash: Uint8Array };
+  /** The independent figures for the intact chain. */
+  expect: { size: number; head: string; root: string; stateRoot: string; checkpoints: number; leafHashes: Buffer[] };
+}
+
+function recordPayload(subject: string, key?: string): string {
+  const rec: Record<string, unknown> = { v: 1, type: "policy.set", subject, data: { subject, n: subject.length }, ts: TS };
+  if (key !== undefined) {
+    rec.idempotency_key = key;
+    rec.request_digest = ind.sha256(Buffer.from(`${key}/${subject}`)).toString("hex");
+  }
+  return ind.canonicalJson(rec);
+}
+
+/** Builds entries from specs with independent hashing; the state tables come from the independent replay. */
+function build(specs: Spec[], opts: { lastApplied?: number } = {}): Chain {
+  const entries: Entry[] = [];
+  const leafHashes: Buffer[] = [];
+  const checkpointRows: Array<Checkpoint & { index: number }> = [];
+  let prev: Buffer = ind.genesisHash(CLUSTER);
+  specs.forEach((s, i) => {
+    const index = i + 1;
+    let text = "";
+    if (s.kind === "record") text = s.raw ?? recordPayload(s.subject, s.key);
+    if (s.kind === "config") {
+      text = s.raw ?? ind.canonicalJson({ v: 1, voters: s.voters.map(member), learners: (s.learners ?? []).map(member) });
+    }
+    if (s.kind === "checkpoint") {
+      const body = {
+        v: 1, cluster: CLUSTER, size: index - 1, root: ind.merkleRoot(leafHashes).toString("hex"), head: prev.toString("hex"),
+        term: s.term, signer: s.signer.id, ts: TS, ...s.patch,
+      };
+      const sig = cryptoSign(null, ind.checkpointMessage({ ...body, sig: "" }), (s.signWith ?? s.signer).priv).toString("hex");
+      const cp = { ...body, sig, ...(s.patch?.sig === undefined ? {} : { sig: s.patch.sig }) };
+      text = s.raw ?? ind.canonicalJson(cp);
+      checkpointRows.push({ ...(cp as Checkpoint), index });
+    }
+    const payload = Buffer.from(text, "utf8");
+    const hash = ind.entryHash(index, s.term, KIND[s.kind], prev, payload);
+    entries.push({ index, term: s.term, kind: KIND[s.kind], payload, hash });
+    leafHashes.push(ind.leafHash(hash));
+    prev = hash;
+  });
+  const lastApplied = opts.lastApplied ?? entries.length;
+  const rows: ind.RawLogRow[] = entries.slice(0, lastApplied).map((e) => ({ idx: e.index, term: e.term, kind: e.kind, payload: e.payload, hash: e.hash }));
+  const state = ind.replayLog(rows, CLUSTER);
+  const subjectRecords = [...state.records].flatMap(([subject, list]) => list.map((index, v) => ({ subject, version: v + 1, index })));
+  return {
+    entries,
+    nodes: perfectNodes(leafHashes),
+    checkpointRows,
+    subjects: [...state.subjects.values()],
+    subjectRecords,
+    dedup: [...state.dedup.values()],
+    hard: { commitIndex: entries.length, lastApplied, term: entries.length === 0 ? 0 : entries[entries.length - 1].term },
+    meta: new Map([["cluster_id", CLUSTER]]),
+    expect: {
+      size: entries.length,
+      head: prev.toString("hex"),
+      root: ind.merkleRoot(leafHashes).toString("hex"),
+      stateRoot: ind.stateRootOfState(state).toString("hex"),
+      checkpoints: checkpointRows.length,
+      leafHashes,
+    },
+  };
+}
+
+function source(c: Chain): ChainSource {
+  return {
+    getMeta: (key) => c.meta.get(key),
+    hardState: () => c.hard,
+    lastIndex: () => (c.entries.length === 0 ? 0 : c.entries[c.entries.length - 1].index),
+    entries: (from, to) => c.entries.filter((e) => e.index >= from && e.index <= to),
+    findNode: (level, index) => c.nodes.get(`${level}/${index}`),
+    checkpoints: () => c.checkpointRows,
+    allSubjects: () => c.subjects,
+    allSubjectRecords: () => c.subjectRecords,
+    allDedup: () => c.dedup,
+    latestSnapshotBytes: () => c.snapshot,
+    anchor: () => c.anchor,
+  };
+}
+
+/** The base chain: two configs' worth of keys, records with and without keys, a duplicate, two checkpoints (one by a learner). */
+const BASE: Spec[] = [
+  { kind: "config", term: 1, voters: [N1], learners: [N2] }, // 1
+  { kind: "record", term: 1, subject: "a" }, // 2
+  { kind: "record", term: 1, subject: "b", key: "k1" }, // 3
+  { kind: "noop", term: 2 }, // 4
+  { kind: "checkpoint", term: 2, signer: N1 }, // 5
+  { kind: "record", term: 2, subject: "a" }, // 6
+  { kind: "record", term: 2, subject: "c", key: "k1" }, // 7: a retry of k1, changes nothing
+  { kind: "record", term: 2, subject: "b", key: "k2" }, // 8
+  { kind: "checkpoint", term: 2, signer: N2 }, // 9: a learner's key is a configured key
+  { kind: "record", term: 3, subject: "a" }, // 10
+];
+
+const base = (): Chain => build(BASE);
+const withSpec = (i: number, s: Spec): Spec[] => BASE.map((x, j) => (j === i - 1 ? s : x));
+
+function expectBad(r: VerifyReport, index: number, reason: RegExp): void {
+  expect({ ok: r.ok, first_bad_index: r.first_bad_index }).toEqual({ ok: false, first_bad_index: index });
+  expect(r.reason).toMatch(reason);
+  expect(r).toMatchObject({ head: null, root: null, state_root: null, last_applied: 0 });
+}
+
+describe("verifyChain on an intact chain", () => {
+  test("reports exactly the independent size, head, Merkle root and state_root", () => {
+    const c = base();
+    const r = verifyChain(source(c));
+    expect(r).toEqual({
+      ok: true, from: "genesis", entries: 10, checkpoints: 2, size: 10,
+      head: c.expect.head, root: c.expect.root, state_root: c.expect.stateRoot, last_applied: 10,
+    });
+    expect(c.expect.checkpoints).toBe(2);
+  });
+
+  test("verifyChainSteps yields at least once per entry and returns the same report", () => {
+    const c = base();
+    const steps = verifyChainSteps(source(c));
+    let yields = 0;
+    let r = steps.next();
+    for (let guard = 0; r.done !== true && guard < 10_000; guard++) {
+      yields++;
+      r = steps.next();
+    }
+    expect(r.done).toBe(true);
+    expect(yields).toBeGreaterThanOrEqual(10);
+    expect(r.value).toEqual(verifyChain(source(c)));
+  });
+
+  test("`to` stops early: size, head and root are those of the prefix, and the end-of-log checks are skipped", () => {
+    const c = base();
+    c.hard = { ...c.hard, commitIndex: 99, lastApplied: 10 }; // would be a violation without `to`
+    const r = verifyChain(source(c), { to: 6 });
+    expect(r).toMatchObject({
+      ok: true, entries: 6, checkpoints: 1, size: 6, last_applied: 6,
+      head: Buffer.from(c.entries[5].hash).toString("hex"),
+      root: ind.merkleRoot(c.expect.leafHashes, 6).toString("hex"),
+    });
+  });
+
+  test("last_applied below the log end: only applied records are in the state, and last_applied is reported", () => {
+    const c = build(BASE, { lastApplied: 7 });
+    const r = verifyChain(source(c));
+    expect(r).toMatchObject({ ok: true, size: 10, last_applied: 7, state_root: c.expect.stateRoot });
+    expect(c.expect.stateRoot).not.toBe(base().expect.stateRoot);
+  });
+
+  test("an empty log with a cluster id verifies as the empty tree", () => {
+    const c = build([]);
+    expect(verifyChain(source(c))).toEqual({
+      ok: true, from: "genesis", entries: 0, checkpoints: 0, size: 0, head: null,
+      root: ind.sha256().toString("hex"), state_root: ind.sha256().toString("hex"), last_applied: 0,
+    });
+  });
+
+  test("progress is reported every 1024 entries and once at the end", () => {
+    const specs: Spec[] = [{ kind: "config", term: 1, voters: [N1] }, ...Array.from({ length: 1029 }, () => ({ kind: "noop" as const, term: 1 }))];
+    const c = build(specs);
+    const calls: Array<[number, number]> = [];
+    const r = verifyChain(source(c), { onProgress: (done, total) => calls.push([done, total]) });
+    expect(r.ok).toBe(true);
+    expect(calls).toEqual([[1024, 1030], [1030, 1030]]);
+  });
+
+  test("a checkpoint signed by a key that a later CONFIG adds verifies", () => {
+    const specs: Spec[] = [...BASE, { kind: "config", term: 3, voters: [N3] }, { kind: "checkpoint", term: 3, signer: N3 }];
+    expect(verifyChain(source(build(specs)))).toMatchObject({ ok: true, checkpoints: 3, size: 12 });
+  });
+});
+
+describe("verifyChain refuses a broken data dir: ok false, the first bad index, and why", () => {
+  test("no cluster_id", () => {
+    const c = base();
+    c.meta.clear();
+    const r = verifyChain(source(c));
+    expectBad(r, 0, /no cluster_id in meta/);
+    expect(r).toMatchObject({ entries: 0, checkpoints: 0, size: 0 });
+  });
+
+  test.each([
+    ["term", { term: 1.5 }, /hard_state term is not a whole number: 1\.5/],
+    ["commit_index", { commitIndex: -1 }, /hard_state commit_index is not a whole number: -1/],
+    ["last_applied", { lastApplied: Number.NaN }, /hard_state last_applied is not a whole number: null/],
+    ["last_applied (a string)", { lastApplied: "3" as unknown as number }, /hard_state last_applied is not a whole number: "3"/],
+    ["term (beyond 2^53)", { term: 2 ** 53 }, /hard_state term is not a whole number/],
+  ])("hard state %s that is not a whole number", (_name, patch, reason) => {
+    const c = base();
+    c.hard = { ...c.hard, ...patch };
+    expectBad(verifyChain(source(c)), 0, reason);
+  });
+
+  test("a hard state of zeros is a whole number (the check is >= 0)", () => {
+    const c = build([]);
+    c.hard = { commitIndex: 0, lastApplied: 0, term: 0 };
+    expect(verifyChain(source(c)).ok).toBe(true);
+  });
+
+  test("a missing entry", () => {
+    const c = base();
+    c.entries = c.entries.filter((e) => e.index !== 4);
+    const r = verifyChain(source(c));
+    expectBad(r, 4, /^entry 4 is missing \(next stored index is 5\)$/);
+    expect(r).toMatchObject({ entries: 3, size: 3, checkpoints: 0 });
+  });
+
+  test.each([
+    ["0", 0, /^term 0 is not a whole number >= 1$/],
+    ["1.5", 1.5, /^term 1\.5 is not a whole number >= 1$/],
+    ["-1", -1, /^term -1 is not a whole number >= 1$/],
+  ])("an entry with term %s", (_name, term, reason) => {
+    const c = base();
+    c.entries[5] = { ...c.entries[5], term };
+    expectBad(verifyChain(source(c)), 6, reason);
+  });
+
+  test.each([[4], [-1], [1.5]])("an entry of kind %p", (kind) => {
+    const c = base();
+    c.entries[3] = { ...c.entries[3], kind };
+    expectBad(verifyChain(source(c)), 4, new RegExp(`^kind ${kind} is not 0\\.\\.3$`));
+  });
+
+  test("a stored hash that is not 32 bytes", () => {
+    const c = base();
+    c.entries[2] = { ...c.entries[2], hash: c.entries[2].hash.subarray(0, 31) };
+    expectBad(verifyChain(source(c)), 3, /^stored hash is 31 bytes, not 32$/);
+  });
+
+  test("a term lower than the previous entry's (the chain itself is well hashed)", () => {
+    const c = build(withSpec(6, { kind: "record", term: 1, subject: "a" }));
+    expectBad(verifyChain(source(c)), 6, /^term 1 is lower than the previous entry's 2$/);
+  });
+
+  test("an equal term is not lower", () => {
+    expect(verifyChain(source(build(withSpec(6, { kind: "record", term: 2, subject: "a" })))).ok).toBe(true);
+  });
+
+  test("a changed payload byte is a hash mismatch naming both hashes", () => {
+    const c = base();
+    const payload = Buffer.from(c.entries[5].payload);
+    payload[payload.length - 2] ^= 1;
+    c.entries[5] = { ...c.entries[5], payload };
+    const recomputed = ind.entryHash(6, 2, 1, c.entries[4].hash, payload).toString("hex");
+    expectBad(verifyChain(source(c)), 6, new RegExp(`^entry hash mismatch: stored ${Buffer.from(c.entries[5].hash).toString("hex")}, recomputed ${recomputed}$`));
+  });
+
+  test("a changed term, kind or index in the hash preimage is a hash mismatch", () => {
+    for (const patch of [{ term: 3 }, { kind: 0 }]) {
+      const c = base();
+      c.entries[5] = { ...c.entries[5], ...patch };
+      expectBad(verifyChain(source(c)), 6, /^entry hash mismatch/);
+    }
+  });
+
+  test("entry 1 that is not a CONFIG entry", () => {
+    expectBad(verifyChain(source(build(withSpec(1, { kind: "noop", term: 1 })))), 1, /^entry 1 must be the genesis CONFIG entry$/);
+  });
+
+  test.each([
+    ["not JSON", "not json"],
+    ["another version", ind.canonicalJson({ v: 2, voters: [member(N1)], learners: [] })],
+    ["a member without a key", ind.canonicalJson({ v: 1, voters: [{ id: "n1", address: "x" }], learners: [] })],
+    ["learners missing", ind.canonicalJson({ v: 1, voters: [member(N1)] })],
+  ])("a CONFIG payload that does not parse: %s", (_name, raw) => {
+    expectBad(verifyChain(source(build(withSpec(1, { kind: "config", term: 1, voters: [], raw })))), 1, /^CONFIG payload does not parse$/);
+  });
+
+  test("a CHECKPOINT payload that does not parse", () => {
+    const c = build(withSpec(5, { kind: "checkpoint", term: 2, signer: N1, raw: ind.canonicalJson({ v: 1 }) }));
+    expectBad(verifyChain(source(c)), 5, /^CHECKPOINT payload does not parse$/);
+  });
+
+  test.each([
+    ["size", { size: 3 }, /^checkpoint size 3 is not the index before it \(4\)$/],
+    ["size (one more)", { size: 5 }, /^checkpoint size 5 is not the index before it \(4\)$/],
+    ["cluster", { cluster: "other" }, /^checkpoint names cluster other$/],
+    ["root", { root: "00".repeat(32) }, new RegExp(`^checkpoint root ${"00".repeat(32)} is not root\\(4\\) [0-9a-f]{64}$`)],
+    ["head", { head: "11".repeat(32) }, /^checkpoint head is not entry_hash\(4\)$/],
+    ["term", { term: 1 }, /^checkpoint term 1 differs from its entry's term 2$/],
+    ["signer", { signer: "n9" }, /^checkpoint signer n9 is not in the configuration$/],
+  ])("a checkpoint with a wrong %s (correctly signed)", (_name, patch, reason) => {
+    const c = build(withSpec(5, { kind: "checkpoint", term: 2, signer: N1, patch }));
+    const r = verifyChain(source(c));
+    expectBad(r, 5, reason);
+    expect(r).toMatchObject({ entries: 4, size: 4, checkpoints: 0 });
+  });
+
+  test("the root a checkpoint must carry is the independent root(4)", () => {
+    const c = build(withSpec(5, { kind: "checkpoint", term: 2, signer: N1, patch: { root: "00".repeat(32) } }));
+    expect(verifyChain(source(c)).reason).toContain(ind.merkleRoot(c.expect.leafHashes, 4).toString("hex"));
+  });
+
+  test("a checkpoint signed by another configured node's key", () => {
+    const c = build(withSpec(5, { kind: "checkpoint", term: 2, signer: N1, signWith: N2 }));
+    expectBad(verifyChain(source(c)), 5, /^checkpoint signature does not verify against n1's key$/);
+  });
+
+  test("a checkpoint with one signature bit flipped", () => {
+    const good = build(BASE).checkpointRows[0].sig;
+    const flipped = Buffer.from(good, "hex");
+    flipped[10] ^= 0x20;
+    const c = build(withSpec(5, { kind: "checkpoint", term: 2, signer: N1, patch: { sig: flipped.toString("hex") } }));
+    expectBad(verifyChain(source(c)), 5, /^checkpoint signature does not verify against n1's key$/);
+  });
+
+  test("a checkpoint by a node that a later CONFIG removed", () => {
+    const specs: Spec[] = [...BASE, { kind: "config", term: 3, voters: [N3] }, { kind: "checkpoint", term: 3, signer: N1 }];
+    expectBad(verifyChain(source(build(specs))), 12, /^checkpoint signer n1 is not in the configuration$/);
+  });
+
+  test("a checkpoint by a node that no CONFIG ever named", () => {
+    const specs: Spec[] = [...BASE, { kind: "checkpoint", term: 3, signer: N3 }];
+    expectBad(verifyChain(source(build(specs))), 11, /^checkpoint signer n3 is not in the configuration$/);
+  });
+
+  test.each([
+    ["leaf of entry 2", "0/1", 2],
+    ["pair of entries 1-2", "1/0", 2],
+    ["four of entries 1-4", "2/0", 4],
+    ["eight of entries 1-8", "3/0", 8],
+    ["pair of entries 9-10", "1/4", 10],
+  ])("a missing stored Merkle node: %s", (_name, key, index) => {
+    const c = base();
+    c.nodes.delete(key);
+    expectBad(verifyChain(source(c)), index, new RegExp(`^stored Merkle node ${key} is missing$`));
+  });
+
+  test.each([["0/0", 1], ["1/1", 4], ["3/0", 8]])("a stored Merkle node %s that differs", (key, index) => {
+    const c = base();
+    const h = Buffer.from(c.nodes.get(key) as Buffer);
+    h[31] ^= 1;
+    c.nodes.set(key, h);
+    expectBad(verifyChain(source(c)), index, new RegExp(`^stored Merkle node ${key} differs from the recomputed hash$`));
+  });
+
+  test("an applied RECORD that does not apply (not canonical JSON)", () => {
+    const raw = JSON.stringify({ v: 1, type: "t", subject: "a", data: 1, ts: TS });
+    const c = build(withSpec(6, { kind: "record", term: 2, subject: "a", raw }), { lastApplied: 5 });
+    c.hard = { ...c.hard, lastApplied: 10 };
+    expectBad(verifyChain(source(c)), 6, /^RECORD entry 6 does not apply: payload is not in canonical form/);
+  });
+
+  test("a RECORD that does not apply but lies beyond last_applied is not replayed", () => {
+    const raw = JSON.stringify({ v: 1, type: "t", subject: "a", data: 1, ts: TS });
+    const c = build(withSpec(10, { kind: "record", term: 3, subject: "a", raw }), { lastApplied: 9 });
+    expect(verifyChain(source(c))).toMatchObject({ ok: true, last_applied: 9, state_root: c.expect.stateRoot });
+  });
+
+  test("commit_index past the log end", () => {
+    const c = base();
+    c.hard = { ...c.hard, commitIndex: 11, lastApplied: 10 };
+    const r = verifyChain(source(c));
+    expectBad(r, 11, /^commit_index is 11 but the log ends at 10$/);
+    expect(r).toMatchObject({ entries: 10, size: 10, checkpoints: 2 });
+  });
+
+  test("commit_index equal to the log end is fine, last_applied past commit_index is not", () => {
+    const c = base();
+    c.hard = { ...c.hard, commitIndex: 9, lastApplied: 10 };
+    expectBad(verifyChain(source(c)), 0, /^last_applied 10 exceeds commit_index 9$/);
+  });
+
+  test("a hard state term below the last entry's term", () => {
+    const c = base();
+    c.hard = { ...c.hard, term: 2 };
+    expectBad(verifyChain(source(c)), 0, /^hard state term 2 is lower than the last entry's term 3$/);
+  });
+
+  test("a hard state term above the last entry's is fine", () => {
+    const c = base();
+    c.hard = { ...c.hard, term: 7 };
+    expect(verifyChain(source(c)).ok).toBe(true);
+  });
+});
+
+describe("the checkpoints table must equal the log's CHECKPOINT entries", () => {
+  test("a row at an index with no CHECKPOINT entry", () => {
+    const c = base();
+    c.checkpointRows.push({ ...c.checkpointRows[0], index: 6 });
+    expectBad(verifyChain(source(c)), 6, /^checkpoints table has a row at 6 with no CHECKPOINT entry there$/);
+  });
+
+  test.each(["size", "root", "head", "term", "signer", "ts", "sig"] as const)("a row whose %s differs", (k) => {
+    const c = base();
+    const row = c.checkpointRows[1];
+    c.checkpointRows[1] = { ...row, [k]: typeof row[k] === "number" ? (row[k] as number) + 1 : `${String(row[k])}x` };
+    expectBad(verifyChain(source(c)), 9, new RegExp(`^checkpoints table ${k} at 9 differs from the log's checkpoint$`));
+  });
+
+  test("a CHECKPOINT entry with no row", () => {
+    const c = base();
+    c.checkpointRows = c.checkpointRows.filter((r) => r.index !== 5);
+    expectBad(verifyChain(source(c)), 5, /^checkpoint entry 5 is missing from the checkpoints table$/);
+  });
+});
+
+describe("the state tables must equal a replay of the log", () => {
+  const subjectIndex = (c: Chain, s: string): number => c.subjects.findIndex((r) => r.subject === s);
+
+  test.each([
+    ["version", (r: SubjectRow) => ({ ...r, version: r.version + 1 })],
+    ["last index", (r: SubjectRow) => ({ ...r, lastIndex: r.lastIndex - 1 })],
+    ["head", (r: SubjectRow) => ({ ...r, head: Buffer.alloc(32, 9) })],
+  ])("a subject row whose %s differs", (_name, change) => {
+    const c = base();
+    const i = subjectIndex(c, "a");
+    c.subjects[i] = change(c.subjects[i]);
+    expectBad(verifyChain(source(c)), 10, /^state of subject "a" differs from a replay of the log$/);
+  });
+
+  test("a subject the replay has but the table lacks", () => {
+    const c = base();
+    c.subjects = c.subjects.filter((r) => r.subject !== "b");
+    expectBad(verifyChain(source(c)), 8, /^state of subject "b" differs from a replay of the log$/);
+  });
+
+  test("a subject the table has but the replay does not", () => {
+    const c = base();
+    c.subjects.push({ subject: "zz", version: 1, head: Buffer.alloc(32), lastIndex: 7 });
+    expectBad(verifyChain(source(c)), 7, /^state has subject "zz" that a replay of the log does not$/);
+  });
+
+  test("a subject_records row pointing at another index", () => {
+    const c = base();
+    const i = c.subjectRecords.findIndex((r) => r.subject === "a" && r.version === 2);
+    c.subjectRecords[i] = { ...c.subjectRecords[i], index: 7 };
+    expectBad(verifyChain(source(c)), 7, /^subject_records row \(a, v2\) → 7 differs from a replay$/);
+  });
+
+  test("a subject_records row of an unknown subject", () => {
+    const c = base();
+    c.subjectRecords.push({ subject: "zz", version: 1, index: 4 });
+    expectBad(verifyChain(source(c)), 4, /^subject_records row \(zz, v1\) → 4 differs from a replay$/);
+  });
+
+  test("a missing subject_records row", () => {
+    const c = base();
+    const want = c.subjectRecords.length;
+    c.subjectRecords = c.subjectRecords.filter((r) => !(r.subject === "a" && r.version === 3));
+    expectBad(verifyChain(source(c)), 0, new RegExp(`^subject_records has ${want - 1} rows, a replay has ${want}$`));
+  });
+
+  test("a missing dedup row", () => {
+    const c = base();
+    c.dedup = c.dedup.filter((d) => d.key !== "k2");
+    expectBad(verifyChain(source(c)), 0, /^dedup has 1 rows, a replay has 2$/);
+  });
+
+  test("an extra dedup row", () => {
+    const c = base();
+    c.dedup.push({ ...c.dedup[0], key: "k9" });
+    expectBad(verifyChain(source(c)), 0, /^dedup has 3 rows, a replay has 2$/);
+  });
+
+  test("a dedup row under another key", () => {
+    const c = base();
+    const i = c.dedup.findIndex((d) => d.key === "k2");
+    c.dedup[i] = { ...c.dedup[i], key: "k3" };
+    expectBad(verifyChain(source(c)), 8, /^dedup row for key "k2" differs from a replay$/);
+  });
+
+  test.each([
+    ["digest", (d: DedupRow) => ({ ...d, digest: "0".repeat(64) })],
+    ["index", (d: DedupRow) => ({ ...d, index: d.index + 1 })],
+    ["term", (d: DedupRow) => ({ ...d, term: d.term + 1 })],
+    ["hash", (d: DedupRow) => ({ ...d, hash: Buffer.alloc(32, 5) })],
+  ])("a dedup row whose %s differs", (_name, change) => {
+    const c = base();
+    const i = c.dedup.findIndex((d) => d.key === "k1");
+    c.dedup[i] = change(c.dedup[i]);
+    expectBad(verifyChain(source(c)), 3, /^dedup row for key "k1" differs from a replay$/);
+  });
+});
+
+// ---------------------------------------------------------------- from a snapshot
+
+/** A snapshot at `at` made by src's makeSnapshot (the format under test elsewhere), from the independent state. */
+function snapshotAt(c: Chain, at: number, signer: Node = N1, overrides: Partial<SnapshotDoc> = {}): { doc: SnapshotDoc; bytes: Uint8Array } {
+  const range = new CompactRange();
+  for (const e of c.entries.slice(0, at)) range.append(e.hash);
+  const rows: ind.RawLogRow[] = c.entries.slice(0, at).map((e) => ({ idx: e.index, term: e.term, kind: e.kind, payload: e.payload, hash: e.hash }));
+  const state = ind.replayLog(rows, CLUSTER);
+  const config = c.entries[0].payload;
+  const doc = makeSnapshot(
+    {
+      cluster: CLUSTER, index: at, term: c.entries[at - 1].term, hash: c.entries[at - 1].hash, range, config,
+      subjects: state.subjects.values(),
+      subjectRecords: [...state.records].flatMap(([subject, list]) => list.map((index, v) => ({ subject, version: v + 1, index }))),
+      dedup: state.dedup.values(), signer: signer.id, ts: TS,
+    },
+    signer.seed,
+  );
+  const patched = { ...doc, ...overrides };
+  return { doc: patched, bytes: Buffer.from(ind.canonicalJson(patched)) };
+}
+
+/** The chain compacted to `at`: entries up to it gone, the snapshot and anchor in place. */
+function compacted(at: number, signer: Node = N1, overrides: Partial<SnapshotDoc> = {}): Chain {
+  const c = base();
+  const snap = snapshotAt(c, at, signer, overrides);
+  c.snapshot = snap.bytes;
+  c.anchor = { index: at, term: c.entries[at - 1].term, hash: c.entries[at - 1].hash };
+  c.entries = c.entries.slice(at);
+  return c;
+}
+
+describe("verifyChain from a snapshot", () => {
+  test("verifies the tail after the snapshot and reports the same head, root and state_root as from genesis", () => {
+    const c = compacted(6);
+    const r = verifyChain(source(c), { from: "snapshot" });
+    const full = base().expect;
+    expect(r).toEqual({
+      ok: true, from: "snapshot", entries: 4, checkpoints: 1, size: 10,
+      head: full.head, root: full.root, state_root: full.stateRoot, last_applied: 10,
+    });
+  });
+
+  test("the snapshot document verifies the same when encoded by src", () => {
+    const c = compacted(6);
+    const snap = snapshotAt(base(), 6);
+    expect(Buffer.from(encodeSnapshot(snap.doc)).toString("utf8")).toBe(Buffer.from(snap.bytes).toString("utf8"));
+    expect(verifyChain(source(c), { from: "snapshot" }).ok).toBe(true);
+  });
+
+  test("a snapshot signed by a learner verifies", () => {
+    expect(verifyChain(source(compacted(6, N2)), { from: "snapshot" }).ok).toBe(true);
+  });
+
+  test("no snapshot", () => {
+    expectBad(verifyChain(source(base()), { from: "snapshot" }), 0, /^no snapshot to start from$/);
+  });
+
+  test("snapshot bytes that do not parse", () => {
+    const c = base();
+    c.snapshot = Buffer.from("{}");
+    const r = verifyChain(source(c), { from: "snapshot" });
+    expectBad(r, 0, /^snapshot does not parse$/);
+    expect(r.from).toBe("snapshot");
+  });
+
+  test("a snapshot whose configuration does not parse", () => {
+    const c = compacted(6, N1, { config_b64: Buffer.from("nope").toString("base64") });
+    expectBad(verifyChain(source(c), { from: "snapshot" }), 6, /^snapshot configuration does not parse$/);
+  });
+
+  test("a snapshot of another cluster", () => {
+    const c = compacted(6, N1, { cluster: "elsewhere" });
+    expectBad(verifyChain(source(c), { from: "snapshot" }), 6, /^snapshot is of cluster elsewhere$/);
+  });
+
+  test("a snapshot signer that its configuration does not name", () => {
+    const c = compacted(6, N3);
+    expectBad(verifyChain(source(c), { from: "snapshot" }), 6, /^snapshot signer n3 is not in its configuration$/);
+  });
+
+  test("a snapshot whose signature does not verify", () => {
+    const c = compacted(6, N1, { ts: "2026-02-02T00:00:00Z" });
+    expectBad(verifyChain(source(c), { from: "snapshot" }), 6, /^snapshot signature does not verify$/);
+  });
+
+  test("a log compacted past the snapshot", () => {
+    const c = compacted(6);
+    c.anchor = { index: 7, term: 2, hash: c.entries[0].hash };
+    c.entries = c.entries.slice(1);
+    expectBad(verifyChain(source(c), { from: "snapshot" }), 7, /^log compacted to 7, past the snapshot at 6$/);
+  });
+
+  test("an anchor at the snapshot itself is fine", () => {
+    const c = compacted(6);
+    expect(c.anchor?.index).toBe(6);
+    expect(verifyChain(source(c), { from: "snapshot" }).ok).toBe(true);
+  });
+
+  test("the tail after a snapshot is checked: a hash mismatch right after it", () => {
+    const c = compacted(6);
+    c.entries[0] = { ...c.entries[0], hash: Buffer.alloc(32, 3) };
+    const r = verifyChain(source(c), { from: "snapshot" });
+    expectBad(r, 7, /^entry hash mismatch/);
+    expect(r).toMatchObject({ entries: 0, size: 6 });
+  });
+
+  test("a missing entry right after the snapshot", () => {
+    const c = compacted(6);
+    c.entries = c.entries.slice(1);
+    expectBad(verifyChain(source(c), { from: "snapshot" }), 7, /^entry 7 is missing \(next stored index is 8\)$/);
+  });
+
+  test("a checkpoint table row before the snapshot is not checked; one after it is", () => {
+    const c = compacted(6);
+    c.checkpointRows[0] = { ...c.checkpointRows[0], ts: "changed" }; // index 5: compacted away
+    expect(verifyChain(source(c), { from: "snapshot" }).ok).toBe(true);
+    c.checkpointRows[1] = { ...c.checkpointRows[1], ts: "changed" };
+    expectBad(verifyChain(source(c), { from: "snapshot" }), 9, /^checkpoints table ts at 9 differs/);
+  });
+
+  test("from genesis on a compacted log", () => {
+    const c = compacted(6);
+    expectBad(verifyChain(source(c)), 1, /^the log is compacted up to 6: verify with --from snapshot$/);
+  });
+
+  test("from genesis with an anchor at 0 is a plain genesis verification", () => {
+    const c = base();
+    c.anchor = { index: 0, term: 0, hash: ind.genesisHash(CLUSTER) };
+    expect(verifyChain(source(c)).ok).toBe(true);
+  });
+});
+
+describe("startProblem: which starts a data dir can serve", () => {
+  test("an uncompacted log without a snapshot serves genesis only", () => {
+    const src = source(base());
+    expect(startProblem(src, "genesis")).toBeNull();
+    expect(startProblem(src, "snapshot")).toEqual({
+      reason: "this node holds no snapshot to verify from; verify from=genesis", possible: ["genesis"],
+    });
+  });
+
+  test("an uncompacted log with a snapshot serves both", () => {
+    const c = base();
+    c.snapshot = snapshotAt(c, 6).bytes;
+    expect(startProblem(source(c), "genesis")).toBeNull();
+    expect(startProblem(source(c), "snapshot")).toBeNull();
+    c.anchor = { index: 0, term: 0, hash: ind.genesisHash(CLUSTER) };
+    expect(startProblem(source(c), "genesis")).toBeNull();
+  });
+
+  test("a compacted log serves the snapshot only", () => {
+    const src = source(compacted(6));
+    expect(startProblem(src, "snapshot")).toBeNull();
+    expect(startProblem(src, "genesis")).toEqual({
+      reason: "this node's log is compacted up to 6, so it cannot replay from genesis; verify from=snapshot", possible: ["snapshot"],
+    });
+  });
+
+  test("a compacted log whose snapshot is gone serves nothing", () => {
+    const c = compacted(6);
+    c.snapshot = undefined;
+    const none = "it can serve no verification start";
+    expect(startProblem(source(c), "genesis")).toEqual({ reason: `this node's log is compacted up to 6, so it cannot replay from genesis; ${none}`, possible: [] });
+    expect(startProblem(source(c), "snapshot")).toEqual({ reason: `this node holds no snapshot to verify from; ${none}`, possible: [] });
+  });
+});
