@@ -194,4 +194,24 @@ describe("src/api imports no storage module", () => {
       .map((i) => `src/${i.file} imports ${i.typeOnly ? "type from " : ""}"${i.spec}"`);
     expect([...new Set(found)].sort()).toEqual(KNOWN_API_STORAGE);
   });
+
+  // Issue 9: api depends on the writes and reader interfaces only. Of node/ it may name the ports
+  // (types) and the record-type registry (validation shared by the API and apply), nothing else:
+  // not the runtime, not the node class, not the reader's implementation, which hold the store.
+  const API_MAY_USE_OF_NODE = new Set(["node/ports", "node/record-types"]);
+  test("api uses node/ only through its ports", () => {
+    const found = all
+      .filter((i) => folderOf(i.file) === "api" && i.spec.startsWith(".") && targetFolder(i.abs, i.spec) === "node")
+      .map((i) => ({ i, target: relative(SRC, resolve(dirname(i.abs), i.spec)).split(sep).join("/") }))
+      .filter(({ target }) => !API_MAY_USE_OF_NODE.has(target))
+      .map(({ i, target }) => `${show(i, `api/ may use of node/ only ${[...API_MAY_USE_OF_NODE].join(", ")}`)} (${target})`);
+    expect(found).toEqual([]);
+  });
+
+  test("the ports expose no store: no method of a port returns the Store class", () => {
+    const ports = readFileSync(join(SRC, "node/ports.ts"), "utf8");
+    // Types from storage/ appear only as data shapes (StoredCheckpoint), never the Store itself.
+    expect(ports).not.toMatch(/\bStore\b(?!d)/);
+    expect(ports).not.toMatch(/import\s+\{[^}]*\bStore\b[^d]/);
+  });
 });

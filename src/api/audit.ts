@@ -8,7 +8,7 @@
 import { performance } from "node:perf_hooks";
 import type { Request, Response } from "express";
 import type { Logger } from "pino";
-import { AuditSnapshot, openAuditSnapshot } from "../node/audit-snapshot";
+import type { AuditSnapshot } from "../node/ports";
 import { startProblem, verifyChainSteps, VerifyReport } from "../ledger/verify";
 import { stateRootSteps, DedupRow, SubjectRow } from "../ledger/state-machine";
 import { toHex } from "../ledger/bytes";
@@ -32,8 +32,8 @@ export const AUDIT_TIME_MAX_MS = 30 * 60_000;
 const RETRY_AFTER_S_MAX = 60;
 
 export interface AuditOptions {
-  /** The node's ledger.db: the audit opens its own read-only connection to it. */
-  readonly dbPath: string;
+  /** Opens a consistent read-only snapshot of the node's database (the reader's openAuditSnapshot). */
+  readonly open: () => AuditSnapshot;
   readonly adminToken: string;
   /** The read-only auditor token (<data-dir>/audit.token). */
   readonly auditToken: string;
@@ -152,7 +152,7 @@ export class AuditRunner {
     let steps: Iterator<void, AuditResult, void> | undefined;
     try {
       // One read transaction: its first read fixes the WAL snapshot every later step sees.
-      store = openAuditSnapshot(this.o.dbPath);
+      store = this.o.open();
       const problem = startProblem(store, from);
       if (problem !== null) throw new LedgerError("conflict", problem.reason, { from, possible: problem.possible });
       // Like the proof routes: a size beyond the log is not there to verify (never a shorter "ok").

@@ -1,6 +1,6 @@
 /** Prometheus metrics (GET /metrics): node state sampled at scrape time, plus request counters. */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { RaftLedgerNode } from "../node/raft-node";
+import { Counter, Gauge, Histogram, Registry, Summary, collectDefaultMetrics } from "prom-client";
+import type { NodeInfo } from "../node/ports";
 
 export interface Metrics {
   readonly registry: Registry;
@@ -8,7 +8,7 @@ export interface Metrics {
   readonly appendSeconds: Histogram;
 }
 
-export function createMetrics(node: RaftLedgerNode): Metrics {
+export function createMetrics(node: NodeInfo): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const labels = { node_id: node.nodeId };
@@ -17,12 +17,25 @@ export function createMetrics(node: RaftLedgerNode): Metrics {
     new Gauge<T>({ name, help, registers: [registry], collect() { read(this); } });
   };
   sample("resonetics_term", "current Raft term", (g) => g.set(node.currentTerm()));
-  sample("resonetics_commit_index", "durable commit index", (g) => g.set(node.store.hardState().commitIndex));
-  sample("resonetics_last_applied", "last index applied to the state machine", (g) => g.set(node.store.hardState().lastApplied));
+  sample("resonetics_commit_index", "durable commit index", (g) => g.set(node.figures().commitIndex));
+  sample("resonetics_last_applied", "last index applied to the state machine", (g) => g.set(node.figures().lastApplied));
   sample("resonetics_is_leader", "1 when this node is the leader", (g) => g.set(node.isLeader() ? 1 : 0));
-  sample("resonetics_halted", "1 when the node halted on a verification failure", (g) => g.set(node.status().halted === null ? 0 : 1));
-  sample("resonetics_peer_frames_dropped_total", "frames dropped because a peer's send queue was full", (g) => g.set(node.peers.dropped()));
-  sample("resonetics_peer_connections_refused_total", "inbound peer connections refused", (g) => g.set(node.peers.refused));
+  sample("resonetics_halted", "1 when the node halted (verification failure or storage fault)", (g) => g.set(node.status().halted === null ? 0 : 1));
+  sample("resonetics_ready", "1 when /ready answers 200", (g) => g.set(node.readiness().ready ? 1 : 0));
+  sample("resonetics_behind_entries", "entries last_applied trails the leader's commit index, as last heard", (g) => g.set(node.readiness().behind));
+  sample("resonetics_uncommitted_bytes", "payload bytes this leader proposed that are not applied yet", (g) => g.set(node.figures().uncommittedBytes));
+  sample("resonetics_pending_writes", "writes waiting for their entry's fate", (g) => g.set(node.figures().pendingWrites));
+  sample("resonetics_writes_refused_total", "writes and reads refused at once because a bound was reached (503 overloaded)", (g) => g.set(node.figures().writesRefused));
+  sample("resonetics_peer_frames_dropped_total", "frames dropped because a peer's send queue was full", (g) => g.set(node.figures().peerFramesDropped));
+  sample("resonetics_peer_connections_refused_total", "inbound peer connections refused", (g) => g.set(node.figures().peerConnectionsRefused));
+  sample("resonetics_tick_lag_max_seconds", "the latest a Raft tick fired after its time in the last 60 s", (g) => g.set(node.figures().tickLag.max));
+  new Summary({
+    name: "resonetics_tick_lag_seconds", help: "how late each Raft tick fired after its time (event loop busy)", registers: [registry],
+    percentiles: [0.5, 0.9, 0.99], maxAgeSeconds: 60, ageBuckets: 6,
+    collect() {
+      for (const s of node.drainTickLags()) this.observe(s);
+    },
+  });
   const appends = new Counter({ name: "resonetics_appends_total", help: "POST /v1/records answers by result", labelNames: ["result"] as const, registers: [registry] });
   const appendSeconds = new Histogram({
     name: "resonetics_append_seconds", help: "time from request to commit+apply", registers: [registry],

@@ -1,7 +1,7 @@
 /** The v1 REST routes. Handlers parse, call the node, and shape JSON; errors go to errors.ts. */
 import { Request, RequestHandler, Response, Router } from "express";
 import { LedgerError, notFound } from "../util/errors";
-import { RaftLedgerNode } from "../node/raft-node";
+import type { LedgerReader, LedgerWrites, NodeInfo } from "../node/ports";
 import { RecordTypes } from "../node/record-types";
 import { nextSubjectHead, SUBJECT_HEAD_ZERO } from "../ledger/state-machine";
 import { toHex } from "../ledger/bytes";
@@ -9,12 +9,15 @@ import { requireToken } from "./auth";
 import { parseIndex, parseLimit, parseOptionalIndex, parseText } from "./params";
 import { ijsonBody } from "./body";
 import { RECORD_TEXT_MAX } from "../ledger/record";
-import { entryView } from "./views";
+import { EntryView, entryView } from "./views";
 import type { Metrics } from "./metrics";
 import type { AuditRunner } from "./audit";
 
 export interface RouteDeps {
-  readonly node: RaftLedgerNode;
+  /** What the node says of itself (status, health, metrics). */
+  readonly node: NodeInfo;
+  readonly writes: LedgerWrites;
+  readonly reader: LedgerReader;
   readonly types: RecordTypes;
   readonly adminToken: string;
   readonly bodyLimitBytes: number;
@@ -86,24 +89,36 @@ export class MethodRouter {
  * applied that far; a follower redirects. ?consistency=local reads this node's applied state as is,
  * and says so in the X-Resonetics-Consistency header.
  */
-function readConsistency(node: RaftLedgerNode) {
+function readConsistency(writes: LedgerWrites) {
   return async (req: Request, res: Response, next: () => void): Promise<void> => {
     const c = req.query.consistency;
     if (c !== undefined && c !== "local" && c !== "linearizable") throw new LedgerError("bad_request", "consistency must be local or linearizable");
     if (c === "local") {
       res.setHeader("X-Resonetics-Consistency", "local");
     } else {
-      await node.readBarrier();
+      await writes.readBarrier();
       res.setHeader("X-Resonetics-Consistency", "linearizable");
     }
     next();
   };
 }
 
+/** Entry views of ascending indices; a run of consecutive ones reads each entry once (its hash is the next one's prev). */
+function viewsOf(reader: LedgerReader, indices: readonly number[]): EntryView[] {
+  const out: EntryView[] = [];
+  let prev: { index: number; hash: Uint8Array } | null = null;
+  for (const i of indices) {
+    const e = reader.entry(i);
+    out.push(entryView(e, prev !== null && prev.index === i - 1 ? prev.hash : reader.prevHash(i)));
+    prev = { index: i, hash: e.hash };
+  }
+  return out;
+}
+
 export function v1Routes(deps: RouteDeps): Router {
-  const { node, types } = deps;
+  const { node, writes, reader, types } = deps;
   const r = new MethodRouter();
-  const read = readConsistency(node);
+  const read = readConsistency(writes);
   const json = ijsonBody(deps.bodyLimitBytes);
 
   r.post("/records", requireToken(deps.adminToken), json, async (req, res) => {
@@ -117,7 +132,7 @@ export function v1Routes(deps: RouteDeps): Router {
     }
     const stopTimer = deps.metrics?.appendSeconds.startTimer();
     try {
-      const result = await node.append(valid.record, header ?? valid.clientKey);
+      const result = await writes.append(valid.record, header ?? valid.clientKey);
       deps.metrics?.appends.inc({ result: result.duplicate ? "duplicate" : "created" });
       res.status(result.duplicate ? 200 : 201).json({ index: result.index, term: result.term, hash: result.hash });
     } catch (err) {
@@ -130,7 +145,7 @@ export function v1Routes(deps: RouteDeps): Router {
 
   r.get("/records/:index", read, (req, res) => {
     const index = parseIndex(req.params.index, "index");
-    const entry = entryView(node.entry(index), node.prevHash(index));
+    const entry = entryView(reader.entry(index), reader.prevHash(index));
     res.setHeader("Cache-Control", IMMUTABLE);
     res.json(entry);
   });
@@ -139,11 +154,11 @@ export function v1Routes(deps: RouteDeps): Router {
     const from = parseOptionalIndex(req.query.from, "from") ?? 1;
     const limit = parseLimit(req.query.limit, 100, 1000);
     const subject = req.query.subject === undefined ? undefined : parseText(req.query.subject, "subject", RECORD_TEXT_MAX);
-    const commit = node.commitIndex();
+    const commit = reader.lastApplied();
     const indices = subject === undefined
       ? Array.from({ length: Math.max(0, Math.min(limit, commit - from + 1)) }, (_, i) => from + i)
-      : node.store.subjectRecords(subject, from, limit).map((x) => x.index);
-    const entries = indices.map((i) => entryView(node.entry(i), node.prevHash(i)));
+      : reader.subjectRecords(subject, from, limit).map((x) => x.index);
+    const entries = viewsOf(reader, indices);
     const last = indices[indices.length - 1];
     const more = subject === undefined ? last !== undefined && last < commit : indices.length === limit;
     res.json({ entries, next: more && last !== undefined ? last + 1 : null });
@@ -156,10 +171,10 @@ export function v1Routes(deps: RouteDeps): Router {
     const subject = parseText(req.params.subject, "subject", RECORD_TEXT_MAX);
     const from = parseOptionalIndex(req.query.from, "from") ?? 1;
     const limit = parseLimit(req.query.limit, HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX);
-    const row = node.store.getSubject(subject);
+    const row = reader.subject(subject);
     if (row === undefined) throw notFound(`no records for subject ${JSON.stringify(subject)}`);
-    const cp = node.latestCheckpoint();
-    const page = node.store.subjectRecords(subject, from, limit);
+    const cp = reader.latestCheckpoint();
+    const page = reader.subjectRecords(subject, from, limit);
     const firstVersion = page[0]?.version ?? row.version + 1;
     // The head before this page: given by the client (the last subject_head of the page before,
     // which it checks anyway), or replayed here, at most HISTORY_REPLAY_MAX records.
@@ -170,7 +185,7 @@ export function v1Routes(deps: RouteDeps): Router {
         throw new LedgerError("bad_request", `this page starts after ${firstVersion - 1} records: pass head=<the subject_head of the record before it> (replayed here only up to ${HISTORY_REPLAY_MAX})`);
       }
       let before = 0;
-      for (const h of node.store.subjectHashesBefore(subject, page[0]?.index ?? row.lastIndex + 1)) {
+      for (const h of reader.subjectHashesBefore(subject, page[0]?.index ?? row.lastIndex + 1)) {
         head = nextSubjectHead(head, h);
         before++;
       }
@@ -178,11 +193,11 @@ export function v1Routes(deps: RouteDeps): Router {
     }
     const prevHead = toHex(head);
     const records = page.map(({ version, index }) => {
-      const e = node.entry(index);
+      const e = reader.entry(index);
       head = nextSubjectHead(head, e.hash);
-      const proof = cp !== undefined && index <= cp.size ? node.inclusion(index, cp.size) : null;
+      const proof = cp !== undefined && index <= cp.size ? reader.inclusion(index, cp.size) : null;
       return {
-        version, subject_head: toHex(head), entry: entryView(e, node.prevHash(index)),
+        version, subject_head: toHex(head), entry: entryView(e, reader.prevHash(index)),
         inclusion: proof === null ? null : { index, size: proof.size, leaf_hash: proof.leaf_hash, path: proof.path, root: proof.root },
       };
     });
@@ -197,7 +212,7 @@ export function v1Routes(deps: RouteDeps): Router {
   r.get("/proofs/inclusion/:index", read, (req, res) => {
     const index = parseIndex(req.params.index, "index");
     const size = parseOptionalIndex(req.query.size, "size");
-    const proof = node.inclusion(index, size);
+    const proof = reader.inclusion(index, size);
     if (size !== undefined) res.setHeader("Cache-Control", IMMUTABLE);
     res.json(proof);
   });
@@ -206,13 +221,13 @@ export function v1Routes(deps: RouteDeps): Router {
     if (req.query.from === undefined) throw new LedgerError("bad_request", "from is required");
     const from = parseIndex(req.query.from, "from");
     const to = parseOptionalIndex(req.query.to, "to");
-    const proof = node.consistency(from, to);
+    const proof = reader.consistency(from, to);
     if (to !== undefined) res.setHeader("Cache-Control", IMMUTABLE);
     res.json(proof);
   });
 
   r.get("/checkpoints/latest", read, (_req, res) => {
-    const cp = node.latestCheckpoint();
+    const cp = reader.latestCheckpoint();
     if (cp === undefined) throw notFound("no checkpoint yet");
     res.json(cp);
   });
@@ -227,9 +242,9 @@ export function v1Routes(deps: RouteDeps): Router {
       throw new LedgerError("schema_violation", "body must be {id: [A-Za-z0-9_-]{1,64}, address: host:port, public_key: 64 lowercase hex}");
     }
     const member = { id: b.id, address: b.address, public_key: b.public_key };
-    const added = await node.changeMembership({ add: member });
+    const added = await writes.addMember(member);
     // A learner votes only once it has caught up; the core refuses the promotion until then.
-    const promoted = await node.promoteWhenCaughtUp(member.id);
+    const promoted = await writes.promoteWhenCaughtUp(member.id);
     res.status(201).json({ id: member.id, learner_index: added.index, voter_index: promoted.index, voters: node.config().voters.map((m) => m.id) });
   });
 
@@ -239,7 +254,7 @@ export function v1Routes(deps: RouteDeps): Router {
 
   r.delete("/admin/members/:id", admin, async (req, res) => {
     const id = parseText(req.params.id, "id", 64);
-    const removed = await node.changeMembership({ remove: id });
+    const removed = await writes.removeMember(id);
     res.json({ id, index: removed.index, voters: node.config().voters.map((m) => m.id) });
   });
 

@@ -58,19 +58,16 @@ export function createApp(deps: RouteDeps, logger: Logger, opts: AppOptions = {}
   }));
   app.use(commonHeaders(opts));
   const top = new MethodRouter();
+  // Alive (DESIGN.md "Health"): the process runs. A halted node is alive and says why in /ready
+  // and /v1/status; restarting it would not cure a verification failure.
   top.get("/health", (_req, res) => {
     res.json({ status: "ok" });
   });
-  // Ready = can serve now: not halted, follows a known leader (or is it), has applied all it knows committed.
-  // How far a follower trails the leader is not knowable here (heartbeats carry min(match, commit)).
+  // Ready = can serve now: not halted, follows a known leader (or is it, with its NOOP applied), has
+  // applied all it knows committed, and is not far behind the leader's commit index.
   top.get("/ready", (_req, res) => {
-    const s = deps.node.status();
-    const reasons = [
-      ...(s.halted !== null ? [`halted: ${s.halted}`] : []),
-      ...(s.halted === null && s.leader === null ? ["no known leader"] : []),
-      ...(s.last_applied !== s.commit_index ? [`applying: last_applied ${s.last_applied} < commit_index ${s.commit_index}`] : []),
-    ];
-    res.status(reasons.length === 0 ? 200 : 503).json({ ready: reasons.length === 0, reasons, ...s });
+    const r = deps.node.readiness();
+    res.status(r.ready ? 200 : 503).json({ ready: r.ready, reasons: r.reasons, behind: r.behind, ...deps.node.status() });
   });
   const metrics = createMetrics(deps.node);
   top.get("/metrics", (_req, res, next) => {

@@ -35,7 +35,7 @@ import type * as http from "node:http";
 import type { Duplex } from "node:stream";
 import WebSocket, { ServerOptions, WebSocketServer } from "ws";
 import type { Logger } from "pino";
-import type { RaftLedgerNode } from "../node/raft-node";
+import type { LedgerReader, NodeInfo } from "../node/ports";
 import type { Entry } from "../ledger/entry";
 import { LedgerError } from "../util/errors";
 import { assert } from "../util/assert";
@@ -144,7 +144,7 @@ export class EntryStream {
   private closed = false;
   private readonly unsubscribe: () => void;
 
-  constructor(private readonly node: RaftLedgerNode, private readonly log: Logger, opts: StreamOptions = {}) {
+  constructor(private readonly reader: LedgerReader, node: NodeInfo, private readonly log: Logger, opts: StreamOptions = {}) {
     this.max = Math.min(opts.maxSubscribers ?? MAX_SUBSCRIBERS, MAX_SUBSCRIBERS);
     const wsOptions: ServerOptionsWithLimits = {
       noServer: true, perMessageDeflate: false, clientTracking: false, maxPayload: MAX_PAYLOAD_BYTES,
@@ -155,8 +155,8 @@ export class EntryStream {
     this.wss.on("wsClientError", (err: Error, socket: Duplex) => {
       this.refuse(socket, err.message === "Invalid HTTP method" ? 405 : 400, err.message);
     });
-    this.applied = node.commitIndex();
-    // One listener for all subscribers; it runs after the Ready is handled (raft-node defers it)
+    this.applied = reader.lastApplied();
+    // One listener for all subscribers; it runs after the Ready is handled (the runtime defers it)
     // and only marks who has work: the reads happen in the pump's own turns.
     this.unsubscribe = node.onApplied((lastApplied) => this.onApplied(lastApplied));
   }
@@ -361,7 +361,7 @@ export class EntryStream {
     if (prev === null) return null;
     let first: CachedFrame | null = null;
     let expect = index;
-    for (const e of this.node.store.entries(index, to)) {
+    for (const e of this.reader.entries(index, to)) {
       if (e.index !== expect) break;
       const f = this.cache.get(e.index) ?? this.put(e, prev);
       first ??= f;
@@ -373,7 +373,7 @@ export class EntryStream {
 
   private prevHashOrNull(index: number): Uint8Array | null {
     try {
-      return this.node.prevHash(index);
+      return this.reader.prevHash(index);
     } catch (err) {
       if (err instanceof LedgerError && err.code === "not_found") return null;
       throw err;

@@ -4,6 +4,7 @@ import { checkPortFree, serve } from "./serve";
 import { verifyChainCommand } from "./verify-chain";
 import { checkWritable, initCluster, lockDataDir, StartRefused } from "../node/data-dir";
 import { prepareJoin, requestMembership } from "../node/join";
+import { MAX_PENDING_WRITES_DEFAULT, MAX_UNCOMMITTED_BYTES_DEFAULT } from "../node/writes";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 
@@ -23,6 +24,9 @@ interface ServeFlags {
   snapshotEvery: number;
   tickMs: number;
   writeTimeoutMs: number;
+  maxUncommittedBytes: number;
+  maxPendingWrites: number;
+  readyMaxLag: number;
   peers: ReadonlyMap<string, string> | string;
   bodyLimit: number;
   logLevel: string;
@@ -74,7 +78,7 @@ function envFlag(cmd: Command, name: string): boolean {
   return cmd.error(`error: ${name} must be 1/true/yes or 0/false/no, got ${JSON.stringify(process.env[name])}`, { exitCode: 2, code: "commander.invalidArgument" });
 }
 
-/** A refused start (data dir held, unwritable, half-initialized; port in use) exits 2 with its reason; false then. */
+/** A refused start (data dir held, unwritable, half-initialized; port in use) exits 2 with its reason (75 for a full disk); false then. */
 async function refusedExits2(p: Promise<void>): Promise<boolean> {
   try {
     await p;
@@ -82,7 +86,7 @@ async function refusedExits2(p: Promise<void>): Promise<boolean> {
   } catch (e) {
     if (!(e instanceof StartRefused)) throw e;
     err(`resonetics: refusing to start: ${e.message}\n`);
-    process.exitCode = 2;
+    process.exitCode = e.exitCode;
     return false;
   }
 }
@@ -101,6 +105,9 @@ export function program(): Command {
     .addOption(new Option("--snapshot-every <n>", "snapshot and compact after this many applied entries (0 = never)").env("RESONETICS_SNAPSHOT_EVERY").default(100_000).argParser(int(0, 100_000_000)))
     .addOption(new Option("--tick-ms <ms>", "Raft tick (election timeout is 10-20 ticks)").env("RESONETICS_TICK_MS").default(50).argParser(int(1, 10_000)))
     .addOption(new Option("--write-timeout-ms <ms>", "how long a write waits for commit before 503").env("RESONETICS_WRITE_TIMEOUT_MS").default(5000).argParser(int(10, 600_000)))
+    .addOption(new Option("--max-uncommitted-bytes <bytes>", "the leader refuses writes (503) while this many proposed bytes wait for commit").env("RESONETICS_MAX_UNCOMMITTED_BYTES").default(MAX_UNCOMMITTED_BYTES_DEFAULT).argParser(int(1024, 1 << 30)))
+    .addOption(new Option("--max-pending-writes <n>", "...or while this many writes wait for commit").env("RESONETICS_MAX_PENDING_WRITES").default(MAX_PENDING_WRITES_DEFAULT).argParser(int(1, 1_000_000)))
+    .addOption(new Option("--ready-max-lag <n>", "/ready answers 503 while this node trails the leader's commit index by more entries").env("RESONETICS_READY_MAX_LAG").default(1000).argParser(int(0, 100_000_000)))
     .addOption(new Option("--peers <list>", "peer address overrides: id=host:port,...").env("RESONETICS_PEERS").default("").argParser(peerList))
     .addOption(new Option("--body-limit <bytes>", "largest request body").env("RESONETICS_BODY_LIMIT").default(65536).argParser(int(1024, 16 * 1024 * 1024)))
     .addOption(new Option("--log-level <level>", "pino log level").env("RESONETICS_LOG_LEVEL").default("info"))
@@ -144,7 +151,7 @@ export function program(): Command {
       const { publicKey } = await prepareJoin(spec);
       const served = await refusedExits2(serve({
         dataDir: o.dataDir, host: o.host, port: o.port, checkpointEvery: 1000, checkpointIntervalMs: 1000, snapshotEvery: 100_000,
-        tickMs: 50, writeTimeoutMs: 5000, peers: new Map(), bodyLimitBytes: 65536, logLevel: o.logLevel, publicAudit: false,
+        tickMs: 50, writeTimeoutMs: 5000, maxUncommittedBytes: MAX_UNCOMMITTED_BYTES_DEFAULT, maxPendingWrites: MAX_PENDING_WRITES_DEFAULT, readyMaxLag: 1000, peers: new Map(), bodyLimitBytes: 65536, logLevel: o.logLevel, publicAudit: false,
       }));
       if (!served) return;
       const r = await requestMembership(spec, publicKey);

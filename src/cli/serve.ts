@@ -11,6 +11,7 @@ import { EntryStream, STREAM_PATH } from "../api/stream";
 import { routeUpgrades, UpgradeHandler } from "../api/upgrade";
 import { RAFT_PATH } from "../node/peer-transport";
 import { AuditRunner } from "../api/audit";
+import { EXIT_STORAGE_FAULT, isTransientFault, storageFaultCode } from "../node/storage-fault";
 
 export interface ServeOptions {
   readonly dataDir: string;
@@ -23,6 +24,11 @@ export interface ServeOptions {
   readonly snapshotEvery: number;
   readonly tickMs: number;
   readonly writeTimeoutMs: number;
+  /** --max-uncommitted-bytes / --max-pending-writes: the leader's write bounds (503 overloaded past them). */
+  readonly maxUncommittedBytes: number;
+  readonly maxPendingWrites: number;
+  /** --ready-max-lag: /ready 503 "behind" past this many entries behind the leader. */
+  readonly readyMaxLag: number;
   readonly peers: ReadonlyMap<string, string>;
   readonly bodyLimitBytes: number;
   readonly logLevel: string;
@@ -93,24 +99,43 @@ async function preflight(o: ServeOptions, dir: string): Promise<ListenAddress> {
   return addr;
 }
 
+/** After a storage fault the process exits within this long even if closing hangs on the failing disk. */
+const STORAGE_FAULT_EXIT_MS = 1000;
+
+/** Opens (or initializes) the data dir; a storage fault on the way is a refused start (exit 75 when transient). */
+function openOrRefuse(dir: string, address: string): ReturnType<typeof openDataDir> {
+  try {
+    return openDataDir(dir, address);
+  } catch (err) {
+    const code = storageFaultCode(err);
+    if (code === null) throw err;
+    throw new StartRefused(`cannot open the data dir ${dir}: ${code} (${(err as Error).message})`, dir, isTransientFault(code) ? EXIT_STORAGE_FAULT : 2);
+  }
+}
+
 /** Runs until SIGTERM/SIGINT, then shuts down cleanly. A refused start throws StartRefused before listening. */
 export async function serve(o: ServeOptions): Promise<void> {
   // Redaction is the second line of defence: no code path logs a token or key on purpose.
   const logger = pino({ level: o.logLevel, base: { pid: process.pid }, redact: { paths: REDACTED, censor: "[redacted]" } });
   const dir = path.resolve(o.dataDir);
   const addr = await preflight(o, dir);
-  const dd = openDataDir(dir, `${addr.host}:${addr.port}`);
+  const dd = openOrRefuse(dir, `${addr.host}:${addr.port}`);
   if (dd.created) logger.info({ data_dir: dd.dir, cluster: dd.clusterId }, "initialized a new single-node cluster");
+  let exitForSupervisor = (): void => process.exit(EXIT_STORAGE_FAULT);
   const node = new RaftLedgerNode(dd, {
     tickMs: o.tickMs, electionTick: 10, heartbeatTick: 2,
     checkpointEvery: o.checkpointEvery, checkpointIntervalMs: o.checkpointIntervalMs, snapshotEvery: o.snapshotEvery,
-    writeTimeoutMs: o.writeTimeoutMs, peerAddresses: o.peers, now: () => new Date(), logger: logger.child({ component: "node" }),
+    writeTimeoutMs: o.writeTimeoutMs, maxUncommittedBytes: o.maxUncommittedBytes, maxPendingWrites: o.maxPendingWrites, readyMaxLag: o.readyMaxLag,
+    peerAddresses: o.peers, now: () => new Date(), logger: logger.child({ component: "node" }),
+    // The storage-fault policy (src/node/storage-fault.ts): stop acknowledging at once (done), let the
+    // answers already decided (503s) go out, then exit for the supervisor.
+    onStorageFault: () => exitForSupervisor(),
   });
   const log = logger.child({ node_id: dd.nodeId });
   const audit = new AuditRunner({
-    dbPath: path.join(dd.dir, DB_FILE), adminToken: dd.adminToken, auditToken: dd.auditToken, publicAudit: o.publicAudit, logger: log.child({ component: "audit" }),
+    open: () => node.reader.openAuditSnapshot(), adminToken: dd.adminToken, auditToken: dd.auditToken, publicAudit: o.publicAudit, logger: log.child({ component: "audit" }),
   });
-  const app = createApp({ node, types: new RecordTypes(), adminToken: dd.adminToken, bodyLimitBytes: o.bodyLimitBytes, audit }, log, o.corsOrigin === undefined ? {} : { corsOrigin: o.corsOrigin });
+  const app = createApp({ node, writes: node.writes, reader: node.reader, types: new RecordTypes(), adminToken: dd.adminToken, bodyLimitBytes: o.bodyLimitBytes, audit }, log, o.corsOrigin === undefined ? {} : { corsOrigin: o.corsOrigin });
   let bound: Awaited<ReturnType<typeof listen>>;
   try {
     bound = await listen(app, addr.host, addr.port);
@@ -120,12 +145,12 @@ export async function serve(o: ServeOptions): Promise<void> {
     throw new StartRefused(`cannot listen on ${addr.host}:${addr.port} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, `${addr.host}:${addr.port}`);
   }
   const { server, port } = bound;
-  const stream = new EntryStream(node, log.child({ component: "stream" }));
+  const stream = new EntryStream(node.reader, node, log.child({ component: "stream" }));
   // One 'upgrade' listener: exact path → endpoint; any other path gets a JSON 404 and is closed.
   routeUpgrades(server, new Map<string, UpgradeHandler>([[RAFT_PATH, node.peers], [STREAM_PATH, stream]]), log.child({ component: "upgrade" }));
   log.info({ host: addr.host, port, host_from: addr.hostFrom, port_from: addr.portFrom, data_dir: dd.dir, term: node.currentTerm(), admin_token_file: path.join(dd.dir, TOKEN_FILE) }, "listening");
   let stopping = false;
-  const stop = (signal: string): void => {
+  const stop = (signal: string, exitCode = 0): void => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, "shutting down");
@@ -135,15 +160,20 @@ export async function serve(o: ServeOptions): Promise<void> {
     node.peers.close();
     server.close(() => {
       node.close().then(
-        () => process.exit(0),
+        () => process.exit(exitCode),
         (err: unknown) => {
           log.error({ err }, "shutdown failed");
-          process.exit(1);
+          process.exit(exitCode === 0 ? 1 : exitCode);
         },
       );
     });
     server.closeIdleConnections();
     setTimeout(() => server.closeAllConnections(), 2000).unref();
+  };
+  exitForSupervisor = (): void => {
+    stop("storage fault", EXIT_STORAGE_FAULT);
+    // Whatever happens to the graceful path (a close that fails on the same disk), the process goes.
+    setTimeout(() => process.exit(EXIT_STORAGE_FAULT), STORAGE_FAULT_EXIT_MS).unref();
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));

@@ -15,6 +15,7 @@ import { decodeConfig, encodeConfig, ClusterConfig } from "../ledger/config";
 import { CompactRange } from "../ledger/merkle";
 import { LedgerError } from "../util/errors";
 import { assert } from "../util/assert";
+import { EXIT_STORAGE_FAULT, isTransientFault, storageFaultCode } from "./storage-fault";
 
 export const DB_FILE = "ledger.db";
 export const KEY_FILE = "node.key";
@@ -108,9 +109,8 @@ export function openDataDir(dir: string, address: string): DataDir {
  * half-initialized, port in use): the CLI prints the message and exits 2 before listening.
  */
 export class StartRefused extends LedgerError {
-  readonly exitCode = 2;
-  /** The path (or host:port) the refusal is about. */
-  constructor(message: string, readonly where: string) {
+  /** The path (or host:port) the refusal is about; exit code 2 (an operator must act) or 75 (a full disk: retry later). */
+  constructor(message: string, readonly where: string, readonly exitCode: 2 | 75 = 2) {
     super("unavailable", message, { where });
     this.name = "StartRefused";
   }
@@ -142,7 +142,9 @@ export function checkWritable(dir: string): void {
     }
     fs.unlinkSync(probe);
   } catch (err) {
-    throw new StartRefused(`the data dir ${dir} is not writable (${errText(err)}): a node must be able to write its ledger before it starts`, dir);
+    const full = storageFaultCode(err);
+    throw new StartRefused(`the data dir ${dir} is not writable (${errText(err)}): a node must be able to write its ledger before it starts`, dir,
+      full !== null && isTransientFault(full) ? EXIT_STORAGE_FAULT : 2);
   }
   for (const f of [DB_FILE, `${DB_FILE}-wal`, `${DB_FILE}-shm`]) {
     const p = path.join(dir, f);

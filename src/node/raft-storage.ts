@@ -13,7 +13,7 @@ import { decodeCheckpoint, verifyCheckpointSignature } from "../ledger/checkpoin
 import { decodeConfig, encodeConfig } from "../ledger/config";
 import { decodeSnapshot, snapshotProblem, snapshotRange } from "../ledger/snapshot";
 import type { Anchor, ClusterConfig, HardState, Ready, Snapshot, Storage } from "../raft";
-import { Store } from "../storage/store";
+import type { HardState as DurableHard, Store } from "../storage/store";
 import { assert } from "../util/assert";
 
 /** Recent entries kept in memory: replication reads the tail of the log over and over. */
@@ -33,9 +33,14 @@ export class RaftStorage implements Storage {
   // The core asks for these on nearly every step; they change only through this class.
   private cachedAnchor!: Anchor;
   private cachedLast!: number;
+  /** The hard state as last committed: read from SQLite once, then kept here (this class writes it). */
+  private hard: DurableHard;
+  /** The hard state the open transaction writes; it becomes `hard` only when the transaction commits. */
+  private txnHard: DurableHard | null = null;
 
   constructor(readonly store: Store, readonly clusterId: string, private readonly log: Logger) {
     this.genesis = genesisHash(clusterId);
+    this.hard = store.hardState();
     this.refresh();
     this.range = CompactRange.fromStore(store.readNode, this.lastIndex());
   }
@@ -47,8 +52,33 @@ export class RaftStorage implements Storage {
   }
 
   hardState(): HardState {
-    const h = this.store.hardState();
+    const h = this.hard;
     return { term: h.term, vote: h.votedFor, commit: h.commitIndex };
+  }
+
+  /** Term, vote, commit index and last_applied as durable now (never what an open transaction wrote). */
+  durable(): Readonly<DurableHard> {
+    return this.hard;
+  }
+
+  /** Runs fn in one transaction; the cached hard state follows only if it commits. */
+  transaction(fn: () => void): void {
+    assert(this.txnHard === null, "nested storage transaction");
+    this.txnHard = { ...this.hard };
+    try {
+      this.store.transaction(fn);
+      this.hard = this.txnHard;
+    } finally {
+      this.txnHard = null;
+    }
+  }
+
+  /** Inside transaction(): entries up to `index` are applied (commit_index follows if it trailed). */
+  markApplied(index: number): void {
+    const t = this.txnHard;
+    assert(t !== null, "markApplied outside a storage transaction");
+    this.txnHard = { ...t, lastApplied: index, commitIndex: Math.max(t.commitIndex, index) };
+    this.store.setHardState(this.txnHard);
   }
 
   anchor(): Anchor {
@@ -89,7 +119,7 @@ export class RaftStorage implements Storage {
    */
   persist(rd: Ready, keys: (config: ClusterConfig | null) => Map<string, string>, alsoInTxn: (() => void) | null = null): void {
     if (rd.snapshot === null && rd.entries.length === 0 && rd.hardState === null) {
-      if (alsoInTxn !== null) this.store.transaction(alsoInTxn);
+      if (alsoInTxn !== null) this.transaction(alsoInTxn);
       return;
     }
     let range = this.range;
@@ -119,7 +149,7 @@ export class RaftStorage implements Storage {
         prevHash = e.hash;
       }
     }
-    this.store.transaction(() => {
+    this.transaction(() => {
       if (installed !== null) this.install(installed.snap, installed.range);
       if (truncateAt !== null) this.store.truncateFrom(truncateAt);
       this.store.appendEntries(rd.entries, nodes);
@@ -128,14 +158,15 @@ export class RaftStorage implements Storage {
         assert(cp !== null, "checked checkpoint decodes");
         this.store.insertCheckpoint(c.index, cp);
       }
+      const cur = this.txnHard as DurableHard;
       if (rd.hardState !== null) {
-        const cur = this.store.hardState();
         const lastApplied = installed !== null ? installed.snap.meta.index : cur.lastApplied;
-        this.store.setHardState({ term: rd.hardState.term, votedFor: rd.hardState.vote, commitIndex: Math.max(rd.hardState.commit, lastApplied), lastApplied });
+        this.txnHard = { term: rd.hardState.term, votedFor: rd.hardState.vote, commitIndex: Math.max(rd.hardState.commit, lastApplied), lastApplied };
+        this.store.setHardState(this.txnHard);
       } else if (installed !== null) {
-        const cur = this.store.hardState();
         const at = installed.snap.meta.index;
-        this.store.setHardState({ ...cur, commitIndex: Math.max(cur.commitIndex, at), lastApplied: at });
+        this.txnHard = { ...cur, commitIndex: Math.max(cur.commitIndex, at), lastApplied: at };
+        this.store.setHardState(this.txnHard);
       }
       alsoInTxn?.();
     });

@@ -16,6 +16,7 @@ import { HttpResult, Server, cleanupAll, http, makeTempDir, mapPool, pollUntil, 
 import { Store } from "../../src/storage/store";
 import { verifyChain, verifyChainSteps } from "../../src/ledger/verify";
 import { AuditRunner, runInSlices } from "../../src/api/audit";
+import { openAuditSnapshot } from "../../src/node/audit-snapshot";
 
 /**
  * Records in the shared log: enough that a full audit takes many slices (each entry costs a few
@@ -328,7 +329,7 @@ describe("in process", () => {
 
   test("the runner refuses a second audit while one runs (429) and frees itself after an error", guarded(async () => {
     const runner = new AuditRunner({
-      dbPath: path.join(dir, "ledger.db"), adminToken: "a".repeat(64), auditToken: "b".repeat(64), publicAudit: false,
+      open: () => openAuditSnapshot(path.join(dir, "ledger.db")), adminToken: "a".repeat(64), auditToken: "b".repeat(64), publicAudit: false,
       logger: pino({ level: "silent" }),
     });
     const first = runner.run("genesis", undefined);

@@ -39,8 +39,8 @@ describe("RaftLedgerNode with one voter", () => {
     const dir = tmp();
     const node = await open(dir);
     for (const f of [KEY_FILE, TOKEN_FILE]) expect(fs.statSync(path.join(dir, f)).mode & 0o777).toBe(0o600);
-    expect(node.entry(1).kind).toBe(EntryKind.Config);
-    expect(node.entry(2).kind).toBe(EntryKind.Noop);
+    expect(node.reader.entry(1).kind).toBe(EntryKind.Config);
+    expect(node.reader.entry(2).kind).toBe(EntryKind.Noop);
     await node.close();
   });
 
@@ -48,16 +48,16 @@ describe("RaftLedgerNode with one voter", () => {
     const K = opts.checkpointEvery;
     const dir = tmp();
     const node = await open(dir);
-    const results = await Promise.all(Array.from({ length: 60 }, (_, i) => node.append(rec(`s${i % 5}`, i))));
+    const results = await Promise.all(Array.from({ length: 60 }, (_, i) => node.writes.append(rec(`s${i % 5}`, i))));
     // Checkpoints follow the batches that make them due; wait (bounded) for one covering the last record.
     const last = Math.max(...results.map((r) => r.index));
-    for (let i = 0; i < 400 && (node.latestCheckpoint()?.size ?? 0) < last; i++) await new Promise((r) => setTimeout(r, 5));
-    expect(node.latestCheckpoint()?.size).toBeGreaterThanOrEqual(last);
+    for (let i = 0; i < 400 && (node.reader.latestCheckpoint()?.size ?? 0) < last; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(node.reader.latestCheckpoint()?.size).toBeGreaterThanOrEqual(last);
 
     // Contiguous: after CONFIG (1) and NOOP (2) the log is our 60 records and checkpoints only, and
     // the records' indices are exactly the RECORD entries of the log: no index given twice or skipped.
-    const kinds = (to: number): EntryKind[] => Array.from({ length: to }, (_, i) => node.entry(i + 1).kind);
-    const logKinds = kinds(node.commitIndex());
+    const kinds = (to: number): EntryKind[] => Array.from({ length: to }, (_, i) => node.reader.entry(i + 1).kind);
+    const logKinds = kinds(node.reader.lastApplied());
     expect(logKinds.slice(0, 2)).toEqual([EntryKind.Config, EntryKind.Noop]);
     expect(logKinds.slice(2).filter((k) => k !== EntryKind.Record && k !== EntryKind.Checkpoint)).toEqual([]);
     const indices = results.map((r) => r.index).sort((a, b) => a - b);
@@ -72,10 +72,10 @@ describe("RaftLedgerNode with one voter", () => {
       const runs: number[] = [];
       let run = 0;
       for (let i = 1; i <= to; i++) {
-        const e = node.entry(i);
+        const e = node.reader.entry(i);
         if (e.kind === EntryKind.Checkpoint) {
           const cp = decodeCheckpoint(e.payload);
-          const want = { size: i - 1, head: Buffer.from(node.entry(i - 1).hash).toString("hex"), root: Buffer.from(range.root()).toString("hex") };
+          const want = { size: i - 1, head: Buffer.from(node.reader.entry(i - 1).hash).toString("hex"), root: Buffer.from(range.root()).toString("hex") };
           expect({ index: i, cp: cp && { size: cp.size, head: cp.head, root: cp.root } }).toEqual({ index: i, cp: want });
           if (i > from) runs.push(run);
           run = 0;
@@ -87,36 +87,36 @@ describe("RaftLedgerNode with one voter", () => {
       return runs;
     };
     // Concurrent batches may overshoot K, never fall short of it: no checkpoint comes early.
-    const concurrentRuns = checkpointRuns(0, node.commitIndex());
+    const concurrentRuns = checkpointRuns(0, node.reader.lastApplied());
     expect(concurrentRuns.length).toBeGreaterThanOrEqual(1);
     expect(concurrentRuns.filter((n) => n < K)).toEqual([]);
     expect(logKinds[logKinds.length - 1]).toBe(EntryKind.Checkpoint);
 
     // One append at a time: a checkpoint follows exactly every K entries.
-    const before = node.commitIndex();
-    for (let i = 0; i < 3 * K; i++) await node.append(rec("seq", i));
-    for (let i = 0; i < 400 && (node.latestCheckpoint()?.size ?? 0) < before + 3 * K + 2; i++) await new Promise((r) => setTimeout(r, 5));
-    expect(kinds(node.commitIndex()).slice(before).filter((k) => k === EntryKind.Checkpoint).length).toBe(3);
-    expect(checkpointRuns(before, node.commitIndex())).toEqual([K, K, K]);
-    expect(node.verify().ok).toBe(true);
+    const before = node.reader.lastApplied();
+    for (let i = 0; i < 3 * K; i++) await node.writes.append(rec("seq", i));
+    for (let i = 0; i < 400 && (node.reader.latestCheckpoint()?.size ?? 0) < before + 3 * K + 2; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(kinds(node.reader.lastApplied()).slice(before).filter((k) => k === EntryKind.Checkpoint).length).toBe(3);
+    expect(checkpointRuns(before, node.reader.lastApplied())).toEqual([K, K, K]);
+    expect(node.reader.verify().ok).toBe(true);
     await node.close();
   });
 
   test("same idempotency key concurrently: one record, one index; different body: 409", async () => {
     const node = await open(tmp());
-    const [a, b] = await Promise.all([node.append(rec("x", 1), "key-1"), node.append(rec("x", 1), "key-1")]);
+    const [a, b] = await Promise.all([node.writes.append(rec("x", 1), "key-1"), node.writes.append(rec("x", 1), "key-1")]);
     expect(a.index).toBe(b.index);
     expect([a.duplicate, b.duplicate].sort()).toEqual([false, true]);
-    await expect(node.append(rec("x", 2), "key-1")).rejects.toMatchObject({ code: "idempotency_conflict" });
-    expect(node.store.getSubject("x")?.version).toBe(1);
+    await expect(node.writes.append(rec("x", 2), "key-1")).rejects.toMatchObject({ code: "idempotency_conflict" });
+    expect(node.reader.subject("x")?.version).toBe(1);
     await node.close();
   });
 
   test("a crash between commit and apply is repaired by replay on restart", async () => {
     const dir = tmp();
     const node = await open(dir);
-    await Promise.all(Array.from({ length: 25 }, (_, i) => node.append(rec(`s${i % 3}`, i), `k${i}`)));
-    const before = node.stateRoot();
+    await Promise.all(Array.from({ length: 25 }, (_, i) => node.writes.append(rec(`s${i % 3}`, i), `k${i}`)));
+    const before = node.reader.stateRoot();
     await node.close();
     // Roll the state back to just after genesis, as if the process died before applying.
     const store = new Store(path.join(dir, DB_FILE));
@@ -128,9 +128,9 @@ describe("RaftLedgerNode with one voter", () => {
     expect(verifyChain(store)).toMatchObject({ ok: true, last_applied: 1 });
     store.close();
     const again = await open(dir);
-    expect(again.stateRoot()).toBe(before);
-    expect(again.verify().ok).toBe(true);
-    expect(again.store.hardState().lastApplied).toBe(again.commitIndex());
+    expect(again.reader.stateRoot()).toBe(before);
+    expect(again.reader.verify().ok).toBe(true);
+    expect(again.status().last_applied).toBe(again.status().commit_index);
     await again.close();
   });
 
@@ -141,7 +141,7 @@ describe("RaftLedgerNode with one voter", () => {
     await n1.close();
     const n2 = await open(dir);
     expect(n2.currentTerm()).toBe(t1 + 1);
-    expect(n2.entry(n2.commitIndex()).kind === EntryKind.Noop || n2.entry(n2.commitIndex() - 1).kind === EntryKind.Noop).toBe(true);
+    expect(n2.reader.entry(n2.reader.lastApplied()).kind === EntryKind.Noop || n2.reader.entry(n2.reader.lastApplied() - 1).kind === EntryKind.Noop).toBe(true);
     await n2.close();
   });
 
@@ -157,13 +157,13 @@ describe("RaftLedgerNode with one voter", () => {
 
   test("inclusion and consistency answers check their arguments", async () => {
     const node = await open(tmp());
-    await Promise.all(Array.from({ length: 12 }, (_, i) => node.append(rec("p", i))));
-    const commit = node.commitIndex();
-    expect(() => node.inclusion(commit + 1)).toThrow(expect.objectContaining({ code: "not_found" }));
-    expect(() => node.inclusion(5, 4)).toThrow(expect.objectContaining({ code: "bad_request" }));
-    expect(() => node.inclusion(5, commit + 1)).toThrow(expect.objectContaining({ code: "not_found" }));
-    expect(() => node.consistency(6, 5)).toThrow(expect.objectContaining({ code: "bad_request" }));
-    const p = node.inclusion(3, commit);
+    await Promise.all(Array.from({ length: 12 }, (_, i) => node.writes.append(rec("p", i))));
+    const commit = node.reader.lastApplied();
+    expect(() => node.reader.inclusion(commit + 1)).toThrow(expect.objectContaining({ code: "not_found" }));
+    expect(() => node.reader.inclusion(5, 4)).toThrow(expect.objectContaining({ code: "bad_request" }));
+    expect(() => node.reader.inclusion(5, commit + 1)).toThrow(expect.objectContaining({ code: "not_found" }));
+    expect(() => node.reader.consistency(6, 5)).toThrow(expect.objectContaining({ code: "bad_request" }));
+    const p = node.reader.inclusion(3, commit);
     expect(p.size).toBe(commit);
     await node.close();
   });
@@ -173,10 +173,10 @@ describe("RaftLedgerNode with one voter", () => {
     const node = await open(dir);
     const before = node.status().commit_index;
     // Past the API's schemas (a caller inside the process): the ledger's check still refuses.
-    await expect(node.append({ type: "policy.set", subject: "😀".repeat(201), data: 1 })).rejects.toMatchObject({ code: "schema_violation" });
-    await expect(node.append({ type: "policy.set", subject: "x\ud800y", data: 1 })).rejects.toMatchObject({ code: "invalid_json", details: { reason: "lone_surrogate" } });
-    await expect(node.append({ type: "policy.set", subject: "a", data: "\ufdd0" })).rejects.toMatchObject({ code: "invalid_json", details: { reason: "noncharacter" } });
-    const ok = await node.append({ type: "policy.set", subject: "😀".repeat(200), data: 1 });
+    await expect(node.writes.append({ type: "policy.set", subject: "😀".repeat(201), data: 1 })).rejects.toMatchObject({ code: "schema_violation" });
+    await expect(node.writes.append({ type: "policy.set", subject: "x\ud800y", data: 1 })).rejects.toMatchObject({ code: "invalid_json", details: { reason: "lone_surrogate" } });
+    await expect(node.writes.append({ type: "policy.set", subject: "a", data: "\ufdd0" })).rejects.toMatchObject({ code: "invalid_json", details: { reason: "noncharacter" } });
+    const ok = await node.writes.append({ type: "policy.set", subject: "😀".repeat(200), data: 1 });
     expect(ok.index).toBe(before + 1);
     await node.close();
   });

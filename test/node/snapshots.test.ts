@@ -24,10 +24,10 @@ async function buildDir(): Promise<string> {
     writeTimeoutMs: 10_000, now: () => new Date(0), logger,
   });
   await node.leaderKnown();
-  await Promise.all(Array.from({ length: 40 }, (_, i) => node.append(rec(`s${i % 4}`, i), `k${i}`)));
-  const { row } = createSnapshot(node.store, { cluster: dd.clusterId, nodeId: dd.nodeId, secretKey: dd.key.secretKey, now: () => new Date(0) });
-  compactToSnapshot(node.store, row);
-  await Promise.all(Array.from({ length: 30 }, (_, i) => node.append(rec(`s${i % 6}`, 100 + i), `k2-${i}`)));
+  await Promise.all(Array.from({ length: 40 }, (_, i) => node.writes.append(rec(`s${i % 4}`, i), `k${i}`)));
+  const { row } = createSnapshot(dd.store, { cluster: dd.clusterId, nodeId: dd.nodeId, secretKey: dd.key.secretKey, now: () => new Date(0) });
+  compactToSnapshot(dd.store, row);
+  await Promise.all(Array.from({ length: 30 }, (_, i) => node.writes.append(rec(`s${i % 6}`, 100 + i), `k2-${i}`)));
   await node.close();
   return dir;
 }

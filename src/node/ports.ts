@@ -1,0 +1,135 @@
+/**
+ * What the node offers the layers above it (api/, cli/): three ports, and nothing else. The store
+ * stays private to the runtime (the only writer) and to the reader (its own read-only connection):
+ *
+ *   LedgerWrites — append (idempotency), membership, ReadIndex: every write waits on one helper,
+ *                  bounded in uncommitted bytes and pending waiters (over a bound: 503 at once).
+ *   LedgerReader — every GET, the stream, history, proofs and audits, from this node's applied state.
+ *   NodeInfo     — what a node says of itself: status, health, the figures /metrics exports.
+ */
+import type { Entry } from "../ledger/entry";
+import type { RecordRequest } from "../ledger/record";
+import type { ClusterConfig, MemberInfo } from "../ledger/config";
+import type { StoredCheckpoint } from "../storage/store";
+import type { AuditSnapshot } from "./audit-snapshot";
+import type { LagSummary } from "./lag-probe";
+
+export type { StoredCheckpoint } from "../storage/store";
+export type { AuditSnapshot } from "./audit-snapshot";
+export type { LagSummary } from "./lag-probe";
+
+export interface AppendResult {
+  readonly index: number;
+  readonly term: number;
+  readonly hash: string;
+  /** True when an earlier request with the same idempotency key made this record. */
+  readonly duplicate: boolean;
+}
+
+export interface LedgerWrites {
+  /** Appends a validated record; resolves only after it is committed and applied here. */
+  append(record: RecordRequest, idempotencyKey?: string): Promise<AppendResult>;
+  /** ReadIndex: resolves once this leader confirmed its lead and applied up to the read index. */
+  readBarrier(): Promise<void>;
+  /** Adds a member as a learner. */
+  addMember(member: MemberInfo): Promise<{ index: number }>;
+  /** Promotes a learner once the core accepts it (it refuses while the learner lags). */
+  promoteWhenCaughtUp(id: string): Promise<{ index: number }>;
+  removeMember(id: string): Promise<{ index: number }>;
+}
+
+export interface InclusionView {
+  readonly index: number;
+  readonly size: number;
+  readonly leaf_hash: string;
+  readonly path: string[];
+  readonly root: string;
+  readonly checkpoint?: StoredCheckpoint;
+}
+
+export interface ConsistencyView {
+  readonly from: number;
+  readonly to: number;
+  readonly path: string[];
+  readonly root_from: string;
+  readonly root_to: string;
+  readonly checkpoint?: StoredCheckpoint;
+}
+
+export interface SubjectSummary {
+  readonly version: number;
+  readonly head: Uint8Array;
+  readonly lastIndex: number;
+}
+
+export interface LedgerReader {
+  /** The last index applied here: every read answers from (1, lastApplied]. */
+  lastApplied(): number;
+  entry(index: number): Entry;
+  /** The hash entry `index` chains to (the genesis hash for index 1). */
+  prevHash(index: number): Uint8Array;
+  /** Applied entries in [from, to], in order; the caller bounds the range. */
+  entries(from: number, to: number): Iterable<Entry>;
+  subject(subject: string): SubjectSummary | undefined;
+  /** Up to `limit` records of a subject from log index `from` on: version and index. */
+  subjectRecords(subject: string, from: number, limit: number): Array<{ version: number; index: number }>;
+  /** Entry hashes of a subject's records before log index `before`, in order. */
+  subjectHashesBefore(subject: string, before: number): Iterable<Uint8Array>;
+  latestCheckpoint(): StoredCheckpoint | undefined;
+  inclusion(index: number, size?: number): InclusionView;
+  consistency(from: number, to?: number): ConsistencyView;
+  /** A consistent read-only snapshot of the whole database (one read transaction), for audits. */
+  openAuditSnapshot(): AuditSnapshot;
+}
+
+export interface NodeStatus {
+  readonly node_id: string;
+  readonly public_key: string;
+  readonly role: string;
+  readonly term: number;
+  readonly leader: string | null;
+  readonly leader_address: string | null;
+  readonly commit_index: number;
+  readonly last_applied: number;
+  readonly head: string;
+  readonly cluster: string;
+  readonly voters: string[];
+  readonly learners: string[];
+  readonly halted: string | null;
+}
+
+export interface Readiness {
+  readonly ready: boolean;
+  /** Why not: "halted", "no_leader", "behind", "closed"... empty when ready. */
+  readonly reasons: string[];
+  /** Entries this node's last_applied is behind the leader's commit index, as last heard. */
+  readonly behind: number;
+}
+
+/** Figures for /metrics, sampled at scrape time. */
+export interface NodeFigures {
+  readonly commitIndex: number;
+  readonly lastApplied: number;
+  readonly uncommittedBytes: number;
+  readonly pendingWrites: number;
+  readonly writesRefused: number;
+  readonly peerFramesDropped: number;
+  readonly peerConnectionsRefused: number;
+  /** How late the Raft tick timer fired over the last minute. */
+  readonly tickLag: LagSummary;
+}
+
+export interface NodeInfo {
+  readonly nodeId: string;
+  readonly clusterId: string;
+  status(): NodeStatus;
+  readiness(): Readiness;
+  currentTerm(): number;
+  isLeader(): boolean;
+  config(): ClusterConfig;
+  figures(): NodeFigures;
+  /** Tick lags observed since the last call (seconds), for a Summary; bounded by the probe. */
+  drainTickLags(): number[];
+  /** Calls fn with the new last_applied after applies, once per turn, after the Ready was handled. */
+  onApplied(fn: (lastApplied: number) => void): () => void;
+}

@@ -1,0 +1,490 @@
+/**
+ * The runtime: the one writer of a node's data dir. Inputs (ticks, peer messages, proposals) go to
+ * the pure Raft core; each Ready is handled in order — persist (one transaction: group commit),
+ * send, apply (state machine + last_applied in the same transaction), advance — and only then are
+ * listeners told what was applied. It owns the store, the cached hard state (in RaftStorage), the
+ * leader's duties (checkpoints), every node's snapshots, and the storage-fault policy.
+ */
+import { randomBytes } from "node:crypto";
+import * as path from "node:path";
+import { performance } from "node:perf_hooks";
+import type { Logger } from "pino";
+import { Entry, EntryKind } from "../ledger/entry";
+import { encodeCheckpoint, signCheckpoint } from "../ledger/checkpoint";
+import { applyEntry, ApplyResult } from "../ledger/state-machine";
+import { toHex } from "../ledger/bytes";
+import { decodeConfig } from "../ledger/config";
+import { ClusterConfig, Member, Message, Prng, ProposeResult, RawNode, ReadState, Ready, Role } from "../raft";
+import type { Store } from "../storage/store";
+import { DataDir, DB_FILE } from "./data-dir";
+import { RaftStorage, VerificationFailure } from "./raft-storage";
+import { PeerTransport } from "./peer-transport";
+import { isRaftMessage } from "./raft-messages";
+import { compactToSnapshot, createSnapshot } from "./snapshots";
+import { LagProbe } from "./lag-probe";
+import { storageFaultCode } from "./storage-fault";
+import type { NodeStatus, Readiness } from "./ports";
+import { assert } from "../util/assert";
+
+export interface RuntimeOptions {
+  readonly tickMs: number;
+  readonly electionTick: number;
+  readonly heartbeatTick: number;
+  /** A checkpoint after this many entries since the last one... */
+  readonly checkpointEvery: number;
+  /** ...or after this long with uncheckpointed entries. */
+  readonly checkpointIntervalMs: number;
+  /** Snapshot and compact after this many applied entries since the last snapshot (0 = never). */
+  readonly snapshotEvery: number;
+  /** /ready answers 503 "behind" when last_applied trails the leader's commit index by more than this. */
+  readonly readyMaxLag?: number;
+  /** Peer addresses that override the configuration's (tests put fault proxies in between). */
+  readonly peerAddresses?: ReadonlyMap<string, string>;
+  /** Called once when storage failed (disk full, EIO): the process should exit for its supervisor. */
+  readonly onStorageFault?: (reason: string) => void;
+  readonly now: () => Date;
+  readonly logger: Logger;
+}
+
+/** What the runtime tells its listeners after each Ready, in this order. */
+export interface ReadyListener {
+  /** Entries applied by the Ready just handled, with what applying them did. */
+  applied(results: ReadonlyArray<readonly [Entry, ApplyResult]>): void;
+  /** ReadIndex answers of the Ready just handled; last_applied is already moved. */
+  readStates(states: readonly ReadState[]): void;
+  /** The node stopped (halted or closed): fail everything that waits. */
+  stopped(reason: string): void;
+}
+
+/**
+ * Raft core limits. The follower that catches up thousands of entries is where a node gets busy: a
+ * Ready's work is bounded by what the leader sends at once (messages of at most MSG_BYTES_MAX, at
+ * most INFLIGHT_MAX unacknowledged per peer: 2 MiB) and by what one Ready applies
+ * (COMMITTED_BYTES_MAX), so no Ready holds the event loop for long and heartbeats stay on time.
+ */
+const MSG_BYTES_MAX = 256 << 10;
+const INFLIGHT_MAX = 8;
+const COMMITTED_BYTES_MAX = 1 << 20;
+/** A proposal is one record (the API's body limit is at most 16 MiB; records are far smaller in practice). */
+const PROPOSAL_BYTES_MAX = 1 << 20;
+/** Readys handled in one turn before yielding to timers and sockets: a bound in count... */
+const READYS_PER_TURN_MAX = 64;
+/** ...and in time: after this long, the rest waits for the next turn (ticks fire in between). */
+const TURN_BUDGET_MS = 5;
+/** Entries applied per transaction when recovering (last_applied, commit_index] at start. */
+const RECOVERY_BATCH = 1024;
+/** Default for readyMaxLag: ~1 s of writes at a busy node's rate. */
+const READY_MAX_LAG_DEFAULT = 1000;
+
+export class LedgerRuntime {
+  readonly nodeId: string;
+  readonly clusterId: string;
+  readonly publicKey: string;
+  readonly dbPath: string;
+  readonly tickLag = new LagProbe();
+  private readonly store: Store;
+  private readonly secretKey: Uint8Array;
+  private readonly storage: RaftStorage;
+  private readonly raw: RawNode;
+  private readonly transport: PeerTransport<Message>;
+  private log: Logger;
+  private ticker: NodeJS.Timeout | null = null;
+  private readonly listeners = new Set<ReadyListener>();
+  private readonly appliedListeners = new Set<(lastApplied: number) => void>();
+  private appliedNotify = 0; // the last_applied listeners are told next (0: nothing pending)
+  private readyTerm = -1;
+  private processing = false;
+  private scheduled = false;
+  private closed = false;
+  private haltReason: string | null = null;
+  private sinceCheckpoint: number;
+  private firstUncheckpointedAt: number;
+  private lastSnapshotIndex: number;
+  /** The highest commit index a leader told this node of (Append and Heartbeat carry it). */
+  private leaderCommit = 0;
+  private readonly bootstrapPeers: readonly Member[];
+
+  constructor(dd: DataDir, private readonly opts: RuntimeOptions) {
+    assert(opts.checkpointEvery >= 1, "checkpointEvery must be >= 1");
+    this.store = dd.store;
+    this.dbPath = path.join(dd.dir, DB_FILE);
+    this.nodeId = dd.nodeId;
+    this.clusterId = dd.clusterId;
+    this.publicKey = toHex(dd.key.publicKey);
+    this.secretKey = dd.key.secretKey;
+    this.log = opts.logger.child({ node_id: this.nodeId });
+    this.storage = new RaftStorage(this.store, this.clusterId, this.log);
+    // Entries committed but not applied before a crash are applied first, from the store.
+    this.applyFromStore();
+    const seed = randomBytes(4).readUInt32BE(0);
+    this.raw = new RawNode({
+      id: this.nodeId, storage: this.storage, applied: this.storage.durable().lastApplied,
+      electionTick: opts.electionTick, heartbeatTick: opts.heartbeatTick, preVote: true, checkQuorum: true,
+      maxMsgBytes: MSG_BYTES_MAX, maxInflight: INFLIGHT_MAX, maxCommittedBytes: COMMITTED_BYTES_MAX, maxProposalBytes: PROPOSAL_BYTES_MAX, rng: new Prng(seed),
+    });
+    const cp = this.store.latestCheckpoint(this.clusterId);
+    this.sinceCheckpoint = this.storage.lastIndex() - (cp?.index ?? 0);
+    this.firstUncheckpointedAt = opts.now().getTime();
+    this.lastSnapshotIndex = this.store.latestSnapshot()?.index ?? 0;
+    const boot = this.store.getMeta("bootstrap_peers");
+    const bootCfg = boot === undefined ? null : decodeConfig(Buffer.from(boot, "utf8"));
+    this.bootstrapPeers = bootCfg === null ? [] : [...bootCfg.voters, ...bootCfg.learners];
+    this.transport = new PeerTransport<Message>({
+      nodeId: this.nodeId, clusterId: this.clusterId, secretKey: this.secretKey, logger: this.log.child({ component: "transport" }),
+      peer: (id) => this.peerInfo(id), isMessage: isRaftMessage,
+      onMessage: (m) => this.input(() => this.step(m)),
+    });
+    this.log = this.log.child({ term: this.raw.status().term });
+    // A lone voter need not wait out an election timeout to lead.
+    const cfg = this.raw.status().config;
+    if (cfg.voters.length === 1 && cfg.voters[0].id === this.nodeId) this.input(() => this.raw.campaign());
+    this.scheduleTick(performance.now() + opts.tickMs);
+    this.log.info({ seed, last_index: this.storage.lastIndex(), last_applied: this.storage.durable().lastApplied }, "raft node started");
+  }
+
+  /** The tick timer, re-armed each time, so the probe sees how late each one fired. */
+  private scheduleTick(due: number): void {
+    this.ticker = setTimeout(() => {
+      const now = performance.now();
+      this.tickLag.record(due, now);
+      if (this.closed || this.haltReason !== null) return;
+      this.input(() => this.raw.tick());
+      this.scheduleTick(now + this.opts.tickMs);
+    }, Math.max(0, due - performance.now()));
+    this.ticker.unref();
+  }
+
+  private step(m: Message): void {
+    if ((m.type === "Append" || m.type === "Heartbeat") && m.commit > this.leaderCommit) this.leaderCommit = m.commit;
+    this.raw.step(m);
+  }
+
+  /** The transport takes over /v1/raft upgrades on the HTTP server. */
+  get peers(): PeerTransport<Message> {
+    return this.transport;
+  }
+
+  subscribe(l: ReadyListener): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+
+  /** Calls fn with the new last_applied after applies: once per turn, after the Ready was handled. */
+  onApplied(fn: (lastApplied: number) => void): () => void {
+    this.appliedListeners.add(fn);
+    return () => this.appliedListeners.delete(fn);
+  }
+
+  get halted(): string | null {
+    return this.haltReason;
+  }
+
+  get running(): boolean {
+    return !this.closed && this.haltReason === null;
+  }
+
+  lastApplied(): number {
+    return this.storage.durable().lastApplied;
+  }
+
+  commitIndex(): number {
+    return this.storage.durable().commitIndex;
+  }
+
+  currentTerm(): number {
+    return this.raw.status().term;
+  }
+
+  config(): ClusterConfig {
+    return this.raw.status().config;
+  }
+
+  isLeader(): boolean {
+    return this.haltReason === null && this.raw.status().role === Role.Leader;
+  }
+
+  leader(): string | null {
+    return this.haltReason === null ? this.raw.status().lead : null;
+  }
+
+  /** A member's client-facing address, as the configuration has it (--peers overrides only dialing). */
+  memberAddress(id: string): string | null {
+    const cfg = this.raw.status().config;
+    return [...cfg.voters, ...cfg.learners].find((m) => m.id === id)?.address ?? null;
+  }
+
+  /** True once the entry at last_applied is of the current term (the leader's NOOP is applied). */
+  appliedOwnTerm(): boolean {
+    const term = this.raw.status().term;
+    if (this.readyTerm === term) return true;
+    const applied = this.lastApplied();
+    const anchor = this.storage.anchor();
+    const appliedTerm = anchor.index === applied ? anchor.term : applied > anchor.index && applied <= this.storage.lastIndex() ? this.storage.entry(applied).term : undefined;
+    if (appliedTerm !== term) return false;
+    this.readyTerm = term;
+    return true;
+  }
+
+  private peerInfo(id: string): { address: string; publicKey: string } | undefined {
+    const cfg = this.raw.status().config;
+    // A joining node trusts the members it was told of until its own log names its cluster.
+    const m: Member | undefined = [...cfg.voters, ...cfg.learners].find((x) => x.id === id) ??
+      (isMemberOf(cfg, this.nodeId) ? undefined : this.bootstrapPeers.find((x) => x.id === id));
+    if (m === undefined) return undefined;
+    return { address: this.opts.peerAddresses?.get(id) ?? m.address, publicKey: m.public_key };
+  }
+
+  private keysOf(config: ClusterConfig | null): Map<string, string> {
+    const cfg = config ?? this.raw.status().config;
+    return new Map([...cfg.voters, ...cfg.learners].map((m) => [m.id, m.public_key]));
+  }
+
+  status(): NodeStatus {
+    const s = this.raw.status();
+    const hard = this.storage.durable();
+    const halted = this.haltReason;
+    return {
+      // A halted node does not lead or follow anyone, whatever its frozen core last believed.
+      node_id: this.nodeId, public_key: this.publicKey, role: halted === null ? s.role : "halted", term: s.term,
+      leader: halted === null ? s.lead : null,
+      leader_address: s.lead === null || halted !== null ? null : this.memberAddress(s.lead),
+      commit_index: hard.commitIndex, last_applied: hard.lastApplied, head: toHex(this.storage.treeHead().head), cluster: this.clusterId,
+      voters: s.config.voters.map((m) => m.id), learners: s.config.learners.map((m) => m.id), halted,
+    };
+  }
+
+  /** Can this node serve now: running, a leader known (itself with its NOOP applied, or another), not far behind. */
+  readiness(): Readiness {
+    const s = this.raw.status();
+    const hard = this.storage.durable();
+    const lead = this.leader();
+    const max = this.opts.readyMaxLag ?? READY_MAX_LAG_DEFAULT;
+    const behind = lead === null || lead === this.nodeId ? Math.max(0, hard.commitIndex - hard.lastApplied) : Math.max(0, this.leaderCommit - hard.lastApplied);
+    const reasons = [
+      ...(this.closed ? ["closed: the node is shutting down"] : []),
+      ...(this.haltReason !== null ? [`halted: ${this.haltReason}`] : []),
+      ...(this.haltReason === null && lead === null ? ["no known leader"] : []),
+      ...(lead === this.nodeId && s.role === Role.Leader && !this.appliedOwnTerm() ? ["leader: applying entries of earlier terms"] : []),
+      ...(hard.lastApplied !== hard.commitIndex ? [`applying: last_applied ${hard.lastApplied} < commit_index ${hard.commitIndex}`] : []),
+      ...(behind > max ? [`behind: last_applied ${hard.lastApplied} trails the leader's commit index ${this.leaderCommit} by ${behind} (> ${max})`] : []),
+    ];
+    return { ready: reasons.length === 0, reasons, behind };
+  }
+
+  // ---- the loop ----
+
+  /** Feeds one input to the core, then handles whatever Ready it produced. False when not running. */
+  input(fn: () => void): boolean {
+    if (!this.running) return false;
+    assert(!this.processing, "raft input while a Ready is being handled");
+    fn();
+    this.schedule();
+    return true;
+  }
+
+  /** Proposes an entry; null when the node is not running. */
+  propose(kind: EntryKind, payload: Uint8Array): ProposeResult | null {
+    let r: ProposeResult | null = null;
+    this.input(() => {
+      r = this.raw.propose(kind, payload);
+    });
+    return r;
+  }
+
+  proposeConfig(next: ClusterConfig): ProposeResult | null {
+    let r: ProposeResult | null = null;
+    this.input(() => {
+      r = this.raw.proposeConfig(next);
+    });
+    return r;
+  }
+
+  readIndex(ctx: number): ProposeResult | null {
+    let r: ProposeResult | null = null;
+    this.input(() => {
+      r = this.raw.readIndex(ctx);
+    });
+    return r;
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    // setImmediate lets every input of this turn join one Ready: one transaction, one fsync.
+    setImmediate(() => {
+      this.scheduled = false;
+      this.process();
+    });
+  }
+
+  private process(): void {
+    if (!this.running) return;
+    this.processing = true;
+    const started = performance.now();
+    let failure: unknown = null;
+    try {
+      for (let rounds = 0; rounds < READYS_PER_TURN_MAX && this.raw.hasReady() && (rounds === 0 || performance.now() - started < TURN_BUDGET_MS); rounds++) {
+        this.handle(this.raw.ready());
+      }
+      if (this.raw.hasReady()) this.schedule();
+    } catch (err) {
+      failure = err;
+    } finally {
+      this.processing = false;
+    }
+    try {
+      if (failure === null) this.maybeCheckpoint();
+    } catch (err) {
+      failure = err;
+    }
+    if (failure !== null) this.fail(failure);
+  }
+
+  private handle(rd: Ready): void {
+    if (rd.softState !== null) {
+      this.log = this.opts.logger.child({ node_id: this.nodeId, term: this.raw.status().term });
+      this.log.info({ role: rd.softState.role, leader: rd.softState.lead }, "role changed");
+    }
+    for (const r of rd.reports) this.log.warn({ report: r }, "rejected what a peer sent: verification failed");
+    if (rd.halted !== null) throw new VerificationFailure(0, rd.halted);
+    // Raft thesis 10.2.1: a leader's Append/Heartbeat messages need not wait for its own fsync
+    // (it counts itself toward a majority only once advance() reports its entries durable), so
+    // they leave first and replication overlaps the local write. Everything else (votes, acks)
+    // depends on what this Ready persists and goes after it.
+    const leading = this.raw.status().role === Role.Leader;
+    const early = new Set<Message>(leading ? rd.messages.filter((m) => m.type === "Append" || m.type === "Heartbeat") : []);
+    for (const m of early) this.transport.send(m);
+    // Committed entries are applied in the same transaction that persists this Ready: they are
+    // committed already (a majority holds them), so applying before the sends is safe, and the
+    // node pays one fsync per Ready instead of two.
+    let applied: Array<[Entry, ApplyResult]> = [];
+    this.storage.persist(rd, (c) => this.keysOf(c), rd.committedEntries.length === 0 ? null : () => {
+      applied = rd.committedEntries.map((e) => [e, applyEntry(this.store, e)]);
+      this.storage.markApplied(rd.committedEntries[rd.committedEntries.length - 1].index);
+    });
+    if (rd.snapshot !== null) this.lastSnapshotIndex = rd.snapshot.meta.index;
+    for (const m of rd.messages) if (!early.has(m)) this.transport.send(m);
+    this.raw.advance(rd);
+    for (const e of rd.entries) {
+      this.sinceCheckpoint = e.kind === EntryKind.Checkpoint ? 0 : this.sinceCheckpoint + 1;
+      if (this.sinceCheckpoint === 1) this.firstUncheckpointedAt = this.opts.now().getTime();
+    }
+    this.maybeSnapshot();
+    // The Ready is handled: now the listeners (writes' waiters, ReadIndex) hear of it.
+    for (const l of this.listeners) {
+      if (applied.length > 0) l.applied(applied);
+      if (rd.readStates.length > 0) l.readStates(rd.readStates);
+    }
+    if (applied.length > 0) this.notifyApplied(applied[applied.length - 1][0].index);
+  }
+
+  /** Streams and other last_applied listeners run on a later turn, once, with the latest index. */
+  private notifyApplied(index: number): void {
+    if (this.appliedNotify === 0) {
+      setImmediate(() => {
+        const at = this.appliedNotify;
+        this.appliedNotify = 0;
+        for (const l of this.appliedListeners) l(at);
+      });
+    }
+    this.appliedNotify = index;
+  }
+
+  /** Applies (last_applied, commit_index] from the store: recovery after a crash mid-apply. */
+  private applyFromStore(): void {
+    const hard = this.storage.durable();
+    for (let from = hard.lastApplied + 1; from <= hard.commitIndex; from += RECOVERY_BATCH) {
+      const to = Math.min(hard.commitIndex, from + RECOVERY_BATCH - 1);
+      const entries = [...this.store.entries(from, to)];
+      assert(entries.length === to - from + 1, `committed entries ${from}..${to} missing from the store`);
+      this.storage.transaction(() => {
+        for (const e of entries) applyEntry(this.store, e);
+        this.storage.markApplied(to);
+      });
+    }
+  }
+
+  /** A storage fault stops the node for its supervisor; anything else halts it for an operator. */
+  private fail(err: unknown): void {
+    const code = storageFaultCode(err);
+    if (code !== null) {
+      this.stop(`storage fault: ${code}: ${(err as Error).message}`, err, "fatal");
+      this.log.fatal({ code }, "storage fault: exiting for the supervisor to restart");
+      this.opts.onStorageFault?.(`${code}: ${(err as Error).message}`);
+      return;
+    }
+    const reason = err instanceof VerificationFailure ? `verification failed at index ${err.index}: ${err.message}` : `runtime failure: ${(err as Error).message}`;
+    this.stop(reason, err, "halt");
+  }
+
+  /**
+   * Stops taking input for good: no ticks (so no heartbeats: the others elect a leader), peer links
+   * closed, everything that waits failed. What is durable stays durable; a restart recovers it.
+   */
+  private stop(reason: string, err: unknown, how: "halt" | "fatal"): void {
+    if (this.haltReason !== null) return;
+    this.haltReason = reason;
+    if (this.ticker !== null) clearTimeout(this.ticker);
+    if (how === "halt") this.log.fatal({ err, reason }, "node halted: it will not make progress until an operator intervenes");
+    else this.log.error({ err, reason }, "node stopped");
+    this.transport.close();
+    for (const l of this.listeners) l.stopped(`node halted: ${reason}`);
+  }
+
+  // ---- leader duties: checkpoints; every node: snapshots ----
+
+  private maybeCheckpoint(): void {
+    if (!this.isLeader() || this.sinceCheckpoint === 0) return;
+    const due = this.sinceCheckpoint >= this.opts.checkpointEvery ||
+      this.opts.now().getTime() - this.firstUncheckpointedAt >= this.opts.checkpointIntervalMs;
+    // Sign only what is durable here: nothing may be waiting in the core's unstable tail.
+    if (!due || this.raw.status().lastIndex !== this.storage.lastIndex()) return;
+    const head = this.storage.treeHead();
+    const cp = signCheckpoint({
+      v: 1, cluster: this.clusterId, size: head.size, root: toHex(head.root), head: toHex(head.head),
+      term: this.raw.status().term, signer: this.nodeId, ts: this.opts.now().toISOString(),
+    }, this.secretKey);
+    const r = this.propose(EntryKind.Checkpoint, encodeCheckpoint(cp));
+    if (r !== null && r.ok) assert(r.index === head.size + 1, `checkpoint landed at ${r.index}, expected ${head.size + 1}`);
+  }
+
+  private maybeSnapshot(): void {
+    if (this.opts.snapshotEvery <= 0) return;
+    const applied = this.lastApplied();
+    if (applied - this.lastSnapshotIndex < this.opts.snapshotEvery) return;
+    const { row } = createSnapshot(this.store, { cluster: this.clusterId, nodeId: this.nodeId, secretKey: this.secretKey, now: this.opts.now });
+    compactToSnapshot(this.store, row);
+    this.storage.forgetUpTo(row.index);
+    this.lastSnapshotIndex = row.index;
+    this.log.info({ index: row.index }, "snapshot taken; log compacted");
+  }
+
+  /** Resolves once a leader is known (this node or another), polling each tick; for start-up and tests. */
+  async leaderKnown(timeoutMs = 10_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const st = this.raw.status();
+      const lead = st.lead;
+      if (this.running && lead !== null && lead !== this.nodeId) return lead;
+      // A leader counts once its first entry of the term (the NOOP) is applied here.
+      if (this.running && lead === this.nodeId && st.role === Role.Leader && this.appliedOwnTerm()) return lead;
+      if (!this.running || Date.now() > deadline) throw new Error(`no leader elected in ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, this.opts.tickMs));
+    }
+  }
+
+  /** Stops ticking and taking input, fails what waits, closes the transport and the database. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    // Let a Ready already scheduled finish: what it persists may have been promised to peers.
+    if (this.scheduled) await new Promise<void>((r) => setImmediate(r));
+    this.closed = true;
+    if (this.ticker !== null) clearTimeout(this.ticker);
+    for (const l of this.listeners) l.stopped("node is shutting down");
+    this.transport.close();
+    this.store.close();
+    this.log.info("node closed");
+  }
+}
+
+const isMemberOf = (cfg: ClusterConfig, id: string): boolean => [...cfg.voters, ...cfg.learners].some((m) => m.id === id);
