@@ -74,6 +74,19 @@ function checkText(r: Record<string, unknown>, key: string, max: number, optiona
  * replay must not).
  */
 export function parseRecordPayload(payload: Uint8Array): RecordPayload {
+  // The leader checks the exact bytes before it proposes them and applies the same array once
+  // committed: the second check of the same (never mutated) array is the first one's answer.
+  const known = checked.get(payload);
+  if (known !== undefined) return known;
+  const r = checkRecordPayload(payload);
+  checked.set(payload, r);
+  return r;
+}
+
+/** Payload arrays that passed parseRecordPayload; weak, so an entry's bytes go when the entry does. */
+const checked = new WeakMap<Uint8Array, RecordPayload>();
+
+function checkRecordPayload(payload: Uint8Array): RecordPayload {
   const value = parseIJson(payload, "payload");
   if (typeof value !== "object" || value === null || Array.isArray(value)) throw problem("payload", "must be an object");
   if (canonicalJson(value) !== fromUtf8(payload)) throw problem("payload", "is not in canonical form (RFC 8785)");

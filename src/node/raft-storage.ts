@@ -9,9 +9,9 @@ import type { Entry } from "../ledger/entry";
 import { EntryKind, genesisHash } from "../ledger/entry";
 import { CompactRange, MerkleNode } from "../ledger/merkle";
 import { bytesEqual, toHex } from "../ledger/bytes";
-import { decodeCheckpoint, verifyCheckpointSignature } from "../ledger/checkpoint";
+import { Checkpoint, decodeCheckpoint, verifyCheckpointSignature } from "../ledger/checkpoint";
 import { decodeConfig, encodeConfig } from "../ledger/config";
-import { decodeSnapshot, snapshotProblem, snapshotRange } from "../ledger/snapshot";
+import { decodeSnapshot, SnapshotDoc, snapshotProblem, snapshotRange } from "../ledger/snapshot";
 import type { Anchor, ClusterConfig, HardState, Ready, Snapshot, Storage } from "../raft";
 import type { HardState as DurableHard, Store } from "../storage/store";
 import { assert } from "../util/assert";
@@ -124,10 +124,10 @@ export class RaftStorage implements Storage {
     }
     let range = this.range;
     const nodes: MerkleNode[] = [];
-    const checkpoints: Array<{ index: number; payload: Uint8Array }> = [];
+    const checkpoints: Array<{ index: number; cp: Checkpoint }> = [];
     let truncateAt: number | null = null;
-    let installed: { snap: Snapshot; range: CompactRange } | null = null;
-    if (rd.snapshot !== null) installed = { snap: rd.snapshot, range: this.checkSnapshot(rd.snapshot, keys) };
+    let installed: { snap: Snapshot; doc: SnapshotDoc; range: CompactRange } | null = null;
+    if (rd.snapshot !== null) installed = { snap: rd.snapshot, ...this.checkSnapshot(rd.snapshot, keys) };
     if (rd.entries.length > 0) {
       const first = rd.entries[0].index;
       const base = installed !== null ? installed.snap.meta.index : this.lastIndex();
@@ -141,23 +141,16 @@ export class RaftStorage implements Storage {
         : installed !== null && first - 1 === installed.snap.meta.index ? installed.snap.meta.hash
         : this.entry(first - 1).hash;
       for (const e of rd.entries) {
-        if (e.kind === EntryKind.Checkpoint) {
-          this.checkCheckpoint(e, range, prevHash, keys(null));
-          checkpoints.push({ index: e.index, payload: e.payload });
-        }
+        if (e.kind === EntryKind.Checkpoint) checkpoints.push({ index: e.index, cp: this.checkCheckpoint(e, range, prevHash, keys(null)) });
         nodes.push(...range.append(e.hash));
         prevHash = e.hash;
       }
     }
     this.transaction(() => {
-      if (installed !== null) this.install(installed.snap, installed.range);
+      if (installed !== null) this.install(installed.snap, installed.doc, installed.range);
       if (truncateAt !== null) this.store.truncateFrom(truncateAt);
       this.store.appendEntries(rd.entries, nodes);
-      for (const c of checkpoints) {
-        const cp = decodeCheckpoint(c.payload);
-        assert(cp !== null, "checked checkpoint decodes");
-        this.store.insertCheckpoint(c.index, cp);
-      }
+      for (const c of checkpoints) this.store.insertCheckpoint(c.index, c.cp);
       const cur = this.txnHard as DurableHard;
       if (rd.hardState !== null) {
         const lastApplied = installed !== null ? installed.snap.meta.index : cur.lastApplied;
@@ -184,7 +177,8 @@ export class RaftStorage implements Storage {
     this.refresh();
   }
 
-  private checkCheckpoint(e: Entry, range: CompactRange, prevHash: Uint8Array, keys: Map<string, string>): void {
+  /** The checkpoint an entry carries, once it checks out against this log (else VerificationFailure). */
+  private checkCheckpoint(e: Entry, range: CompactRange, prevHash: Uint8Array, keys: Map<string, string>): Checkpoint {
     const cp = decodeCheckpoint(e.payload);
     if (cp === null) throw new VerificationFailure(e.index, `checkpoint entry ${e.index} does not parse`);
     const problem = cp.size !== e.index - 1 ? `size ${cp.size} is not ${e.index - 1}`
@@ -195,9 +189,11 @@ export class RaftStorage implements Storage {
       : keys.get(cp.signer) === undefined ? `signer ${cp.signer} is not a member`
       : !verifyCheckpointSignature(cp, keys.get(cp.signer) as string) ? "signature does not verify" : null;
     if (problem !== null) throw new VerificationFailure(e.index, `checkpoint at ${e.index}: ${problem}`);
+    return cp;
   }
 
-  private checkSnapshot(snap: Snapshot, keys: (config: ClusterConfig | null) => Map<string, string>): CompactRange {
+  /** The snapshot's document and Merkle range, once it verifies (else VerificationFailure). */
+  private checkSnapshot(snap: Snapshot, keys: (config: ClusterConfig | null) => Map<string, string>): { doc: SnapshotDoc; range: CompactRange } {
     const doc = decodeSnapshot(snap.data);
     const at = snap.meta.index;
     if (doc === null) throw new VerificationFailure(at, "received snapshot does not parse");
@@ -211,13 +207,11 @@ export class RaftStorage implements Storage {
     const key = keys(snap.meta.config).get(doc.signer);
     const problem = key === undefined ? `signer ${doc.signer} is not a member` : snapshotProblem(doc, key);
     if (problem !== null) throw new VerificationFailure(at, `received snapshot: ${problem}`);
-    return snapshotRange(doc);
+    return { doc, range: snapshotRange(doc) };
   }
 
   /** Replaces log, Merkle nodes and state with a verified snapshot. */
-  private install(snap: Snapshot, range: CompactRange): void {
-    const doc = decodeSnapshot(snap.data);
-    assert(doc !== null, "checked snapshot decodes");
+  private install(snap: Snapshot, doc: SnapshotDoc, range: CompactRange): void {
     this.store.resetToAnchor({ index: snap.meta.index, term: snap.meta.term, hash: snap.meta.hash });
     this.store.appendEntries([], range.nodes());
     for (const s of doc.state.subjects) this.store.putSubject({ subject: s.subject, version: s.version, head: Buffer.from(s.head, "hex"), lastIndex: s.last_index });

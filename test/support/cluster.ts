@@ -30,6 +30,8 @@ export interface ClusterOptions {
   readonly serveArgs?: readonly string[];
   /** Extra `serve` flags per node id (e.g. --peers overrides that route through a proxy). */
   readonly nodeArgs?: (id: string) => readonly string[];
+  /** Runs after `cluster init`, before any node starts (e.g. to put a data dir on its own filesystem). */
+  readonly beforeStart?: (c: TestCluster) => void | Promise<void>;
 }
 
 export class TestCluster {
@@ -52,6 +54,7 @@ export class TestCluster {
     const ids = Array.from({ length: nodes }, (_, i) => `n${i + 1}`);
     const token = fs.readFileSync(path.join(root, "n1", "admin.token"), "utf8").trim();
     const c = new TestCluster(root, ids, basePort, token, opts);
+    await opts.beforeStart?.(c);
     await Promise.all(ids.map((id) => c.startNode(id)));
     return c;
   }

@@ -241,6 +241,14 @@ export async function withFailureContext<T>(context: () => string, dirs: readonl
   }
 }
 
+/** startServer's failure when the process exited before it listened; `status` says how it ended. */
+export class ExitedBeforeListening extends Error {
+  constructor(message: string, readonly status: ExitStatus) {
+    super(message);
+    this.name = "ExitedBeforeListening";
+  }
+}
+
 export interface Server {
   readonly dir: string;
   readonly port: number;
@@ -326,7 +334,7 @@ export async function startServer(dir: string, opts: StartOptions = {}): Promise
     });
     child.once("error", (e) => finish(() => reject(new Error(`could not spawn the server: ${e.message}\n${output()}`))));
     void exited.then((s) =>
-      finish(() => reject(new Error(`server exited (code ${s.code}, signal ${s.signal}) before listening\n${output()}`))),
+      finish(() => reject(new ExitedBeforeListening(`server exited (code ${s.code}, signal ${s.signal}) before listening\n${output()}`, s))),
     );
   }).catch(async (e: unknown) => {
     if (child.exitCode === null && child.signalCode === null) {
