@@ -2,6 +2,6 @@
 export * from "./types";
 export * from "./config";
 export { RawNode, type RaftStatus } from "./rawnode";
-export { type RaftConfig, type RaftMutations } from "./raft";
+export { type RaftConfig } from "./raft";
 export { MemoryStorage, bootstrapEntry, entrySizeBytes, type Storage } from "./storage";
 export { Prng, type Rng } from "./prng";

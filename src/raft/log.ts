@@ -111,13 +111,10 @@ export class RaftLog {
   }
 
   /** Appends (truncating any conflicting suffix); the caller has checked it is above commit. */
-  append(entries: readonly Entry[], allowBelowCommit = false): void {
+  append(entries: readonly Entry[]): void {
     if (entries.length === 0) return;
     const first = entries[0].index;
-    assert(
-      allowBelowCommit || first > this.committed,
-      () => `log: refusing to truncate at ${first}, below or at commit ${this.committed}`,
-    );
+    assert(first > this.committed, () => `log: refusing to truncate at ${first}, below or at commit ${this.committed}`);
     assert(first > this.anchor().index, () => `log: append at ${first} at or below anchor`);
     assert(first <= this.lastIndex() + 1, () => `log: gap appending ${first} after ${this.lastIndex()}`);
     if (first >= this.offset) {
@@ -127,7 +124,6 @@ export class RaftLog {
       this.offset = first;
     }
     for (const e of entries) this.unstable.push(e);
-    if (allowBelowCommit && this.committed > this.lastIndex()) this.committed = this.lastIndex();
   }
 
   /** Drops the log and restarts it after the snapshot's anchor (InstallSnapshot). */

@@ -7,7 +7,7 @@ import { entryHash, EntryKind, type Entry } from "../ledger/entry";
 import { bytesEqual, toHex } from "../ledger/bytes";
 import { assert } from "../util/assert";
 import {
-  decodeConfig,
+  configPayloadProblem,
   EMPTY_CONFIG,
   encodeConfig,
   isMember,
@@ -17,6 +17,7 @@ import {
   voterDelta,
   voterIds,
   configProblem,
+  mustDecodeConfig,
   type ClusterConfig,
 } from "./config";
 import { RaftLog } from "./log";
@@ -35,21 +36,6 @@ import {
   type ReadState,
   type VerificationReport,
 } from "./types";
-
-/**
- * Deliberate bugs, for tests that prove the simulator catches them. Never set in production;
- * each one breaks a rule the DESIGN calls safety-critical.
- */
-export interface RaftMutations {
-  /** Commit any majority-replicated entry, ignoring "only entries of the current term" (Figure 8). */
-  readonly unsafeCommitAnyTerm?: boolean;
-  /** Report hard state without the vote, so a restart forgets whom it voted for. */
-  readonly unsafeSkipVotePersistence?: boolean;
-  /** Followers make their log end where each Append ends, truncating even committed entries. */
-  readonly unsafeTruncateBelowCommit?: boolean;
-  /** Campaign for real without first winning a PreVote round, although preVote is on. */
-  readonly unsafeSkipPreVote?: boolean;
-}
 
 export interface RaftConfig {
   readonly id: NodeId;
@@ -71,17 +57,6 @@ export interface RaftConfig {
   /** Largest proposal payload accepted. */
   readonly maxProposalBytes?: number;
   readonly rng: Rng;
-  readonly mutations?: RaftMutations;
-}
-
-/** Why a CONFIG payload cannot be used, or null: a leader's bad config is rejected, not applied. */
-function configPayloadProblem(payload: Uint8Array): string | null {
-  try {
-    decodeConfig(payload);
-    return null;
-  } catch (err) {
-    return `bad CONFIG payload: ${err instanceof Error ? err.message : String(err)}`;
-  }
 }
 
 interface PendingRead {
@@ -95,6 +70,11 @@ const SNAPSHOT_RETRY_ELECTIONS = 2;
 /** Bound on pending ReadIndex rounds. */
 const MAX_PENDING_READS = 4096;
 
+/** Builds the core a RawNode drives: `new Raft(cfg)`, or a harness's subclass (src/raft/sim/mutants.ts). */
+export type RaftFactory = (cfg: RaftConfig) => Raft;
+
+export const newRaft: RaftFactory = (cfg) => new Raft(cfg);
+
 export class Raft {
   readonly id: NodeId;
   term: number;
@@ -102,7 +82,6 @@ export class Raft {
   lead: NodeId | null = null;
   role: Role = Role.Follower;
   readonly log: RaftLog;
-  readonly mutations: RaftMutations;
 
   /** Config from the snapshot/anchor, then every CONFIG entry in the log (newest last). */
   private baseConfig: ClusterConfig;
@@ -128,7 +107,6 @@ export class Raft {
     assert(cfg.heartbeatTick > 0 && cfg.heartbeatTick < cfg.electionTick, "raft: need 0 < heartbeatTick < electionTick");
     assert(cfg.maxInflight > 0 && cfg.maxMsgBytes > 0, "raft: limits must be positive");
     this.id = cfg.id;
-    this.mutations = cfg.mutations ?? {};
     this.log = new RaftLog(cfg.storage, cfg.applied ?? 0);
     const hs = cfg.storage.hardState();
     // A torn write may keep entries of a newer term than the hard state; never run behind our own log.
@@ -140,7 +118,7 @@ export class Raft {
     this.baseConfig = snap !== null && snap.meta.index === anchor.index ? snap.meta.config : EMPTY_CONFIG;
     for (let i = anchor.index + 1; i <= this.log.lastIndex(); i++) {
       const e = this.log.entry(i) as Entry;
-      if (e.kind === EntryKind.Config) this.configs.push({ index: i, config: decodeConfig(e.payload) });
+      if (e.kind === EntryKind.Config) this.configs.push({ index: i, config: mustDecodeConfig(e.payload) });
     }
     this.becomeFollower(this.term, null);
   }
@@ -163,7 +141,7 @@ export class Raft {
   }
 
   /** Tracks CONFIG entries among entries just appended at entries[0].index (after truncation). */
-  private noteAppended(entries: readonly Entry[]): void {
+  protected noteAppended(entries: readonly Entry[]): void {
     if (entries.length === 0) return;
     const first = entries[0].index;
     const before = this.configs.length;
@@ -171,7 +149,7 @@ export class Raft {
     let changed = this.configs.length !== before;
     for (const e of entries) {
       if (e.kind === EntryKind.Config) {
-        this.configs.push({ index: e.index, config: decodeConfig(e.payload) });
+        this.configs.push({ index: e.index, config: mustDecodeConfig(e.payload) });
         changed = true;
       }
     }
@@ -255,10 +233,19 @@ export class Raft {
   /** Starts a PreVote round (or a real election when transferring or PreVote is off). */
   campaign(transfer: boolean): void {
     if (!this.promotable() || this.role === Role.Leader) return;
-    const pre = this.cfg.preVote && !transfer && !this.mutations.unsafeSkipPreVote;
+    const pre = this.campaignWithPreVote(transfer);
     if (pre) this.becomePreCandidate();
     else this.becomeCandidate();
     this.requestVotes(pre, transfer);
+  }
+
+  /**
+   * Decision: whether a campaign starts with a PreVote round (thesis 9.6). It does whenever PreVote
+   * is on, except for a leadership transfer, which the old leader asked for: a node that cannot win
+   * never bumps the term and so never disrupts a live leader.
+   */
+  protected campaignWithPreVote(transfer: boolean): boolean {
+    return this.cfg.preVote && !transfer;
   }
 
   private requestVotes(pre: boolean, transfer: boolean): void {
@@ -549,8 +536,7 @@ export class Raft {
   }
 
   private handleAppend(m: AppendMsg): void {
-    const mut = this.mutations.unsafeTruncateBelowCommit === true;
-    if (m.prevIndex < this.log.committed && !mut) {
+    if (this.appendIsStale(m)) {
       this.ack(m.from, this.log.committed);
       return;
     }
@@ -592,9 +578,10 @@ export class Raft {
           this.reject(m, m.prevIndex, 0);
           return;
         }
+        // One definition of a valid CONFIG (ledger/config.ts): what we accept, the verifier accepts.
         const bad = e.kind === EntryKind.Config ? configPayloadProblem(e.payload) : null;
         if (bad !== null) {
-          this.report("config_payload", m, e.index, `entry ${e.index}: ${bad}`);
+          this.report("config_payload", m, e.index, `entry ${e.index}: bad CONFIG payload: ${bad}`);
           this.reject(m, m.prevIndex, 0);
           return;
         }
@@ -603,30 +590,32 @@ export class Raft {
       expect++;
     }
     const lastNew = m.prevIndex + m.entries.length;
-    if (mut) {
-      // Mutation: treat the message as the whole truth past prevIndex (drops newer, even committed, entries).
-      const tail = m.entries.length > 0 ? m.entries : [];
-      if (tail.length > 0) {
-        this.log.append(tail, true);
-        this.noteAppended(tail);
-      } else if (this.log.lastIndex() > m.prevIndex) {
-        const keep = this.log.entry(m.prevIndex);
-        if (keep !== null) {
-          this.log.append([keep], true);
-          this.noteAppended([keep]);
-        }
-      }
-    } else {
-      const conflict = this.log.findConflict(m.entries);
-      if (conflict !== 0) {
-        assert(conflict > this.log.committed, () => `raft: conflict at ${conflict} below commit ${this.log.committed}`);
-        const tail = m.entries.slice(conflict - m.entries[0].index);
-        this.log.append(tail);
-        this.noteAppended(tail);
-      }
-    }
+    this.writeAppended(m);
     this.log.commitTo(Math.min(m.commit, lastNew));
     this.ack(m.from, lastNew);
+  }
+
+  /**
+   * Decision: an Append that starts below our commit index is stale (reordered or duplicated): the
+   * entries up to commit are final (Leader Completeness, §5.4), so it changes nothing and is only
+   * acknowledged with our commit index.
+   */
+  protected appendIsStale(m: AppendMsg): boolean {
+    return m.prevIndex < this.log.committed;
+  }
+
+  /**
+   * Writes a verified Append's entries (Log Matching, §5.3): keep every entry that matches, replace
+   * the log from the first conflicting one on (never merge), and never below commit, so an old or
+   * duplicated Append cannot shorten the log either.
+   */
+  protected writeAppended(m: AppendMsg): void {
+    const conflict = this.log.findConflict(m.entries);
+    if (conflict === 0) return;
+    assert(conflict > this.log.committed, () => `raft: conflict at ${conflict} below commit ${this.log.committed}`);
+    const tail = m.entries.slice(conflict - m.entries[0].index);
+    this.log.append(tail);
+    this.noteAppended(tail);
   }
 
   private handleHeartbeat(m: HeartbeatMsg): void {
@@ -767,10 +756,19 @@ export class Raft {
     const matches = voters.map((id) => this.prs.get(id)?.match ?? 0).sort((a, b) => b - a);
     const mci = matches[quorumSize(cfg) - 1];
     if (mci <= this.log.committed) return false;
-    if (this.log.term(mci) !== this.term && this.mutations.unsafeCommitAnyTerm !== true) return false;
+    if (!this.mayCommitAt(mci)) return false;
     this.log.commitTo(mci);
     this.afterLeaderCommit();
     return true;
+  }
+
+  /**
+   * Decision: a leader commits a quorum-replicated index only if its entry is of the current term;
+   * older entries commit indirectly with it (Raft Figure 8: an old-term entry on a majority can
+   * still be overwritten by a leader that never saw it).
+   */
+  protected mayCommitAt(index: number): boolean {
+    return this.log.term(index) === this.term;
   }
 
   private afterLeaderCommit(): void {
@@ -887,8 +885,15 @@ export class Raft {
   }
 
   hardState(): HardState {
-    const vote = this.mutations.unsafeSkipVotePersistence === true ? null : this.vote;
-    return { term: this.term, vote, commit: this.log.committed };
+    return { term: this.term, vote: this.persistedVote(), commit: this.log.committed };
+  }
+
+  /**
+   * Decision: the vote that goes to disk with the term. It is the vote cast: a node that forgot it
+   * after a restart could vote twice in one term and elect two leaders (Election Safety, §5.2).
+   */
+  protected persistedVote(): NodeId | null {
+    return this.vote;
   }
 
   private send(m: Message): void {

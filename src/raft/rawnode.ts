@@ -6,7 +6,7 @@
 import type { EntryKind } from "../ledger/entry";
 import { assert } from "../util/assert";
 import type { ClusterConfig } from "./config";
-import { Raft, type RaftConfig } from "./raft";
+import { newRaft, type Raft, type RaftConfig, type RaftFactory } from "./raft";
 import type { HardState, Message, NodeId, ProposeResult, Ready, SnapshotMeta, SoftState } from "./types";
 import { Role } from "./types";
 
@@ -36,8 +36,9 @@ export class RawNode {
   private outstanding = false;
   private readonly maxCommittedBytes: number;
 
-  constructor(cfg: RaftConfig) {
-    this.raft = new Raft(cfg);
+  /** makeRaft builds the core; only a test harness passes another (a mutant, src/raft/sim/mutants.ts). */
+  constructor(cfg: RaftConfig, makeRaft: RaftFactory = newRaft) {
+    this.raft = makeRaft(cfg);
     this.prevSoft = { role: this.raft.role, lead: this.raft.lead };
     this.prevHard = cfg.storage.hardState();
     this.maxCommittedBytes = cfg.maxCommittedBytes ?? 1 << 20;

@@ -110,7 +110,9 @@ describe("config", () => {
 
   test("equal ids keep their order (the comparator says 0)", () => {
     const bytes = encodeConfig({ v: 1, voters: [m("a", 2), m("a", 1)], learners: [] });
-    expect(decodeConfig(bytes)?.voters.map((x) => x.public_key)).toEqual([m("a", 2).public_key, m("a", 1).public_key]);
+    // decodeConfig refuses duplicate ids (test/ledger/config.test.ts), so read the bytes directly.
+    const parsed = JSON.parse(Buffer.from(bytes).toString("utf8")) as { voters: MemberInfo[] };
+    expect(parsed.voters.map((x) => x.public_key)).toEqual([m("a", 2).public_key, m("a", 1).public_key]);
   });
 
   test.each([

@@ -2,7 +2,7 @@
 import { utf8 } from "../../src/ledger/bytes";
 import { chainEntry, EntryKind, genesisHash, type Entry } from "../../src/ledger/entry";
 import { AssertionError } from "../../src/util/assert";
-import { configOfIds, decodeConfig, encodeConfig, makeConfig } from "../../src/raft/config";
+import { configOfIds, encodeConfig, makeConfig, mustDecodeConfig } from "../../src/raft/config";
 import { RaftLog } from "../../src/raft/log";
 import { Prng } from "../../src/raft/prng";
 import type { RaftConfig } from "../../src/raft/raft";
@@ -58,23 +58,25 @@ function append(storage: MemoryStorage, prevIndex: number, entries: Entry[], ext
 
 describe("config payload", () => {
   test("round-trips as canonical JSON with members sorted by id", () => {
+    const [a, b, c] = ["aa", "bb", "cc"].map((x) => x.repeat(32));
     const cfg = makeConfig(
       [
-        { id: "n2", address: "127.0.0.1:8081", public_key: "bb" },
-        { id: "n1", address: "127.0.0.1:8080", public_key: "aa" },
+        { id: "n2", address: "127.0.0.1:8081", public_key: b },
+        { id: "n1", address: "127.0.0.1:8080", public_key: a },
       ],
-      [{ id: "n3", address: "127.0.0.1:8082", public_key: "cc" }],
+      [{ id: "n3", address: "127.0.0.1:8082", public_key: c }],
     );
     const bytes = encodeConfig(cfg);
     expect(new TextDecoder().decode(bytes)).toBe(
-      '{"learners":[{"address":"127.0.0.1:8082","id":"n3","public_key":"cc"}],"v":1,"voters":[{"address":"127.0.0.1:8080","id":"n1","public_key":"aa"},{"address":"127.0.0.1:8081","id":"n2","public_key":"bb"}]}',
+      `{"learners":[{"address":"127.0.0.1:8082","id":"n3","public_key":"${c}"}],"v":1,"voters":[{"address":"127.0.0.1:8080","id":"n1","public_key":"${a}"},{"address":"127.0.0.1:8081","id":"n2","public_key":"${b}"}]}`,
     );
-    expect(decodeConfig(bytes)).toEqual(cfg);
+    expect(mustDecodeConfig(bytes)).toEqual(cfg);
   });
   test("rejects duplicates and other versions", () => {
     expect(() => configOfIds(["n1", "n1"])).toThrow(/duplicate/);
     expect(() => configOfIds(["n1"], ["n1"])).toThrow(/duplicate/);
-    expect(() => decodeConfig(utf8('{"v":2,"voters":[],"learners":[]}'))).toThrow(/version/);
+    expect(() => mustDecodeConfig(utf8('{"learners":[],"v":2,"voters":[]}'))).toThrow(/version/);
+    expect(() => makeConfig([{ id: "n1", address: "", public_key: "aa" }])).toThrow(/public_key/);
   });
 });
 

@@ -48,3 +48,28 @@ describe("src/raft stays pure", () => {
     }
   });
 });
+
+describe("planted bugs stay in the harness", () => {
+  const SRC = resolve(__dirname, "../../src");
+  const MUTANTS = resolve(SRC, "raft/sim/mutants");
+  const SIM = resolve(SRC, "raft/sim");
+
+  test("nothing in src/ outside the simulator imports the mutants", () => {
+    const bad: string[] = [];
+    for (const file of tsFiles(SRC)) {
+      if (file.startsWith(SIM + "/")) continue;
+      for (const m of readFileSync(file, "utf8").matchAll(IMPORT_RE)) {
+        const spec = m[1] ?? m[2] ?? m[3];
+        if (spec.startsWith(".") && resolve(join(file, ".."), spec) === MUTANTS) bad.push(relative(SRC, file));
+      }
+    }
+    expect(bad).toEqual([]);
+  });
+
+  test("the core outside sim/ has no test switch (no mutation flag, no unsafe option)", () => {
+    for (const f of tsFiles(ROOT).filter((x) => !x.startsWith(SIM + "/"))) {
+      const code = readFileSync(f, "utf8").replace(/\/\/.*|\/\*[\s\S]*?\*\//g, "");
+      expect({ file: relative(ROOT, f), hits: code.match(/mutation|unsafe|allowBelowCommit/gi) }).toEqual({ file: relative(ROOT, f), hits: null });
+    }
+  });
+});

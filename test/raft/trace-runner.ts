@@ -31,7 +31,8 @@ import { configOfIds, voterIds } from "../../src/raft/config";
 import { MemoryStorage } from "../../src/raft/storage";
 import { Prng } from "../../src/raft/prng";
 import { RawNode } from "../../src/raft/rawnode";
-import type { RaftMutations } from "../../src/raft/raft";
+import { newRaft, type RaftFactory } from "../../src/raft/raft";
+import { CommitAnyTermRaft } from "../../src/raft/sim/mutants";
 import type { Message, NodeId, ReadState } from "../../src/raft/types";
 
 interface TNode {
@@ -48,7 +49,7 @@ export class TraceRunner {
   private nodes = new Map<NodeId, TNode>();
   private queue: Message[] = [];
   private blocked = new Set<string>();
-  private opts = { preVote: true, checkQuorum: true, maxMsgBytes: 1 << 20, mutations: {} as RaftMutations };
+  private opts = { preVote: true, checkQuorum: true, maxMsgBytes: 1 << 20, makeRaft: newRaft as RaftFactory };
   private rng = new Prng(7);
 
   run(text: string): void {
@@ -98,8 +99,7 @@ export class TraceRunner {
       maxMsgBytes: this.opts.maxMsgBytes,
       maxInflight: 8,
       rng: this.rng.fork(),
-      mutations: this.opts.mutations,
-    });
+    }, this.opts.makeRaft);
     n.applied = n.disk.anchor().index;
     this.process(n);
   }
@@ -159,9 +159,10 @@ export class TraceRunner {
         this.nodes.clear();
         this.queue = [];
         this.blocked.clear();
-        this.opts.mutations = {};
+        this.opts.makeRaft = newRaft;
         this.opts.maxMsgBytes = 1 << 20;
-        if (kv.get("figure8") === "unsafe") this.opts.mutations = { unsafeCommitAnyTerm: true };
+        // The planted Figure 8 bug (src/raft/sim/mutants.ts): commit any majority-replicated entry.
+        if (kv.get("figure8") === "unsafe") this.opts.makeRaft = (cfg) => new CommitAnyTermRaft(cfg);
         if (kv.has("batch")) this.opts.maxMsgBytes = Number(kv.get("batch"));
         for (const id of [...ids, ...learners]) {
           const n: TNode = { id, disk: MemoryStorage.bootstrap("trace", cfg), raw: null, applied: 0, reads: [] };

@@ -8,9 +8,9 @@
 import { bytesEqual, toHex } from "../../ledger/bytes";
 import { EntryKind, type Entry } from "../../ledger/entry";
 import { AssertionError } from "../../util/assert";
-import { configOfIds, isMember, isVoter, learnerIds, makeConfig, quorumSize, voterIds, type ClusterConfig } from "../config";
+import { configOfIds, idOnlyMember, isMember, isVoter, learnerIds, makeConfig, quorumSize, voterIds, type ClusterConfig } from "../config";
 import { Prng } from "../prng";
-import type { RaftMutations } from "../raft";
+import type { RaftFactory } from "../raft";
 import { RawNode } from "../rawnode";
 import { MemoryStorage } from "../storage";
 import { Role, type Message, type NodeId, type Ready } from "../types";
@@ -79,7 +79,8 @@ export interface SimOptions {
   readonly clients?: number;
   readonly maxClientOps?: number;
   readonly faults?: Partial<FaultRates>;
-  readonly mutations?: RaftMutations;
+  /** The core each node runs (default the real one); a mutant from ./mutants for checking the checker. */
+  readonly makeRaft?: RaftFactory;
   readonly preVote?: boolean;
   readonly checkQuorum?: boolean;
   readonly electionTick?: number;
@@ -281,8 +282,7 @@ export class Simulation {
       maxMsgBytes: this.maxMsgBytes,
       maxInflight: this.maxInflight,
       rng: this.rng.fork(),
-      mutations: this.opts.mutations,
-    });
+    }, this.opts.makeRaft);
     node.reads = [];
     node.preVoteGrants = new Map();
   }
@@ -425,7 +425,7 @@ export class Simulation {
     if (leader === null) return;
     const raw = leader.raw as RawNode;
     const cfg = raw.status().config;
-    const byId = (ids: NodeId[]): ClusterConfig["voters"] => ids.map((id) => ({ id, address: "", public_key: "" }));
+    const byId = (ids: NodeId[]): ClusterConfig["voters"] => ids.map(idOnlyMember);
     const voters = voterIds(cfg);
     const learners = learnerIds(cfg);
     const outsiders = this.ids.filter((id) => !isMember(cfg, id));

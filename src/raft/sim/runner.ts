@@ -1,28 +1,8 @@
 /** Runs many seeds and sums them up; shared by scripts/sim.ts and the jest simulation test. */
-import type { RaftMutations } from "../raft";
 import { simulate, type FaultRates, type SimResult, type SimStats } from "./cluster";
+import { mutant, type MutationName } from "./mutants";
 
-export type MutationName = "figure8" | "vote-persistence" | "truncate-below-commit" | "prevote" | "local-reads";
-export const MUTATION_NAMES: readonly MutationName[] = ["figure8", "vote-persistence", "truncate-below-commit", "prevote", "local-reads"];
-
-export function mutationFlags(name: MutationName): RaftMutations {
-  switch (name) {
-    case "figure8":
-      return { unsafeCommitAnyTerm: true };
-    case "vote-persistence":
-      return { unsafeSkipVotePersistence: true };
-    case "truncate-below-commit":
-      return { unsafeTruncateBelowCommit: true };
-    case "prevote":
-      return { unsafeSkipPreVote: true };
-    case "local-reads":
-      return {};
-    default: {
-      const never: never = name;
-      throw new Error(`unknown mutation ${String(never)}`);
-    }
-  }
-}
+export { MUTATION_NAMES, type MutationName } from "./mutants";
 
 export interface RunOptions {
   readonly seeds: number;
@@ -68,10 +48,9 @@ export function runSeeds(o: RunOptions): RunSummary {
     violations: 0,
     failures: [],
   };
-  const mutations = o.mutation !== undefined ? mutationFlags(o.mutation) : undefined;
+  const m = o.mutation !== undefined ? mutant(o.mutation) : undefined;
   for (let k = 0; k < o.seeds; k++) {
-    const unsafeLocalReads = o.mutation === "local-reads";
-    const r = simulate({ seed: o.seed + k, nodes: o.nodes, steps: o.steps, mutations, faults: o.faults, unsafeLocalReads });
+    const r = simulate({ seed: o.seed + k, nodes: o.nodes, steps: o.steps, faults: o.faults, makeRaft: m?.makeRaft, unsafeLocalReads: m?.localReads });
     sum.seeds++;
     sum.ticks += r.stats.ticks;
     sum.events += r.stats.events;
