@@ -8,7 +8,7 @@ import { Entry, EntryKind, entryHash, genesisHash, isEntryKind } from "./entry";
 import { CompactRange } from "./merkle";
 import { bytesEqual, toHex } from "./bytes";
 import { decodeCheckpoint, verifyCheckpointSignature, Checkpoint } from "./checkpoint";
-import { decodeConfig } from "./config";
+import { configPayloadProblem, decodeConfig } from "./config";
 import { applyEntry, DedupRow, MemoryState, stateRootSteps, SubjectRow, UnappliableRecord } from "./state-machine";
 import { decodeSnapshot, snapshotProblem, snapshotRange, snapshotState } from "./snapshot";
 
@@ -154,7 +154,7 @@ export function* verifyChainSteps(src: ChainSource, options: VerifyOptions = {})
       if (e.index === 1 && e.kind !== EntryKind.Config) throw new Violation(1, "entry 1 must be the genesis CONFIG entry");
       if (e.kind === EntryKind.Config) {
         const cfg = decodeConfig(e.payload);
-        if (cfg === null) throw new Violation(e.index, "CONFIG payload does not parse");
+        if (cfg === null) throw new Violation(e.index, `CONFIG payload is not a configuration: ${configPayloadProblem(e.payload) ?? "does not parse"}`);
         keys.clear();
         for (const m of [...cfg.voters, ...cfg.learners]) keys.set(m.id, m.public_key);
       }

@@ -69,7 +69,7 @@ function verifierAccepts(payload: Uint8Array): boolean {
     anchor: () => undefined,
   };
   const report = verifyChain(src);
-  if (!report.ok) expect({ at: report.first_bad_index, reason: report.reason }).toEqual({ at: 1, reason: "CONFIG payload does not parse" });
+  if (!report.ok) expect({ at: report.first_bad_index, reason: report.reason }).toEqual({ at: 1, reason: `CONFIG payload is not a configuration: ${configPayloadProblem(payload)}` });
   return report.ok;
 }
 

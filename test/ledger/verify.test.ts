@@ -335,7 +335,7 @@ describe("verifyChain refuses a broken data dir: ok false, the first bad index, 
     ["a member without a key", ind.canonicalJson({ v: 1, voters: [{ id: "n1", address: "x" }], learners: [] })],
     ["learners missing", ind.canonicalJson({ v: 1, voters: [member(N1)] })],
   ])("a CONFIG payload that does not parse: %s", (_name, raw) => {
-    expectBad(verifyChain(source(build(withSpec(1, { kind: "config", term: 1, voters: [], raw })))), 1, /^CONFIG payload does not parse$/);
+    expectBad(verifyChain(source(build(withSpec(1, { kind: "config", term: 1, voters: [], raw })))), 1, /^CONFIG payload is not a configuration: .+/);
   });
 
   test("a CHECKPOINT payload that does not parse", () => {
