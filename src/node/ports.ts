@@ -11,6 +11,7 @@ import type { Entry } from "../ledger/entry";
 import type { RecordRequest } from "../ledger/record";
 import type { ClusterConfig, MemberInfo } from "../ledger/config";
 import type { StoredCheckpoint } from "../storage/store";
+import type { Receipt } from "../ledger/receipt";
 import type { AuditSnapshot } from "./audit-snapshot";
 import type { LagSummary } from "./lag-probe";
 
@@ -80,6 +81,29 @@ export interface LedgerReader {
   consistency(from: number, to?: number): ConsistencyView;
   /** A consistent read-only snapshot of the whole database (one read transaction), for audits. */
   openAuditSnapshot(): AuditSnapshot;
+  /** The first index this node serves history for; reads below it answer 410 Gone. */
+  historyFrom(): number;
+  /** The retained snapshot anchors that can start a verification, newest first. */
+  snapshots(): SnapshotView[];
+  /** The offline receipt of entry `index` (DESIGN.md "Offline verification"), or why it is not ready yet. */
+  receipt(index: number): ReceiptAnswer;
+  /** The latest checkpoint as a C2SP signed note, signed by this node's key (not_found before the first). */
+  checkpointNote(): string;
+}
+
+/** A receipt, or "pending" while no checkpoint covers the index (or links its signer to genesis) yet. */
+export type ReceiptAnswer =
+  | { readonly ready: true; readonly receipt: Receipt }
+  | { readonly ready: false; readonly reason: string };
+
+/** A retained snapshot anchor as GET /v1/snapshots lists it. */
+export interface SnapshotView {
+  readonly index: number;
+  readonly term: number;
+  readonly hash: string;
+  readonly state_root: string;
+  readonly signer: string;
+  readonly ts: string;
 }
 
 export interface NodeStatus {
@@ -96,6 +120,8 @@ export interface NodeStatus {
   readonly voters: string[];
   readonly learners: string[];
   readonly halted: string | null;
+  /** The first index whose history this node holds: 1, unless pruned or joined by InstallSnapshot. */
+  readonly history_from: number;
 }
 
 export interface Readiness {
@@ -117,6 +143,8 @@ export interface NodeFigures {
   readonly peerConnectionsRefused: number;
   /** How late the Raft tick timer fired over the last minute. */
   readonly tickLag: LagSummary;
+  /** How far this node's clock was behind the log's last ts when it last stamped one (0: not behind). */
+  readonly clockBehindLogSeconds: number;
 }
 
 export interface NodeInfo {

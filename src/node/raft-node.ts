@@ -38,7 +38,7 @@ export class RaftLedgerNode implements NodeInfo {
     this.publicKey = this.rt.publicKey;
     this.reader = new Reader(this.rt.dbPath, this.clusterId, () => this.rt.lastApplied());
     this.writes = new Writes(this.rt, this.reader, {
-      writeTimeoutMs: opts.writeTimeoutMs, now: opts.now,
+      writeTimeoutMs: opts.writeTimeoutMs,
       maxUncommittedBytes: opts.maxUncommittedBytes ?? MAX_UNCOMMITTED_BYTES_DEFAULT,
       maxPendingWrites: opts.maxPendingWrites ?? MAX_PENDING_WRITES_DEFAULT,
     });
@@ -76,6 +76,7 @@ export class RaftLedgerNode implements NodeInfo {
       uncommittedBytes: w.uncommittedBytes, pendingWrites: w.pendingWrites, writesRefused: w.refused,
       peerFramesDropped: this.rt.peers.dropped(), peerConnectionsRefused: this.rt.peers.refused,
       tickLag: this.rt.tickLag.summary(performance.now()),
+      clockBehindLogSeconds: this.rt.clockBehindLogSeconds(),
     };
   }
 

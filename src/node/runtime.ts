@@ -10,7 +10,8 @@ import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 import { Entry, EntryKind } from "../ledger/entry";
-import { encodeCheckpoint, signCheckpoint } from "../ledger/checkpoint";
+import { decodeCheckpoint, encodeCheckpoint, signCheckpoint } from "../ledger/checkpoint";
+import { decodeRecord } from "../ledger/record";
 import { applyEntry, ApplyResult } from "../ledger/state-machine";
 import { toHex } from "../ledger/bytes";
 import { decodeConfig } from "../ledger/config";
@@ -73,6 +74,12 @@ const READYS_PER_TURN_MAX = 64;
 const TURN_BUDGET_MS = 5;
 /** Entries applied per transaction when recovering (last_applied, commit_index] at start. */
 const RECOVERY_BATCH = 1024;
+/** Entries scanned back at start for the log's last ts: checkpoints carry one at least every --checkpoint-every (<= 1,000 by default). */
+const TS_SCAN_MAX = 100_000;
+/** A leader's clock this far behind the log's last ts is worth an operator's look (NTP)... */
+const CLOCK_BEHIND_WARN_MS = 1000;
+/** ...said at most once a minute, not on every write. */
+const CLOCK_WARN_EVERY_MS = 60_000;
 /** Default for readyMaxLag: ~1 s of writes at a busy node's rate. */
 const READY_MAX_LAG_DEFAULT = 1000;
 
@@ -102,6 +109,11 @@ export class LedgerRuntime {
   private lastSnapshotIndex: number;
   /** The highest commit index a leader told this node of (Append and Heartbeat carry it). */
   private leaderCommit = 0;
+  /** The latest ts in this node's log (records and checkpoints), ms since the epoch: stamps never go below it. */
+  private lastTsMs = 0;
+  /** How far this node's clock was behind the log's last ts when it last stamped one (ms, 0 when not). */
+  private clockBehindMs = 0;
+  private clockWarnedAt = Number.NEGATIVE_INFINITY;
   private readonly bootstrapPeers: readonly Member[];
 
   constructor(dd: DataDir, private readonly opts: RuntimeOptions) {
@@ -122,6 +134,7 @@ export class LedgerRuntime {
       electionTick: opts.electionTick, heartbeatTick: opts.heartbeatTick, preVote: true, checkQuorum: true,
       maxMsgBytes: MSG_BYTES_MAX, maxInflight: INFLIGHT_MAX, maxCommittedBytes: COMMITTED_BYTES_MAX, maxProposalBytes: PROPOSAL_BYTES_MAX, rng: new Prng(seed),
     });
+    this.lastTsMs = this.lastLogTs();
     const cp = this.store.latestCheckpoint(this.clusterId);
     this.sinceCheckpoint = this.storage.lastIndex() - (cp?.index ?? 0);
     this.firstUncheckpointedAt = opts.now().getTime();
@@ -365,6 +378,7 @@ export class LedgerRuntime {
     if (rd.snapshot !== null) this.lastSnapshotIndex = rd.snapshot.meta.index;
     for (const m of rd.messages) if (!early.has(m)) this.transport.send(m);
     this.raw.advance(rd);
+    this.followTs(rd.entries);
     for (const e of rd.entries) {
       this.sinceCheckpoint = e.kind === EntryKind.Checkpoint ? 0 : this.sinceCheckpoint + 1;
       if (this.sinceCheckpoint === 1) this.firstUncheckpointedAt = this.opts.now().getTime();
@@ -431,6 +445,52 @@ export class LedgerRuntime {
     for (const l of this.listeners) l.stopped(`node halted: ${reason}`);
   }
 
+  // ---- time: a leader's timestamps never go below the log's ----
+
+  /** The ts of the last record or checkpoint in the stored log, scanning back at most TS_SCAN_MAX entries. */
+  private lastLogTs(): number {
+    const last = this.storage.lastIndex();
+    const first = Math.max(this.storage.anchor().index + 1, last - TS_SCAN_MAX + 1);
+    for (let i = last; i >= first; i--) {
+      const t = entryTs(this.storage.entry(i));
+      if (t !== null) return t;
+    }
+    return 0;
+  }
+
+  /** Follows the log's latest ts through the entries a Ready persisted (one payload decoded per Ready). */
+  private followTs(entries: readonly Entry[]): void {
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const t = entryTs(entries[i]);
+      if (t === null) continue;
+      if (t > this.lastTsMs) this.lastTsMs = t;
+      return;
+    }
+  }
+
+  /**
+   * The ts for a new record or checkpoint: max(this clock, the last ts in the log), so time never
+   * runs backwards along the log, even when a leader with a slow clock takes over (DESIGN.md "The
+   * log"). A clock behind the log by more than CLOCK_BEHIND_WARN_MS is logged and exported.
+   */
+  stamp(): string {
+    const now = this.opts.now().getTime();
+    this.clockBehindMs = Math.max(0, this.lastTsMs - now);
+    if (this.clockBehindMs > CLOCK_BEHIND_WARN_MS && now - this.clockWarnedAt > CLOCK_WARN_EVERY_MS) {
+      this.clockWarnedAt = now;
+      this.log.warn({ behind_ms: this.clockBehindMs, clock: new Date(now).toISOString(), log_ts: new Date(this.lastTsMs).toISOString() },
+        "this node's clock is behind the log's last timestamp: stamping the log's time instead (check NTP)");
+    }
+    const t = Math.max(now, this.lastTsMs);
+    this.lastTsMs = t;
+    return new Date(t).toISOString();
+  }
+
+  /** Seconds this node's clock was behind the log's last ts at its latest stamp. */
+  clockBehindLogSeconds(): number {
+    return this.clockBehindMs / 1000;
+  }
+
   // ---- leader duties: checkpoints; every node: snapshots ----
 
   private maybeCheckpoint(): void {
@@ -442,7 +502,7 @@ export class LedgerRuntime {
     const head = this.storage.treeHead();
     const cp = signCheckpoint({
       v: 1, cluster: this.clusterId, size: head.size, root: toHex(head.root), head: toHex(head.head),
-      term: this.raw.status().term, signer: this.nodeId, ts: this.opts.now().toISOString(),
+      term: this.raw.status().term, signer: this.nodeId, ts: this.stamp(),
     }, this.secretKey);
     const r = this.propose(EntryKind.Checkpoint, encodeCheckpoint(cp));
     if (r !== null && r.ok) assert(r.index === head.size + 1, `checkpoint landed at ${r.index}, expected ${head.size + 1}`);
@@ -485,6 +545,14 @@ export class LedgerRuntime {
     this.store.close();
     this.log.info("node closed");
   }
+}
+
+/** The ts a record or checkpoint entry carries (ms since the epoch); null for other kinds or an unreadable one. */
+function entryTs(e: Entry): number | null {
+  const payload = e.kind === EntryKind.Record ? decodeRecord(e.payload) : e.kind === EntryKind.Checkpoint ? decodeCheckpoint(e.payload) : null;
+  if (payload === null) return null;
+  const t = Date.parse(payload.ts);
+  return Number.isFinite(t) ? t : null;
 }
 
 const isMemberOf = (cfg: ClusterConfig, id: string): boolean => [...cfg.voters, ...cfg.learners].some((m) => m.id === id);

@@ -25,7 +25,6 @@ export interface WritesOptions {
   readonly maxUncommittedBytes: number;
   /** Writes (records and membership changes) waiting for their fate, at most. */
   readonly maxPendingWrites: number;
-  readonly now: () => Date;
 }
 
 /** Defaults: 32 MiB is ~100k typical records in flight, far above what a disk commits per second; 4,096 waiters at ~1 KiB each. */
@@ -226,7 +225,7 @@ export class Writes implements LedgerWrites, ReadyListener {
       }
     }
     const payload: RecordPayload = {
-      v: 1, ...record, ts: this.opts.now().toISOString(),
+      v: 1, ...record, ts: this.rt.stamp(),
       ...(idempotencyKey === undefined ? {} : { idempotency_key: idempotencyKey, request_digest: digest }),
     };
     const bytes = encodeRecord(payload);

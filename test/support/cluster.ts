@@ -30,6 +30,8 @@ export interface ClusterOptions {
   readonly serveArgs?: readonly string[];
   /** Extra `serve` flags per node id (e.g. --peers overrides that route through a proxy). */
   readonly nodeArgs?: (id: string) => readonly string[];
+  /** Extra environment per node id (e.g. LD_PRELOAD and FAKETIME for a node with a skewed clock). */
+  readonly nodeEnv?: (id: string) => Readonly<Record<string, string>>;
   /** Runs after `cluster init`, before any node starts (e.g. to put a data dir on its own filesystem). */
   readonly beforeStart?: (c: TestCluster) => void | Promise<void>;
 }
@@ -83,6 +85,7 @@ export class TestCluster {
     if (this.servers.has(id)) throw new Error(`${id} is already running`);
     const s = await startServer(this.dir(id), {
       extraArgs: ["--port", String(this.port(id)), ...(this.opts.serveArgs ?? []), ...(this.opts.nodeArgs?.(id) ?? [])],
+      ...(this.opts.nodeEnv === undefined ? {} : { env: { ...this.opts.nodeEnv(id) } }),
     });
     this.servers.set(id, s);
     void s.exited.then(() => {
