@@ -21,7 +21,7 @@ import { DataDir, DB_FILE } from "./data-dir";
 import { RaftStorage, VerificationFailure } from "./raft-storage";
 import { PeerTransport } from "./peer-transport";
 import { isRaftMessage } from "./raft-messages";
-import { compactToSnapshot, createSnapshot } from "./snapshots";
+import { createSnapshot, cutPrunedHistory, hasRetainedStart, markPruned, SNAPSHOTS_KEEP_DEFAULT } from "./snapshots";
 import { LagProbe } from "./lag-probe";
 import { storageFaultCode } from "./storage-fault";
 import type { NodeStatus, Readiness } from "./ports";
@@ -35,8 +35,10 @@ export interface RuntimeOptions {
   readonly checkpointEvery: number;
   /** ...or after this long with uncheckpointed entries. */
   readonly checkpointIntervalMs: number;
-  /** Snapshot and compact after this many applied entries since the last snapshot (0 = never). */
+  /** Snapshot after this many applied entries since the last snapshot (0 = never). A snapshot deletes no entry. */
   readonly snapshotEvery: number;
+  /** Snapshots kept (default 3), besides the one at the log's anchor after a prune or an install. */
+  readonly snapshotsKeep?: number;
   /** /ready answers 503 "behind" when last_applied trails the leader's commit index by more than this. */
   readonly readyMaxLag?: number;
   /** Peer addresses that override the configuration's (tests put fault proxies in between). */
@@ -53,6 +55,8 @@ export interface ReadyListener {
   applied(results: ReadonlyArray<readonly [Entry, ApplyResult]>): void;
   /** ReadIndex answers of the Ready just handled; last_applied is already moved. */
   readStates(states: readonly ReadState[]): void;
+  /** A snapshot replaced the log up to `index`: entries at or below it will never be applied here one by one. */
+  snapshotInstalled(index: number): void;
   /** The node stopped (halted or closed): fail everything that waits. */
   stopped(reason: string): void;
 }
@@ -107,6 +111,8 @@ export class LedgerRuntime {
   private sinceCheckpoint: number;
   private firstUncheckpointedAt: number;
   private lastSnapshotIndex: number;
+  /** The first index this node holds history for (the store's meta; moved by a prune or an install). */
+  private historyFrom = 1;
   /** The highest commit index a leader told this node of (Append and Heartbeat carry it). */
   private leaderCommit = 0;
   /** The latest ts in this node's log (records and checkpoints), ms since the epoch: stamps never go below it. */
@@ -128,6 +134,8 @@ export class LedgerRuntime {
     this.storage = new RaftStorage(this.store, this.clusterId, this.log);
     // Entries committed but not applied before a crash are applied first, from the store.
     this.applyFromStore();
+    // A prune applied before a crash finishes now, before the core reads the log's anchor.
+    this.enforcePrune();
     const seed = randomBytes(4).readUInt32BE(0);
     this.raw = new RawNode({
       id: this.nodeId, storage: this.storage, applied: this.storage.durable().lastApplied,
@@ -263,6 +271,7 @@ export class LedgerRuntime {
       leader_address: s.lead === null || halted !== null ? null : this.memberAddress(s.lead),
       commit_index: hard.commitIndex, last_applied: hard.lastApplied, head: toHex(this.storage.treeHead().head), cluster: this.clusterId,
       voters: s.config.voters.map((m) => m.id), learners: s.config.learners.map((m) => m.id), halted,
+      history_from: this.historyFrom,
     };
   }
 
@@ -371,11 +380,17 @@ export class LedgerRuntime {
     // committed already (a majority holds them), so applying before the sends is safe, and the
     // node pays one fsync per Ready instead of two.
     let applied: Array<[Entry, ApplyResult]> = [];
+    let pruned = false;
     this.storage.persist(rd, (c) => this.keysOf(c), rd.committedEntries.length === 0 ? null : () => {
       applied = rd.committedEntries.map((e) => [e, applyEntry(this.store, e)]);
+      // A recorded prune moves history_from in the same transaction as its apply (deterministic).
+      for (const e of rd.committedEntries) if (markPruned(this.store, e)) pruned = true;
       this.storage.markApplied(rd.committedEntries[rd.committedEntries.length - 1].index);
     });
-    if (rd.snapshot !== null) this.lastSnapshotIndex = rd.snapshot.meta.index;
+    if (rd.snapshot !== null) {
+      this.lastSnapshotIndex = rd.snapshot.meta.index;
+      this.historyFrom = this.store.historyFrom();
+    }
     for (const m of rd.messages) if (!early.has(m)) this.transport.send(m);
     this.raw.advance(rd);
     this.followTs(rd.entries);
@@ -384,8 +399,10 @@ export class LedgerRuntime {
       if (this.sinceCheckpoint === 1) this.firstUncheckpointedAt = this.opts.now().getTime();
     }
     this.maybeSnapshot();
+    if (pruned) this.enforcePrune();
     // The Ready is handled: now the listeners (writes' waiters, ReadIndex) hear of it.
     for (const l of this.listeners) {
+      if (rd.snapshot !== null) l.snapshotInstalled(rd.snapshot.meta.index);
       if (applied.length > 0) l.applied(applied);
       if (rd.readStates.length > 0) l.readStates(rd.readStates);
     }
@@ -412,7 +429,10 @@ export class LedgerRuntime {
       const entries = [...this.store.entries(from, to)];
       assert(entries.length === to - from + 1, `committed entries ${from}..${to} missing from the store`);
       this.storage.transaction(() => {
-        for (const e of entries) applyEntry(this.store, e);
+        for (const e of entries) {
+          applyEntry(this.store, e);
+          markPruned(this.store, e);
+        }
         this.storage.markApplied(to);
       });
     }
@@ -508,15 +528,35 @@ export class LedgerRuntime {
     if (r !== null && r.ok) assert(r.index === head.size + 1, `checkpoint landed at ${r.index}, expected ${head.size + 1}`);
   }
 
+  /** A snapshot every snapshotEvery applied entries; it compresses recovery and deletes no entry. */
   private maybeSnapshot(): void {
     if (this.opts.snapshotEvery <= 0) return;
     const applied = this.lastApplied();
     if (applied - this.lastSnapshotIndex < this.opts.snapshotEvery) return;
+    this.snapshotNow("every");
+  }
+
+  /** Snapshots the applied state, then keeps the last snapshotsKeep snapshots (and the anchor's). */
+  private snapshotNow(why: "every" | "prune"): void {
     const { row } = createSnapshot(this.store, { cluster: this.clusterId, nodeId: this.nodeId, secretKey: this.secretKey, now: this.opts.now });
-    compactToSnapshot(this.store, row);
-    this.storage.forgetUpTo(row.index);
+    const dropped = this.store.retainSnapshots(this.opts.snapshotsKeep ?? SNAPSHOTS_KEEP_DEFAULT);
     this.lastSnapshotIndex = row.index;
-    this.log.info({ index: row.index }, "snapshot taken; log compacted");
+    this.log.info({ index: row.index, why, snapshots_dropped: dropped }, "snapshot taken (the log is untouched)");
+  }
+
+  /**
+   * After a recorded prune was applied (src/node/snapshots.ts): make sure a snapshot starts what is
+   * left, then delete the log up to the newest snapshot before history_from. Also run at start, so
+   * a crash between the apply and the deletion is finished by the restart.
+   */
+  private enforcePrune(): void {
+    this.historyFrom = this.store.historyFrom();
+    if (this.historyFrom <= 1) return;
+    if (!hasRetainedStart(this.store)) this.snapshotNow("prune");
+    const cut = cutPrunedHistory(this.store);
+    if (cut === null) return;
+    this.storage.forgetUpTo(cut);
+    this.log.warn({ history_from: this.historyFrom, anchor: cut }, "history pruned by a recorded prune: entries up to the anchor deleted");
   }
 
   /** Resolves once a leader is known (this node or another), polling each tick; for start-up and tests. */

@@ -94,6 +94,15 @@ export class Writes implements LedgerWrites, ReadyListener {
     }
   }
 
+  snapshotInstalled(index: number): void {
+    for (const [i, w] of this.waiters) {
+      if (i > index) continue;
+      this.waiters.delete(i);
+      this.uncommitted -= w.bytes;
+      w.reject(new LedgerError("unavailable", `a snapshot at ${index} replaced this node's log before index ${i} was applied here; retry with the same Idempotency-Key`));
+    }
+  }
+
   stopped(reason: string): void {
     for (const w of this.waiters.values()) w.reject(new LedgerError("unavailable", reason));
     this.waiters.clear();
@@ -179,6 +188,13 @@ export class Writes implements LedgerWrites, ReadyListener {
     const r = propose();
     if (r === null) return Promise.reject(new LedgerError("unavailable", "node is not running"));
     if (!r.ok) return Promise.reject(this.refusal(r));
+    // An index is proposed once per term; a waiter still there is from an earlier term whose entry
+    // this log no longer holds: its fate is no longer this entry's.
+    const stale = this.waiters.get(r.index);
+    if (stale !== undefined) {
+      this.uncommitted -= stale.bytes;
+      stale.reject(new LedgerError("unavailable", `leadership changed before index ${r.index} committed; retry with the same Idempotency-Key`));
+    }
     this.uncommitted += bytes;
     return new Promise<AppendResult>((resolve, reject) => {
       this.waiters.set(r.index, { term: r.term, bytes, resolve, reject });
