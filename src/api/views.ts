@@ -1,7 +1,7 @@
 /** JSON shapes clients rely on (DESIGN.md "REST API"). */
 import { Entry, EntryKind, kindName } from "../ledger/entry";
 import { toHex } from "../ledger/bytes";
-import { decodeRecord, RecordPayload } from "../ledger/record";
+import type { RecordPayload } from "../ledger/record";
 import { decodeCheckpoint, Checkpoint } from "../ledger/checkpoint";
 import { decodeConfig, ClusterConfig } from "../ledger/config";
 
@@ -17,6 +17,22 @@ export interface EntryView {
   readonly config?: ClusterConfig;
 }
 
+/**
+ * A committed entry's payload as JSON for display. Apply checked every RECORD payload with the one
+ * validation (parseRecordPayload: I-JSON, canonical, the record's fields) before it could be served,
+ * so the view needs only to parse it: JSON.parse reads I-JSON exactly (no duplicate keys, numbers
+ * within ±2^53 or exact doubles). A payload that is not JSON is shown without its parsed form.
+ */
+function parsedPayload<T>(payload: Uint8Array): T | null {
+  try {
+    const v: unknown = JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString("utf8"));
+    return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as T) : null;
+  } catch (err) {
+    if (err instanceof SyntaxError) return null;
+    throw err;
+  }
+}
+
 export function entryView(e: Entry, prevHash: Uint8Array): EntryView {
   const base = {
     index: e.index, term: e.term, kind: kindName(e.kind), hash: toHex(e.hash), prev_hash: toHex(prevHash),
@@ -24,7 +40,7 @@ export function entryView(e: Entry, prevHash: Uint8Array): EntryView {
   };
   switch (e.kind) {
     case EntryKind.Record: {
-      const record = decodeRecord(e.payload);
+      const record = parsedPayload<RecordPayload>(e.payload);
       return record === null ? base : { ...base, record };
     }
     case EntryKind.Checkpoint: {
