@@ -15,7 +15,8 @@ import * as readline from "node:readline";
 import { parseArgs } from "node:util";
 
 export const REPO_ROOT = path.resolve(__dirname, "..");
-const CLI = "src/cli/main.ts";
+/** The project's own bin: the compiled dist/ (npm run build), as production runs it. */
+const CLI = path.join(REPO_ROOT, "bin", "resonetics");
 
 export interface ServerProcess {
   readonly port: number;
@@ -39,7 +40,7 @@ function waitExit(child: ChildProcess, timeoutMs: number): Promise<{ code: numbe
 
 /** Starts `resonetics serve` on 127.0.0.1 with an OS-chosen port; resolves when it logs "listening". */
 export async function startServer(dataDir: string, extraArgs: readonly string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<ServerProcess> {
-  const args = ["--import", "tsx", CLI, "serve", "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0", ...extraArgs];
+  const args = [CLI, "serve", "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0", ...extraArgs];
   const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let lines = 0;
   const stderrTail: string[] = [];
@@ -459,7 +460,7 @@ export function requestJson<T>(port: number, method: string, urlPath: string, bo
 /** Runs the resonetics CLI as a process (bounded by timeoutMs) and collects its output. */
 export function runCli(cliArgs: readonly string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...cliArgs], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [CLI, ...cliArgs], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on("data", (b: Buffer) => out.push(b));
@@ -503,7 +504,7 @@ export function adminToken(node: ClusterNode): string {
 export function startClusterNode(
   node: ClusterNode, logLevel: string, onLine?: (stream: "stdout" | "stderr", line: string) => void, extraArgs: readonly string[] = [],
 ): OwnedProcess {
-  const args = ["--import", "tsx", CLI, "serve", "--data-dir", node.dir, "--host", "127.0.0.1", "--port", String(node.port), "--log-level", logLevel, ...extraArgs];
+  const args = [CLI, "serve", "--data-dir", node.dir, "--host", "127.0.0.1", "--port", String(node.port), "--log-level", logLevel, ...extraArgs];
   return new OwnedProcess(node.id, process.execPath, args, onLine === undefined ? {} : { onLine });
 }
 

@@ -56,7 +56,7 @@ interface ProcessTiming {
 function verifyAsProcess(dir: string, timeoutMs = 600_000): Promise<ProcessTiming> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
-    const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "verify-chain", dir, "--json"], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [path.join(REPO_ROOT, "bin", "resonetics"), "verify-chain", dir, "--json"], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on("data", (b: Buffer) => out.push(b));

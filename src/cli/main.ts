@@ -2,9 +2,13 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { checkPortFree, serve } from "./serve";
 import { verifyChainCommand } from "./verify-chain";
+import { trustExportCommand } from "./trust";
+import { receiptCommand, verifyReceiptCommand } from "./receipt";
 import { checkWritable, initCluster, lockDataDir, StartRefused } from "../node/data-dir";
 import { prepareJoin, requestMembership } from "../node/join";
+import { useNativeHash } from "../node/native-hash";
 import { MAX_PENDING_WRITES_DEFAULT, MAX_UNCOMMITTED_BYTES_DEFAULT } from "../node/writes";
+import { SNAPSHOTS_KEEP_DEFAULT } from "../node/snapshots";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 
@@ -22,6 +26,7 @@ interface ServeFlags {
   checkpointEvery: number;
   checkpointIntervalMs: number;
   snapshotEvery: number;
+  snapshotsKeep: number;
   tickMs: number;
   writeTimeoutMs: number;
   maxUncommittedBytes: number;
@@ -33,6 +38,9 @@ interface ServeFlags {
   publicAudit: boolean;
   corsOrigin?: string;
 }
+
+/** pino's levels: anything else is a usage error (exit 2) naming --log-level, not a crash at start. */
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 /** "n2=127.0.0.1:7002,n3=127.0.0.1:7003" → a map. */
 function peerList(raw: string): Map<string, string> {
@@ -102,7 +110,9 @@ export function program(): Command {
     .addOption(new Option("--port <port>", "port, 0 = any free port (default: this node's port in a cluster data dir, else 8080)").env("RESONETICS_PORT").argParser(int(0, 65535)))
     .addOption(new Option("--checkpoint-every <n>", "sign a checkpoint after this many entries").env("RESONETICS_CHECKPOINT_EVERY").default(1000).argParser(int(1, 1_000_000)))
     .addOption(new Option("--checkpoint-interval-ms <ms>", "...or after this long with new entries").env("RESONETICS_CHECKPOINT_INTERVAL_MS").default(1000).argParser(int(10, 3_600_000)))
-    .addOption(new Option("--snapshot-every <n>", "snapshot and compact after this many applied entries (0 = never)").env("RESONETICS_SNAPSHOT_EVERY").default(100_000).argParser(int(0, 100_000_000)))
+    .addOption(new Option("--snapshot-every <n>", "snapshot after this many applied entries (0 = never); a snapshot deletes no history").env("RESONETICS_SNAPSHOT_EVERY").default(100_000).argParser(int(0, 100_000_000)))
+    // Each snapshot holds the whole state (~100 B per record): 3 bound the disk they take; at most 1,000 (a verification start per anchor).
+    .addOption(new Option("--snapshots-keep <n>", "snapshots kept, each a verification start (GET /v1/snapshots)").env("RESONETICS_SNAPSHOTS_KEEP").default(SNAPSHOTS_KEEP_DEFAULT).argParser(int(1, 1000)))
     .addOption(new Option("--tick-ms <ms>", "Raft tick (election timeout is 10-20 ticks)").env("RESONETICS_TICK_MS").default(50).argParser(int(1, 10_000)))
     .addOption(new Option("--write-timeout-ms <ms>", "how long a write waits for commit before 503").env("RESONETICS_WRITE_TIMEOUT_MS").default(5000).argParser(int(10, 600_000)))
     .addOption(new Option("--max-uncommitted-bytes <bytes>", "the leader refuses writes (503) while this many proposed bytes wait for commit").env("RESONETICS_MAX_UNCOMMITTED_BYTES").default(MAX_UNCOMMITTED_BYTES_DEFAULT).argParser(int(1024, 1 << 30)))
@@ -110,7 +120,7 @@ export function program(): Command {
     .addOption(new Option("--ready-max-lag <n>", "/ready answers 503 while this node trails the leader's commit index by more entries").env("RESONETICS_READY_MAX_LAG").default(1000).argParser(int(0, 100_000_000)))
     .addOption(new Option("--peers <list>", "peer address overrides: id=host:port,...").env("RESONETICS_PEERS").default("").argParser(peerList))
     .addOption(new Option("--body-limit <bytes>", "largest request body").env("RESONETICS_BODY_LIMIT").default(65536).argParser(int(1024, 16 * 1024 * 1024)))
-    .addOption(new Option("--log-level <level>", "pino log level").env("RESONETICS_LOG_LEVEL").default("info"))
+    .addOption(new Option("--log-level <level>", "pino log level").env("RESONETICS_LOG_LEVEL").default("info").choices(LOG_LEVELS))
     .addOption(new Option("--public-audit", "GET /v1/audit/verify without a token (default: admin or audit.token)").env("RESONETICS_PUBLIC_AUDIT").default(false))
     .addOption(new Option("--cors-origin <origin>", "let this one browser origin call the API (CORS is off by default)").env("RESONETICS_CORS_ORIGIN").argParser(origin))
     .action(async (o: ServeFlags, cmd: Command) => {
@@ -138,7 +148,7 @@ export function program(): Command {
     .requiredOption("--token-file <file>", "the cluster's admin token file")
     .addOption(new Option("--host <host>", "address to listen on").default("127.0.0.1"))
     .requiredOption("--port <port>", "port to listen on", int(1, 65535))
-    .addOption(new Option("--log-level <level>", "pino log level").env("RESONETICS_LOG_LEVEL").default("info"))
+    .addOption(new Option("--log-level <level>", "pino log level").env("RESONETICS_LOG_LEVEL").default("info").choices(LOG_LEVELS))
     .action(async (o: { dataDir: string; id: string; seed: string; tokenFile: string; host: string; port: number; logLevel: string }) => {
       const spec = { dir: o.dataDir, id: o.id, address: `${o.host}:${o.port}`, seed: o.seed, adminToken: readFileSync(o.tokenFile, "utf8").trim() };
       const dir = path.resolve(o.dataDir);
@@ -150,7 +160,7 @@ export function program(): Command {
       if (!checked) return;
       const { publicKey } = await prepareJoin(spec);
       const served = await refusedExits2(serve({
-        dataDir: o.dataDir, host: o.host, port: o.port, checkpointEvery: 1000, checkpointIntervalMs: 1000, snapshotEvery: 100_000,
+        dataDir: o.dataDir, host: o.host, port: o.port, checkpointEvery: 1000, checkpointIntervalMs: 1000, snapshotEvery: 100_000, snapshotsKeep: SNAPSHOTS_KEEP_DEFAULT,
         tickMs: 50, writeTimeoutMs: 5000, maxUncommittedBytes: MAX_UNCOMMITTED_BYTES_DEFAULT, maxPendingWrites: MAX_PENDING_WRITES_DEFAULT, readyMaxLag: 1000, peers: new Map(), bodyLimitBytes: 65536, logLevel: o.logLevel, publicAudit: false,
       }));
       if (!served) return;
@@ -160,16 +170,47 @@ export function program(): Command {
   p.command("verify-chain")
     .description("verify a data directory offline (exit 0 verified, 1 violation, 2 usage/unreadable)")
     .argument("<data-dir>", "the node's data directory")
-    .addOption(new Option("--from <where>", "genesis or snapshot").default("genesis"))
+    .addOption(new Option("--from <where>", "genesis, snapshot (the latest anchor) or a snapshot anchor's index").env("RESONETICS_VERIFY_FROM").default("genesis"))
     .option("--json", "one JSON report on stdout", false)
-    .action((dataDir: string, o: { from: string; json: boolean }) => {
+    .addOption(new Option("--trust <file>", "the auditor's trust file (resonetics trust export): anchors the report").env("RESONETICS_TRUST"))
+    .addOption(new Option("--checkpoint <file>", "a signed checkpoint to pin (with --trust): root(size) must match it").env("RESONETICS_CHECKPOINT"))
+    .action((dataDir: string, o: { from: string; json: boolean; trust?: string; checkpoint?: string }) => {
       process.exitCode = verifyChainCommand(dataDir, { ...o, progress: !o.json && process.stderr.isTTY === true }, out, err);
+    });
+  p.command("trust")
+    .description("trust files for offline verification")
+    .command("export")
+    .description("print the trust file of a data dir: cluster, genesis hash and configuration, latest checkpoint (read-only)")
+    .argument("<data-dir>", "the node's data directory")
+    .action((dataDir: string) => {
+      process.exitCode = trustExportCommand(dataDir, out, err);
+    });
+  p.command("receipt")
+    .description("fetch the offline receipt of an entry to stdout (exit 0, 1 refused or not covered yet, 2 unreachable)")
+    .argument("<index>", "the entry's log index", int(1, Number.MAX_SAFE_INTEGER))
+    .addOption(new Option("--endpoints <urls>", "node URLs, comma-separated").env("RESONETICS_ENDPOINTS").makeOptionMandatory())
+    .addOption(new Option("--token-file <file>", "a token file (receipts need none by default)").env("RESONETICS_TOKEN_FILE"))
+    .addOption(new Option("--wait-ms <ms>", "keep asking this long while no checkpoint covers the index").env("RESONETICS_WAIT_MS").default(0).argParser(int(0, 3_600_000)))
+    .addOption(new Option("-o, --output <format>", "json (the receipt is JSON either way)").choices(["json", "text"]).default("json"))
+    .action(async (index: number, o: { endpoints: string; tokenFile?: string; waitMs: number }) => {
+      const endpoints = o.endpoints.split(",").map((u) => u.trim()).filter((u) => u.length > 0);
+      const token = o.tokenFile === undefined ? undefined : readFileSync(o.tokenFile, "utf8").trim();
+      process.exitCode = await receiptCommand(index, { endpoints, waitMs: o.waitMs, timeoutMs: 10_000, ...(token === undefined ? {} : { token }) }, out, err);
+    });
+  p.command("verify-receipt")
+    .description("verify a receipt offline against a trust file (exit 0 verified, 1 does not verify, 2 usage/unreadable)")
+    .argument("<receipt>", "the receipt file (resonetics receipt, or GET /v1/receipts/:index)")
+    .addOption(new Option("--trust <file>", "the auditor's trust file").env("RESONETICS_TRUST").makeOptionMandatory())
+    .action((file: string, o: { trust: string }) => {
+      process.exitCode = verifyReceiptCommand(file, o.trust, out, err);
     });
   return p;
 }
 
 /** Parses argv and runs; usage errors exit 2. */
 export async function main(argv: string[]): Promise<void> {
+  // Every hash this process computes (serving, verifying, initializing) goes through node:crypto.
+  useNativeHash();
   try {
     await program().parseAsync(argv);
   } catch (e) {

@@ -8,7 +8,7 @@ import * as path from "node:path";
 import * as readline from "node:readline";
 import { TestCluster, StatusJson, freePortRange } from "../support/cluster";
 import { prng, testSeed } from "../support/independent";
-import { REPO_ROOT, cleanupAll, getJson, makeTempDir, mapPool, parseJsonOutput, pollUntil, runVerifyChain, withFailureContext } from "../support/server";
+import { BIN, REPO_ROOT, cleanupAll, getJson, makeTempDir, mapPool, parseJsonOutput, pollUntil, runVerifyChain, withFailureContext } from "../support/server";
 import { AppendAck, LedgerClient } from "../../src/client/client";
 
 jest.setTimeout(150_000);
@@ -78,7 +78,7 @@ async function stopChild(child: ChildProcess, timeoutMs: number): Promise<void> 
 
 /** Spawns `resonetics join` for a new node; `joined` resolves with the JSON after "joined: ". */
 function spawnJoin(c: TestCluster, seedId: string, dir: string, port: number): Joiner {
-  const args = ["--import", "tsx", "src/cli/main.ts", "join", "--data-dir", dir, "--id", JOIN_ID, "--seed", c.url(seedId),
+  const args = [BIN, "join", "--data-dir", dir, "--id", JOIN_ID, "--seed", c.url(seedId),
     "--token-file", path.join(c.dir("n1"), "admin.token"), "--port", String(port)];
   const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: process.env, stdio: ["ignore", "pipe", "pipe"] });
   spawned.add(child);

@@ -5,11 +5,11 @@ import { ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
-import { REPO_ROOT, cleanupAll, getJson, makeTempDir, runCli, startServer, withFailureContext } from "../support/server";
+import { BIN, REPO_ROOT, cleanupAll, getJson, makeTempDir, runCli, startServer, withFailureContext } from "../support/server";
 
 /** Every process here either refuses at once or is stopped by the test: a bound for both. */
 const PROCESS_TIMEOUT_MS = 30_000;
-const CLI = ["--import", "tsx", "src/cli/main.ts"];
+const CLI = [BIN];
 /** Root passes every permission check: unwritable-dir cases run the CLI as nobody. */
 const AS_ROOT = process.getuid?.() === 0;
 const NOBODY = 65534;

@@ -11,7 +11,8 @@ import * as path from "node:path";
 import * as readline from "node:readline";
 
 export const REPO_ROOT = path.resolve(__dirname, "..", "..");
-const CLI = "src/cli/main.ts";
+/** The project's own bin (compiled dist/, or the sources through tsx when dist/ is stale): what a user runs. */
+export const BIN = path.join(REPO_ROOT, "bin", "resonetics");
 const OUTPUT_LINES_MAX = 300;
 
 const children = new Set<ChildProcess>();
@@ -275,7 +276,7 @@ export interface StartOptions {
 /** Starts `resonetics serve --data-dir dir --host 127.0.0.1 --port 0` and waits until it listens. */
 export async function startServer(dir: string, opts: StartOptions = {}): Promise<Server> {
   const timeoutMs = opts.timeoutMs ?? 20_000;
-  const args = ["--import", "tsx", CLI, "serve", "--data-dir", dir, "--host", "127.0.0.1", "--port", "0", ...(opts.extraArgs ?? [])];
+  const args = [BIN, "serve", "--data-dir", dir, "--host", "127.0.0.1", "--port", "0", ...(opts.extraArgs ?? [])];
   const child = spawn(process.execPath, args, {
     cwd: REPO_ROOT,
     env: { ...process.env, ...(opts.env ?? {}) },
@@ -389,7 +390,7 @@ export interface ProcessResult {
 
 /** Runs the CLI with the given args as a process (bounded by timeoutMs) and collects its output. */
 export async function runCli(cliArgs: readonly string[], timeoutMs = 120_000): Promise<ProcessResult> {
-  const args = ["--import", "tsx", CLI, ...cliArgs];
+  const args = [BIN, ...cliArgs];
   const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: process.env, stdio: ["ignore", "pipe", "pipe"] });
   children.add(child);
   const exited = exitPromise(child);
