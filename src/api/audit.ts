@@ -9,7 +9,7 @@ import { performance } from "node:perf_hooks";
 import type { Request, Response } from "express";
 import type { Logger } from "pino";
 import type { AuditSnapshot } from "../node/ports";
-import { startProblem, verifyChainSteps, VerifyReport } from "../ledger/verify";
+import { startProblem, verifyChainSteps, VerifyReport, VerifyStart } from "../ledger/verify";
 import { stateRootSteps, DedupRow, SubjectRow } from "../ledger/state-machine";
 import { toHex } from "../ledger/bytes";
 import { LedgerError } from "../util/errors";
@@ -93,12 +93,12 @@ function* liveStateRoot(store: AuditSnapshot): Generator<void, string, void> {
   return toHex(yield* stateRootSteps(subjects, dedup));
 }
 
-function parseFrom(raw: unknown): "genesis" | "snapshot" {
+/** ?from=genesis (default) | snapshot (the latest anchor) | <index> (a retained snapshot anchor, GET /v1/snapshots). */
+export function parseFrom(raw: unknown): VerifyStart {
   const from = raw ?? "genesis";
-  if (from !== "genesis" && from !== "snapshot") {
-    throw new LedgerError("bad_request", "from must be genesis or snapshot (verifying from an arbitrary index is not supported yet)");
-  }
-  return from;
+  if (from === "genesis" || from === "snapshot") return from;
+  if (typeof from === "string" && /^[1-9][0-9]{0,15}$/.test(from) && Number.isSafeInteger(Number(from))) return Number(from);
+  throw new LedgerError("bad_request", "from must be genesis, snapshot, or the index of a retained snapshot anchor (GET /v1/snapshots)");
 }
 
 /** The audit of one node: token check, one-at-a-time, time-sliced replay on a read-only snapshot. */
@@ -140,7 +140,7 @@ export class AuditRunner {
    * another audit runs, conflict when the data dir cannot serve the start (no snapshot; a compacted
    * log and from=genesis), and never reports a missing start as a chain violation.
    */
-  async run(from: "genesis" | "snapshot", to: number | undefined, abandoned: () => boolean = () => false): Promise<AuditResult> {
+  async run(from: VerifyStart, to: number | undefined, abandoned: () => boolean = () => false): Promise<AuditResult> {
     if (this.running !== null) {
       throw new LedgerError("too_many_requests", "an audit is already running on this node (one at a time); retry later", {
         retry_after_s: this.retryAfterS(this.running),

@@ -12,6 +12,8 @@ import { RECORD_TEXT_MAX } from "../ledger/record";
 import { EntryView, entryView } from "./views";
 import type { Metrics } from "./metrics";
 import type { AuditRunner } from "./audit";
+import { snapshotRoutes } from "./snapshots";
+import { receiptRoutes } from "./receipts";
 
 export interface RouteDeps {
   /** What the node says of itself (status, health, metrics). */
@@ -103,11 +105,20 @@ function readConsistency(writes: LedgerWrites) {
   };
 }
 
+/**
+ * Long answers (a page of 1,000 entries, 500 records with proofs) are built in slices of this many
+ * items, yielding to the event loop between them, so a reader never holds up the node's Raft ticks
+ * and heartbeats for more than a few milliseconds (an item costs ~20-100 µs: reads, a proof, JSON).
+ */
+const SLICE_ITEMS = 50;
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 /** Entry views of ascending indices; a run of consecutive ones reads each entry once (its hash is the next one's prev). */
-function viewsOf(reader: LedgerReader, indices: readonly number[]): EntryView[] {
+async function viewsOf(reader: LedgerReader, indices: readonly number[]): Promise<EntryView[]> {
   const out: EntryView[] = [];
   let prev: { index: number; hash: Uint8Array } | null = null;
   for (const i of indices) {
+    if (out.length > 0 && out.length % SLICE_ITEMS === 0) await nextTurn();
     const e = reader.entry(i);
     out.push(entryView(e, prev !== null && prev.index === i - 1 ? prev.hash : reader.prevHash(i)));
     prev = { index: i, hash: e.hash };
@@ -150,7 +161,7 @@ export function v1Routes(deps: RouteDeps): Router {
     res.json(entry);
   });
 
-  r.get("/records", read, (req, res) => {
+  r.get("/records", read, async (req, res) => {
     const from = parseOptionalIndex(req.query.from, "from") ?? 1;
     const limit = parseLimit(req.query.limit, 100, 1000);
     const subject = req.query.subject === undefined ? undefined : parseText(req.query.subject, "subject", RECORD_TEXT_MAX);
@@ -158,7 +169,7 @@ export function v1Routes(deps: RouteDeps): Router {
     const indices = subject === undefined
       ? Array.from({ length: Math.max(0, Math.min(limit, commit - from + 1)) }, (_, i) => from + i)
       : reader.subjectRecords(subject, from, limit).map((x) => x.index);
-    const entries = viewsOf(reader, indices);
+    const entries = await viewsOf(reader, indices);
     const last = indices[indices.length - 1];
     const more = subject === undefined ? last !== undefined && last < commit : indices.length === limit;
     res.json({ entries, next: more && last !== undefined ? last + 1 : null });
@@ -167,7 +178,7 @@ export function v1Routes(deps: RouteDeps): Router {
   // A page of a subject's history: records from log index `from` on, each with its subject head
   // (SHA-256(prev head || entry hash), from 32 zero bytes) and an inclusion proof against the latest
   // checkpoint. `next` is the from of the following page; a client chains heads across pages.
-  r.get("/subjects/:subject/history", read, (req, res) => {
+  r.get("/subjects/:subject/history", read, async (req, res) => {
     const subject = parseText(req.params.subject, "subject", RECORD_TEXT_MAX);
     const from = parseOptionalIndex(req.query.from, "from") ?? 1;
     const limit = parseLimit(req.query.limit, HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX);
@@ -192,15 +203,17 @@ export function v1Routes(deps: RouteDeps): Router {
       if (before !== firstVersion - 1) throw notFound(`records of subject ${JSON.stringify(subject)} before version ${firstVersion} are not in this node's log`);
     }
     const prevHead = toHex(head);
-    const records = page.map(({ version, index }) => {
+    const records = [];
+    for (const { version, index } of page) {
+      if (records.length > 0 && records.length % SLICE_ITEMS === 0) await nextTurn();
       const e = reader.entry(index);
       head = nextSubjectHead(head, e.hash);
       const proof = cp !== undefined && index <= cp.size ? reader.inclusion(index, cp.size) : null;
-      return {
+      records.push({
         version, subject_head: toHex(head), entry: entryView(e, reader.prevHash(index)),
         inclusion: proof === null ? null : { index, size: proof.size, leaf_hash: proof.leaf_hash, path: proof.path, root: proof.root },
-      };
-    });
+      });
+    }
     const last = page[page.length - 1];
     if (given === undefined && last !== undefined && last.version === row.version && toHex(head) !== toHex(row.head)) {
       throw new LedgerError("verification_failed", `subject ${JSON.stringify(subject)}: replayed head differs from the stored head`);
@@ -232,7 +245,10 @@ export function v1Routes(deps: RouteDeps): Router {
     res.json(cp);
   });
 
+  receiptRoutes(r, reader, read);
+
   r.get("/audit/verify", (req, res) => deps.audit.handle(req, res));
+  snapshotRoutes(r, deps);
 
   const admin = requireToken(deps.adminToken);
   r.post("/admin/members", admin, json, async (req, res) => {

@@ -22,6 +22,8 @@ export interface ServeOptions {
   readonly checkpointEvery: number;
   readonly checkpointIntervalMs: number;
   readonly snapshotEvery: number;
+  /** --snapshots-keep: snapshots kept, each a verification start. */
+  readonly snapshotsKeep: number;
   readonly tickMs: number;
   readonly writeTimeoutMs: number;
   /** --max-uncommitted-bytes / --max-pending-writes: the leader's write bounds (503 overloaded past them). */
@@ -124,7 +126,7 @@ export async function serve(o: ServeOptions): Promise<void> {
   let exitForSupervisor = (): void => process.exit(EXIT_STORAGE_FAULT);
   const node = new RaftLedgerNode(dd, {
     tickMs: o.tickMs, electionTick: 10, heartbeatTick: 2,
-    checkpointEvery: o.checkpointEvery, checkpointIntervalMs: o.checkpointIntervalMs, snapshotEvery: o.snapshotEvery,
+    checkpointEvery: o.checkpointEvery, checkpointIntervalMs: o.checkpointIntervalMs, snapshotEvery: o.snapshotEvery, snapshotsKeep: o.snapshotsKeep,
     writeTimeoutMs: o.writeTimeoutMs, maxUncommittedBytes: o.maxUncommittedBytes, maxPendingWrites: o.maxPendingWrites, readyMaxLag: o.readyMaxLag,
     peerAddresses: o.peers, now: () => new Date(), logger: logger.child({ component: "node" }),
     // The storage-fault policy (src/node/storage-fault.ts): stop acknowledging at once (done), let the

@@ -11,6 +11,8 @@ import { decodeCheckpoint, verifyCheckpointSignature, Checkpoint } from "./check
 import { configPayloadProblem, decodeConfig } from "./config";
 import { applyEntry, DedupRow, MemoryState, stateRootSteps, SubjectRow, UnappliableRecord } from "./state-machine";
 import { decodeSnapshot, snapshotProblem, snapshotRange, snapshotState } from "./snapshot";
+import { AnchorProblem, AnchorReport, AnchorTracker } from "./anchor";
+import type { PinnedCheckpoint, TrustFile } from "./trust";
 
 export interface ChainSource {
   getMeta(key: string): string | undefined;
@@ -27,11 +29,18 @@ export interface ChainSource {
   latestSnapshotBytes(): Uint8Array | undefined;
   /** The compaction anchor, if the log was compacted. */
   anchor(): { index: number; term: number; hash: Uint8Array } | undefined;
+  /** The stored snapshots' indices, newest first (absent: only the latest snapshot is known). */
+  snapshotIndexes?(): number[];
+  /** The snapshot document stored at index. */
+  snapshotBytesAt?(index: number): Uint8Array | undefined;
 }
+
+/** Where a verification starts: genesis, the latest snapshot, or the retained snapshot at an index. */
+export type VerifyStart = "genesis" | "snapshot" | number;
 
 export interface VerifyReport {
   readonly ok: boolean;
-  readonly from: "genesis" | "snapshot";
+  readonly from: VerifyStart;
   readonly entries: number;
   readonly checkpoints: number;
   readonly size: number;
@@ -42,34 +51,76 @@ export interface VerifyReport {
   /** First index at which the chain is wrong (0 when the fault is not at an entry). */
   readonly first_bad_index?: number;
   readonly reason?: string;
+  /** The graded report (ledger/anchor.ts): what it is anchored to, and what is signed. Absent when nothing was read. */
+  readonly anchor?: AnchorReport["anchor"];
+  readonly signed_size?: number;
+  readonly checkpointed_size?: number;
+  readonly grades?: AnchorReport["grades"];
 }
 
 export interface VerifyOptions {
   readonly onProgress?: (done: number, total: number) => void;
   /** Stop after this index (default: the last one). */
   readonly to?: number;
-  /** Start from genesis (default) or from the latest snapshot anchor. */
-  readonly from?: "genesis" | "snapshot";
+  /** The auditor's trust file: the pinned cluster, genesis hash and genesis configuration (and checkpoint). */
+  readonly trust?: TrustFile;
+  /** A checkpoint to pin (--checkpoint), instead of the trust file's. */
+  readonly pinned?: PinnedCheckpoint;
+  /** Start from genesis (default), the latest snapshot anchor, or the retained snapshot at an index. */
+  readonly from?: VerifyStart;
 }
 
 /** Why a data dir cannot serve a verification start: nothing is wrong with its chain, it just lacks the start. */
 export interface StartProblem {
   readonly reason: string;
-  /** The starts this data dir can serve. */
-  readonly possible: ReadonlyArray<"genesis" | "snapshot">;
+  /** The starts this data dir can serve, earliest first: "genesis" when its history is complete, then each snapshot anchor. */
+  readonly possible: ReadonlyArray<"genesis" | number>;
 }
 
-/** Null when the data dir can serve `from`; otherwise what it lacks and which starts it can serve. */
-export function startProblem(src: ChainSource, from: "genesis" | "snapshot"): StartProblem | null {
+/** meta history_from (the first index a node holds history for); 1 when absent or not a whole number >= 1. */
+function historyFromOf(src: ChainSource): number {
+  const n = Number(src.getMeta("history_from") ?? "1");
+  return Number.isSafeInteger(n) && n >= 1 ? n : 1;
+}
+
+/** The stored snapshots' indices, newest first. */
+function snapshotIndexesOf(src: ChainSource): number[] {
+  if (src.snapshotIndexes !== undefined) return src.snapshotIndexes();
+  const bytes = src.latestSnapshotBytes();
+  const doc = bytes === undefined ? null : decodeSnapshot(bytes);
+  return doc === null ? [] : [doc.index];
+}
+
+/** The snapshot document bytes a start names (undefined: none stored there). */
+function startSnapshotBytes(src: ChainSource, from: "snapshot" | number): Uint8Array | undefined {
+  if (from === "snapshot") return src.latestSnapshotBytes();
+  if (src.snapshotBytesAt !== undefined) return src.snapshotBytesAt(from);
+  return snapshotIndexesOf(src)[0] === from ? src.latestSnapshotBytes() : undefined;
+}
+
+/**
+ * Null when the data dir can serve `from`; otherwise what it lacks and which starts it can serve.
+ * A snapshot anchor S is a start when the log holds every entry after it (S >= the log's anchor) and
+ * the history after it is held (S + 1 >= history_from); genesis, when nothing was ever cut or pruned.
+ */
+export function startProblem(src: ChainSource, from: VerifyStart): StartProblem | null {
   const anchor = src.anchor();
   const compactedTo = anchor !== undefined && anchor.index > 0 ? anchor.index : 0;
-  const hasSnapshot = src.latestSnapshotBytes() !== undefined;
-  const possible: Array<"genesis" | "snapshot"> = [];
-  if (compactedTo === 0) possible.push("genesis");
-  if (hasSnapshot) possible.push("snapshot");
+  const historyFrom = historyFromOf(src);
+  const anchors = snapshotIndexesOf(src).filter((i) => i >= compactedTo && i + 1 >= historyFrom).sort((a, b) => a - b);
+  const possible: Array<"genesis" | number> = [];
+  if (compactedTo === 0 && historyFrom <= 1) possible.push("genesis");
+  possible.push(...anchors);
   const instead = possible.length === 0 ? "it can serve no verification start" : `verify from=${possible.join(" or from=")}`;
-  if (from === "snapshot" && !hasSnapshot) return { reason: `this node holds no snapshot to verify from; ${instead}`, possible };
+  if (from === "snapshot" && anchors.length === 0) return { reason: `this node holds no snapshot to verify from; ${instead}`, possible };
   if (from === "genesis" && compactedTo > 0) return { reason: `this node's log is compacted up to ${compactedTo}, so it cannot replay from genesis; ${instead}`, possible };
+  if (from === "genesis" && historyFrom > 1) return { reason: `this node's history starts at ${historyFrom} (a recorded prune), so it cannot replay from genesis; ${instead}`, possible };
+  if (typeof from === "number" && !anchors.includes(from)) {
+    const why = !snapshotIndexesOf(src).includes(from) ? `no snapshot is retained at ${from}`
+      : from < compactedTo ? `the log before ${compactedTo} is gone, so the snapshot at ${from} cannot start a verification`
+      : `history before ${historyFrom} is pruned, so the snapshot at ${from} cannot start a verification`;
+    return { reason: `${why}; ${instead}`, possible };
+  }
   return null;
 }
 
@@ -101,6 +152,9 @@ export function* verifyChainSteps(src: ChainSource, options: VerifyOptions = {})
   const from = options.from ?? "genesis";
   const empty = { from, entries: 0, checkpoints: 0, size: 0, head: null, root: null, state_root: null, last_applied: 0 };
   if (cluster === undefined) return { ...empty, ok: false, first_bad_index: 0, reason: "no cluster_id in meta: not a Resonetics data dir" };
+  const anchoring = new AnchorTracker(options.trust, options.pinned ?? options.trust?.checkpoint);
+  const refused = anchoring.refusal(cluster, from === "genesis");
+  if (refused !== null) return { ...empty, ok: false, first_bad_index: refused.index, reason: refused.reason, anchor: anchoring.report(1, 0).anchor };
   const hard = src.hardState();
   for (const [name, v] of [["term", hard.term], ["commit_index", hard.commitIndex], ["last_applied", hard.lastApplied]] as const) {
     if (!isU64(v)) return { ...empty, ok: false, first_bad_index: 0, reason: `hard_state ${name} is not a whole number: ${JSON.stringify(v)}` };
@@ -115,10 +169,11 @@ export function* verifyChainSteps(src: ChainSource, options: VerifyOptions = {})
   let expected = 1;
   let checkpoints = 0;
   const anchor = src.anchor();
-  if (from === "snapshot") {
-    const bytes = src.latestSnapshotBytes();
+  if (from !== "genesis") {
+    const bytes = startSnapshotBytes(src, from);
     const doc = bytes === undefined ? null : decodeSnapshot(bytes);
     if (doc === null) return { ...empty, ok: false, first_bad_index: 0, reason: bytes === undefined ? "no snapshot to start from" : "snapshot does not parse" };
+    if (typeof from === "number" && doc.index !== from) return { ...empty, ok: false, first_bad_index: from, reason: `the snapshot stored at ${from} is a snapshot of index ${doc.index}` };
     const cfg = decodeConfig(Buffer.from(doc.config_b64, "base64"));
     if (cfg === null) return { ...empty, ok: false, first_bad_index: doc.index, reason: "snapshot configuration does not parse" };
     for (const m of [...cfg.voters, ...cfg.learners]) keys.set(m.id, m.public_key);
@@ -138,6 +193,10 @@ export function* verifyChainSteps(src: ChainSource, options: VerifyOptions = {})
     return { ...empty, ok: false, first_bad_index: 1, reason: `the log is compacted up to ${anchor.index}: verify with --from snapshot` };
   }
   const start = expected;
+  anchoring.startFrom(keys);
+  const anchorCheck = (p: AnchorProblem | null): void => {
+    if (p !== null) throw new Violation(p.index, p.reason);
+  };
   try {
     for (const e of src.entries(start, last)) {
       if (e.index !== expected) {
@@ -157,10 +216,15 @@ export function* verifyChainSteps(src: ChainSource, options: VerifyOptions = {})
         if (cfg === null) throw new Violation(e.index, `CONFIG payload is not a configuration: ${configPayloadProblem(e.payload) ?? "does not parse"}`);
         keys.clear();
         for (const m of [...cfg.voters, ...cfg.learners]) keys.set(m.id, m.public_key);
+        // With a trust file, entry 1 is the pinned genesis configuration byte for byte, so these keys are the pinned ones.
+        anchorCheck(anchoring.config(e, keys));
       }
+      let cp: Checkpoint | null = null;
       if (e.kind === EntryKind.Checkpoint) {
         checkCheckpoint(e, range, prevHash, cluster, keys);
-        derived.set(e.index, decodeCheckpoint(e.payload) as Checkpoint);
+        cp = decodeCheckpoint(e.payload) as Checkpoint;
+        derived.set(e.index, cp);
+        anchoring.checkpoint(cp, keys);
         checkpoints++;
       }
       for (const n of range.append(e.hash)) {
@@ -169,6 +233,7 @@ export function* verifyChainSteps(src: ChainSource, options: VerifyOptions = {})
           throw new Violation(e.index, `stored Merkle node ${n.level}/${n.index} ${stored === undefined ? "is missing" : "differs from the recomputed hash"}`);
         }
       }
+      anchorCheck(anchoring.appended(e, () => range.root(), cp));
       if (e.index <= hard.lastApplied) applyOrViolation(state, e);
       prevHash = e.hash;
       prevTerm = e.term;
@@ -183,6 +248,7 @@ export function* verifyChainSteps(src: ChainSource, options: VerifyOptions = {})
       if (hard.term < prevTerm) throw new Violation(0, `hard state term ${hard.term} is lower than the last entry's term ${prevTerm}`);
       yield* checkCheckpointTable(src, cluster, derived, start);
       yield* checkState(src, state);
+      anchorCheck(anchoring.finish(size));
     }
     options.onProgress?.(size, last);
     const root = yield* stateRootSteps(state.subjects.values(), state.dedup.values());
@@ -190,10 +256,11 @@ export function* verifyChainSteps(src: ChainSource, options: VerifyOptions = {})
       ok: true, from, entries: size - start + 1, checkpoints, size,
       head: size > 0 ? toHex(prevHash) : null, root: toHex(range.root()),
       state_root: toHex(root), last_applied: Math.min(hard.lastApplied, size),
+      ...anchoring.report(start, size),
     };
   } catch (err) {
     if (!(err instanceof Violation)) throw err;
-    return { ...empty, ok: false, entries: expected - start, checkpoints, size: expected - 1, first_bad_index: err.index, reason: err.message };
+    return { ...empty, ok: false, entries: expected - start, checkpoints, size: expected - 1, first_bad_index: err.index, reason: err.message, anchor: anchoring.report(start, 0).anchor };
   }
 }
 

@@ -50,6 +50,12 @@ class StoreSnapshot implements AuditSnapshot {
   latestSnapshotBytes(): Uint8Array | undefined {
     return this.store.latestSnapshotBytes();
   }
+  snapshotIndexes(): number[] {
+    return this.store.snapshotIndexes();
+  }
+  snapshotBytesAt(index: number): Uint8Array | undefined {
+    return this.store.snapshotBytesAt(index);
+  }
   anchor(): ReturnType<ChainSource["anchor"]> {
     return this.store.anchor();
   }

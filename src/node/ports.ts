@@ -18,6 +18,8 @@ import type { LagSummary } from "./lag-probe";
 export type { StoredCheckpoint } from "../storage/store";
 export type { AuditSnapshot } from "./audit-snapshot";
 export type { LagSummary } from "./lag-probe";
+/** The reserved record of a prune (POST /v1/admin/prune writes it; src/node/snapshots.ts applies it). */
+export { PRUNE_RECORD_TYPE, PRUNE_SUBJECT } from "./snapshots";
 
 export interface AppendResult {
   readonly index: number;

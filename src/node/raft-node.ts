@@ -36,7 +36,7 @@ export class RaftLedgerNode implements NodeInfo {
     this.nodeId = this.rt.nodeId;
     this.clusterId = this.rt.clusterId;
     this.publicKey = this.rt.publicKey;
-    this.reader = new Reader(this.rt.dbPath, this.clusterId, () => this.rt.lastApplied());
+    this.reader = new Reader(this.rt.dbPath, this.clusterId, () => this.rt.lastApplied(), dd.key);
     this.writes = new Writes(this.rt, this.reader, {
       writeTimeoutMs: opts.writeTimeoutMs,
       maxUncommittedBytes: opts.maxUncommittedBytes ?? MAX_UNCOMMITTED_BYTES_DEFAULT,

@@ -98,7 +98,9 @@ export class RaftStorage implements Storage {
   }
 
   snapshot(): Snapshot | null {
-    const s = this.store.latestSnapshot();
+    // The core needs the snapshot its log follows (the configuration there): the anchor's, once the log was cut.
+    const at = this.anchor().index;
+    const s = at > 0 ? this.store.snapshotAt(at) : this.store.latestSnapshot();
     if (s === undefined) return null;
     const config = decodeConfig(s.config);
     assert(config !== null, `stored snapshot at ${s.index} has an unreadable configuration`);

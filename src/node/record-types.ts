@@ -10,6 +10,8 @@ import { LedgerError } from "../util/errors";
 import { RecordRequest } from "../ledger/record";
 
 export const SCHEMAS_DIR = path.resolve(__dirname, "..", "..", "schemas");
+/** Record types the ledger writes itself (resonetics.prune: POST /v1/admin/prune); a client may not. */
+export const RESERVED_TYPE_PREFIX = "resonetics.";
 
 const describe = (errors: ErrorObject[] | null | undefined, root: string): { path: string; message: string } => {
   const e = errors?.[0];
@@ -45,13 +47,16 @@ export class RecordTypes {
     return [...this.types.keys()];
   }
 
-  /** Checks a request body; throws LedgerError with a stable code and the failing path. */
-  validate(body: unknown): ValidRequest {
+  /** Checks a request body; throws LedgerError with a stable code and the failing path. A reserved type only with allowReserved. */
+  validate(body: unknown, allowReserved = false): ValidRequest {
     if (!this.request(body)) {
       const d = describe(this.request.errors, "body");
       throw new LedgerError("schema_violation", d.message, { path: d.path });
     }
     const b = body as { type: string; subject: string; data: unknown; actor?: string; client_id?: string; request_id?: string };
+    if (!allowReserved && b.type.startsWith(RESERVED_TYPE_PREFIX)) {
+      throw new LedgerError("unknown_record_type", `record types ${RESERVED_TYPE_PREFIX}* are written by the ledger itself, not by clients (a prune: POST /v1/admin/prune)`);
+    }
     const check = this.types.get(b.type);
     if (check === undefined) {
       throw new LedgerError("unknown_record_type", `unknown record type ${JSON.stringify(b.type)}; known: ${this.names().join(", ")}`);

@@ -39,6 +39,40 @@ export interface StoredSnapshot {
   readonly createdAt: string;
 }
 
+/** A retained snapshot anchor without its (large) state: what GET /v1/snapshots lists. */
+export interface SnapshotAnchor {
+  readonly index: number;
+  readonly term: number;
+  readonly hash: Uint8Array;
+  readonly stateRoot: string;
+  readonly signer: string;
+  readonly createdAt: string;
+}
+
+/** meta key: the first index this node holds history for (1 = complete; moved by a prune or an installed snapshot). */
+export const HISTORY_FROM_KEY = "history_from";
+
+interface SnapshotRow {
+  idx: number;
+  term: number;
+  hash: Buffer;
+  root: string;
+  compact_range: string;
+  config: Buffer;
+  state_root: string;
+  data: Buffer;
+  signer: string;
+  sig: string;
+  created_at: string;
+}
+
+function toSnapshot(r: SnapshotRow): StoredSnapshot {
+  return {
+    index: r.idx, term: r.term, hash: u8(r.hash), root: r.root, compactRange: r.compact_range, config: u8(r.config),
+    stateRoot: r.state_root, data: u8(r.data), signer: r.signer, sig: r.sig, createdAt: r.created_at,
+  };
+}
+
 interface LogRow {
   idx: number;
   term: number;
@@ -135,8 +169,14 @@ export class Store implements StateStore, ChainSource {
       anchorSet: p("INSERT INTO log_anchor (id, idx, term, hash) VALUES (1, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET idx = excluded.idx, term = excluded.term, hash = excluded.hash"),
       snapPut: p("INSERT OR REPLACE INTO snapshots (idx, term, hash, root, compact_range, config, state_root, data, signer, sig, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
       snapLatest: p("SELECT * FROM snapshots ORDER BY idx DESC LIMIT 1"),
-      snapPrune: p("DELETE FROM snapshots WHERE idx < ?"),
+      snapAt: p("SELECT * FROM snapshots WHERE idx = ?"),
+      snapAtOrBefore: p("SELECT * FROM snapshots WHERE idx <= ? ORDER BY idx DESC LIMIT 1"),
+      snapList: p("SELECT idx, term, hash, state_root, signer, created_at FROM snapshots ORDER BY idx DESC"),
+      snapBelow: p("DELETE FROM snapshots WHERE idx < ?"),
+      // The newest `keep` rows stay, and the row at the log's anchor (the log begins there: Raft's base).
+      snapRetain: p("DELETE FROM snapshots WHERE idx NOT IN (SELECT idx FROM snapshots ORDER BY idx DESC LIMIT ?) AND idx <> ?"),
       configAt: p("SELECT payload FROM log WHERE kind = 2 AND idx <= ? ORDER BY idx DESC LIMIT 1"),
+      configIndices: p("SELECT idx FROM log WHERE kind = 2 AND idx >= ? AND idx <= ? ORDER BY idx"),
     };
   }
 
@@ -221,41 +261,100 @@ export class Store implements StateStore, ChainSource {
     this.s.nodesTruncate.run(index - 1);
   }
 
-  /** Removes entries up to anchor.index; the anchor row keeps (index, term, hash). */
+  /**
+   * Removes entries up to anchor.index; the anchor row keeps (index, term, hash). Only a recorded
+   * prune calls this on a node (src/node/snapshots.ts): a snapshot never deletes history by itself.
+   */
   compactTo(anchor: { index: number; term: number; hash: Uint8Array }): void {
     assert(anchor.index <= this.hardState().lastApplied, `refusing to compact past last_applied (${anchor.index})`);
     this.s.anchorSet.run(anchor.index, anchor.term, anchor.hash);
     this.s.logCompact.run(anchor.index);
   }
 
-  /** Installs a received snapshot's anchor: the whole log is replaced by it. */
+  /**
+   * Installs a received snapshot's anchor: the whole log is replaced by it, older snapshots go (their
+   * history is not here to verify from), and this node's history starts after the anchor.
+   */
   resetToAnchor(anchor: { index: number; term: number; hash: Uint8Array }): void {
     this.s.anchorSet.run(anchor.index, anchor.term, anchor.hash);
     this.db.exec("DELETE FROM log; DELETE FROM checkpoints; DELETE FROM merkle_nodes; DELETE FROM subjects; DELETE FROM subject_records; DELETE FROM dedup;");
+    this.s.snapBelow.run(anchor.index);
+    this.setHistoryFrom(Math.max(this.historyFrom(), anchor.index + 1));
   }
 
+  /** The first index whose history this node holds and serves (1 unless pruned or installed from a snapshot). */
+  historyFrom(): number {
+    const raw = this.getMeta(HISTORY_FROM_KEY);
+    if (raw === undefined) return 1;
+    const n = Number(raw);
+    assert(Number.isSafeInteger(n) && n >= 1, `meta ${HISTORY_FROM_KEY} is not an index >= 1: ${JSON.stringify(raw)}`);
+    return n;
+  }
+
+  setHistoryFrom(index: number): void {
+    assert(Number.isSafeInteger(index) && index >= 1, `history_from ${index} is not an index >= 1`);
+    this.setMeta(HISTORY_FROM_KEY, String(index));
+  }
+
+  /** Stores a snapshot (the same index replaces); older ones stay until retainSnapshots. */
   saveSnapshot(s: StoredSnapshot): void {
     this.s.snapPut.run(s.index, s.term, s.hash, s.root, s.compactRange, s.config, s.stateRoot, s.data, s.signer, s.sig, s.createdAt);
-    this.s.snapPrune.run(s.index);
+  }
+
+  /** Deletes all but the newest `keep` snapshots, never the one at the log's anchor. Returns how many went. */
+  retainSnapshots(keep: number): number {
+    assert(Number.isSafeInteger(keep) && keep >= 1, `snapshots to keep must be >= 1, got ${keep}`);
+    return this.s.snapRetain.run(keep, this.anchor()?.index ?? 0).changes;
+  }
+
+  /** Deletes the snapshots before index (a prune: their history is gone, they can no longer start a verification). */
+  dropSnapshotsBelow(index: number): void {
+    this.s.snapBelow.run(index);
   }
 
   latestSnapshot(): StoredSnapshot | undefined {
-    const r = this.s.snapLatest.get() as
-      | { idx: number; term: number; hash: Buffer; root: string; compact_range: string; config: Buffer; state_root: string; data: Buffer; signer: string; sig: string; created_at: string }
-      | undefined;
-    if (r === undefined) return undefined;
-    return {
-      index: r.idx, term: r.term, hash: u8(r.hash), root: r.root, compactRange: r.compact_range, config: u8(r.config),
-      stateRoot: r.state_root, data: u8(r.data), signer: r.signer, sig: r.sig, createdAt: r.created_at,
-    };
+    const r = this.s.snapLatest.get() as SnapshotRow | undefined;
+    return r === undefined ? undefined : toSnapshot(r);
   }
 
-  /** The CONFIG payload in force at index: the last CONFIG entry at or before it, else the snapshot's. */
+  snapshotAt(index: number): StoredSnapshot | undefined {
+    const r = this.s.snapAt.get(index) as SnapshotRow | undefined;
+    return r === undefined ? undefined : toSnapshot(r);
+  }
+
+  /** The newest snapshot at or before index. */
+  snapshotAtOrBefore(index: number): StoredSnapshot | undefined {
+    const r = this.s.snapAtOrBefore.get(index) as SnapshotRow | undefined;
+    return r === undefined ? undefined : toSnapshot(r);
+  }
+
+  /** Every stored snapshot, newest first, without its state. At most snapshots-keep + 1 rows (retainSnapshots). */
+  snapshotAnchors(): SnapshotAnchor[] {
+    return (this.s.snapList.all() as Array<{ idx: number; term: number; hash: Buffer; state_root: string; signer: string; created_at: string }>).map((r) => ({
+      index: r.idx, term: r.term, hash: u8(r.hash), stateRoot: r.state_root, signer: r.signer, createdAt: r.created_at,
+    }));
+  }
+
+  /** ChainSource: the snapshot indices stored, newest first. */
+  snapshotIndexes(): number[] {
+    return this.snapshotAnchors().map((a) => a.index);
+  }
+
+  /** ChainSource: the snapshot document at index. */
+  snapshotBytesAt(index: number): Uint8Array | undefined {
+    return this.snapshotAt(index)?.data;
+  }
+
+  /** The CONFIG payload in force at index: the last CONFIG entry at or before it, else the newest snapshot's at or before it. */
+  /** The indices of the CONFIG entries in [from, to], in order (no index on kind: a scan of that range). */
+  configIndices(from: number, to: number): number[] {
+    return (this.s.configIndices.all(from, to) as Array<{ idx: number }>).map((r) => r.idx);
+  }
+
   configAt(index: number): Uint8Array | undefined {
     const r = this.s.configAt.get(index) as { payload: Buffer } | undefined;
     if (r !== undefined) return u8(r.payload);
-    const snap = this.latestSnapshot();
-    return snap !== undefined && snap.index <= index ? snap.config : undefined;
+    return this.snapshotAtOrBefore(index)?.config;
   }
 
   latestSnapshotBytes(): Uint8Array | undefined {

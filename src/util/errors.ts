@@ -12,6 +12,8 @@ export type ErrorCode =
   | "unauthorized"
   | "forbidden"
   | "not_found"
+  /** Below this node's history_from: pruned by a recorded prune, or before an installed snapshot (410). */
+  | "gone"
   | "method_not_allowed"
   | "conflict"
   | "idempotency_conflict"

@@ -131,15 +131,18 @@ describe("parameters", () => {
     expect(body).not.toHaveProperty("first_bad_index");
   }));
 
-  test("to=N verifies the prefix of N entries; from=genesis is the default; an unknown from is 400", guarded(async () => {
+  test("to=N verifies the prefix of N entries; from=genesis is the default; an unknown from is 400, an index that is no anchor 409", guarded(async () => {
     const r = await audit("?from=genesis&to=10", auditToken);
     expect(r.status).toBe(200);
     expect(r.json).toMatchObject({ ok: true, from: "genesis", entries: 10, size: 10 });
     expect(r.json).not.toHaveProperty("state_root_live");
-    for (const q of ["?from=5", "?from=", "?to=0", "?to=x"]) {
+    for (const q of ["?from=yesterday", "?from=", "?from=0", "?from=05", "?to=0", "?to=x"]) {
       const bad = await audit(q, auditToken);
       expect({ q, status: bad.status, error: errorOf(bad) }).toEqual({ q, status: 400, error: "bad_request" });
     }
+    // An index is a start only when a retained snapshot is there: 409 naming the possible starts.
+    const notAnchor = await audit("?from=5", auditToken);
+    expect({ status: notAnchor.status, body: notAnchor.json }).toMatchObject({ status: 409, body: { error: "conflict", from: 5, possible: expect.arrayContaining(["genesis"]) } });
     // A size beyond the log is not verified as a shorter one.
     const beyond = await audit("?to=999999", auditToken);
     expect({ status: beyond.status, error: errorOf(beyond) }).toEqual({ status: 404, error: "not_found" });
@@ -223,7 +226,7 @@ describe("other data dirs", () => {
     });
   }, 120_000);
 
-  test("a compacted log: from=genesis is 409 naming from=snapshot, and from=snapshot verifies", async () => {
+  test("snapshots delete no history: from=genesis, from=snapshot and from=<each anchor> verify; a start that is no anchor is 409 naming the possible ones", async () => {
     const d = makeTempDir();
     let s: Server | undefined;
     await withFailureContext(() => `data dir ${d}\n${s?.output() ?? ""}`, [d], async () => {
@@ -232,24 +235,35 @@ describe("other data dirs", () => {
       const answers = await mapPool(Array.from({ length: 120 }, (_, i) => i), 8, (i) =>
         postRecord(srv2.baseUrl, srv2.token, { type: "policy.set", subject: `c-${i % 5}`, data: { name: "n", value: i } }));
       expect(answers.filter((a) => a.status !== 201).map((a) => a.status)).toEqual([]);
-      const snapshotAt = (): number | undefined => {
+      const snapshotRows = (): number[] => {
         const db = new Database(path.join(d, "ledger.db"), { readonly: true, fileMustExist: true });
         try {
-          const row = db.prepare("SELECT idx FROM log_anchor WHERE id = 1").get() as { idx: number } | undefined;
-          return row !== undefined && row.idx > 0 ? row.idx : undefined;
+          expect(db.prepare("SELECT idx FROM log_anchor WHERE id = 1").get()).toBeUndefined(); // nothing compacted
+          return (db.prepare("SELECT idx FROM snapshots ORDER BY idx").all() as Array<{ idx: number }>).map((r) => r.idx);
         } finally {
           db.close();
         }
       };
-      const anchor = await pollUntil("the log is compacted", async () => snapshotAt());
+      const anchors = await pollUntil("two snapshots", async () => {
+        const rows = snapshotRows();
+        return rows.length >= 2 ? rows : undefined;
+      });
       const genesis = await http(s.baseUrl, "GET", "/v1/audit/verify?from=genesis", { token: s.token });
-      expect(genesis.status).toBe(409);
-      expect(genesis.json).toMatchObject({ error: "conflict", from: "genesis", possible: ["snapshot"] });
-      expect(String((genesis.json as { message?: unknown }).message)).toMatch(/compacted up to \d+.*from=snapshot/);
-      expect(genesis.json).not.toHaveProperty("ok");
+      expect({ status: genesis.status, body: genesis.json }).toMatchObject({ status: 200, body: { ok: true, from: "genesis" } });
       const fromSnap = await http(s.baseUrl, "GET", "/v1/audit/verify?from=snapshot", { token: s.token });
       expect({ status: fromSnap.status, body: fromSnap.json }).toMatchObject({ status: 200, body: { ok: true, from: "snapshot" } });
-      expect((fromSnap.json as { size: number }).size).toBeGreaterThanOrEqual(anchor);
+      expect((fromSnap.json as { size: number }).size).toBeGreaterThanOrEqual(anchors[anchors.length - 1]);
+      for (const a of anchors) {
+        const r = await http(s.baseUrl, "GET", `/v1/audit/verify?from=${a}`, { token: s.token });
+        expect({ a, status: r.status, body: r.json }).toMatchObject({ a, status: 200, body: { ok: true, from: a, entries: (genesis.json as { size: number }).size - a } });
+      }
+      const notAnchor = await http(s.baseUrl, "GET", `/v1/audit/verify?from=${anchors[0] + 1}`, { token: s.token });
+      expect(notAnchor.status).toBe(409);
+      expect(notAnchor.json).toMatchObject({ error: "conflict", from: anchors[0] + 1, possible: ["genesis", ...anchors] });
+      expect(notAnchor.json).not.toHaveProperty("ok");
+      for (const bad of ["0", "-1", "1.5", "x", "01"]) {
+        expect({ bad, status: (await http(s.baseUrl, "GET", `/v1/audit/verify?from=${bad}`, { token: s.token })).status }).toEqual({ bad, status: 400 });
+      }
       await s.stop();
     });
   }, 120_000);

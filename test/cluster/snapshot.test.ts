@@ -1,7 +1,11 @@
-// Acceptance 4 of issue 4: a follower stopped long enough to fall behind the leader's compaction
-// point catches up by InstallSnapshot: its last_applied reaches the leader's, the entries before
-// its snapshot anchor are not present locally (404) while the later ones match the leader's
-// hashes, and offline its data dir verifies from the snapshot anchor (verify-chain --from snapshot).
+// Acceptance 4 of issue 4, under issue 10's retention contract: snapshots delete no history, so a
+// leader sends InstallSnapshot only when the entries a follower needs are gone — after a recorded
+// prune. A follower stopped, then the others go on past three snapshots and the operator prunes
+// below the leader's oldest anchor + 1 (POST /v1/admin/prune): the leader's log now starts after
+// that anchor. The restarted follower catches up by InstallSnapshot (the leader's anchor snapshot,
+// signed by the leader): its last_applied reaches the leader's, its history_from is the prune point,
+// entries below it answer 410 while the later ones match the leader's hashes, and offline every
+// data dir verifies from its snapshot anchor while --from genesis is exit 2 (not a violation).
 import * as path from "node:path";
 import Database from "better-sqlite3";
 import { TestCluster } from "../support/cluster";
@@ -39,15 +43,6 @@ afterAll(async () => {
   await cleanupAll();
 }, 60_000);
 
-/** The snapshot anchor of a node, from its 404 for entry 1 ("compacted into the snapshot at N"); 0 = none. */
-async function anchorOf(url: string): Promise<number> {
-  const r = await http(url, "GET", "/v1/records/1?consistency=local");
-  if (r.status === 200) return 0;
-  const m = /compacted into the snapshot at (\d+)/.exec(r.text);
-  if (r.status !== 404 || m === null) throw new Error(`GET ${url}/v1/records/1 → ${r.status} ${r.text.slice(0, 300)} (expected 200, or 404 naming the snapshot)`);
-  return Number(m[1]);
-}
-
 /** Local GET of entries from..to: the status of each and the entry when 200. */
 const localRange = (url: string, from: number, to: number) =>
   mapPool(Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i), 16, async (i) => {
@@ -65,7 +60,7 @@ function snapshotRows(dir: string): Array<{ idx: number; signer: string }> {
   }
 }
 
-test("a follower behind the compaction point catches up by InstallSnapshot and verifies from the snapshot anchor", async () => {
+test("a follower behind a recorded prune catches up by InstallSnapshot of the leader's anchor and verifies from it", async () => {
   const c = await startCluster({ serveArgs: ["--snapshot-every", String(SNAPSHOT_EVERY), "--checkpoint-every", "10"] });
   return withFailureContext(context, [c.root], async () => {
     const rnd = prng(SEED);
@@ -91,19 +86,25 @@ test("a follower behind the compaction point catches up by InstallSnapshot and v
     notes.push(`${lagger} stop: ${JSON.stringify(st)}`);
     expect(c.running()).not.toContain(lagger);
 
-    // The two others go on; the leader snapshots and compacts far past the lagger's last index.
+    // The two others go on past three snapshots; snapshots alone delete nothing on the leader.
     const client2 = new LedgerClient({ urls: c.urls().filter((u) => u !== c.url(lagger)), token: c.token });
     await mapPool(Array.from({ length: BEHIND_WRITES }, (_, i) => i), WRITERS, async (i) => {
       const key = `behind-${SEED}-${i}`;
       acks.set(key, await client2.append({ type: "policy.set", subject: `b${i % 11}`, data: { name: `n${i}`, value: i } }, key));
     });
-    const leaderAnchor = await pollUntil(`${leader} compacted past ${lagStatus.last_applied + 1}`, async () => {
-      const a = await anchorOf(c.url(leader));
-      return a > lagStatus.last_applied + 1 ? a : undefined;
-    }, 100, 50);
+    expect((await http(c.url(leader), "GET", `/v1/records/${lagStatus.last_applied + 1}?consistency=local`)).status).toBe(200);
+    const leaderSnaps = await pollUntil(`${leader} lists 3 snapshots`, async () => {
+      const r = await http(c.url(leader), "GET", "/v1/snapshots");
+      const list = (r.json as Array<{ index: number }>).map((x) => x.index);
+      return r.status === 200 && list.length === 3 ? list.sort((a, b) => a - b) : undefined;
+    });
+    const anchor = leaderSnaps[0];
+    expect(anchor).toBeGreaterThan(lagStatus.last_applied + 1);
+    const pruned = await http(c.url(leader), "POST", "/v1/admin/prune", { token: c.token, json: { below: anchor + 1 } });
+    expect({ status: pruned.status, body: pruned.json }).toMatchObject({ status: 201, body: { below: anchor + 1, snapshot: anchor } });
+    notes.push(`pruned below ${anchor + 1} on ${leader}'s anchors ${JSON.stringify(leaderSnaps)}`);
     const gone = await http(c.url(leader), "GET", `/v1/records/${lagStatus.last_applied + 1}?consistency=local`);
-    expect(gone.status).toBe(404); // the entry the lagger needs next is no longer in the leader's log
-    notes.push(`leader anchor ${leaderAnchor} before the restart`);
+    expect(gone.status).toBe(410); // the entry the lagger needs next is no longer in the leader's log
 
     // Restart: the lagger catches up to where the leader is.
     await c.startNode(lagger);
@@ -112,59 +113,48 @@ test("a follower behind the compaction point catches up by InstallSnapshot and v
       const s = await c.status(lagger).catch(() => null);
       return s !== null && s.last_applied >= target ? true : undefined;
     }, 600, 50);
-    const lagAnchor = await anchorOf(c.url(lagger));
-    // Read now, before more writes: a node keeps only its latest snapshot, and 50 more applied
-    // entries would make the lagger replace the installed one with its own.
+    // The snapshot it installed is the leader's anchor, signed by the leader; it stays (the log's anchor is never dropped).
     const installed = snapshotRows(c.dir(lagger));
-    notes.push(`${lagger} caught up to ${target}; its anchor is ${lagAnchor}; its snapshots: ${JSON.stringify(installed)}`);
-    expect(lagAnchor).toBeGreaterThan(lagStatus.last_applied);
-    // The snapshot it holds was made by another node (installed, not self-made) past its pre-stop index.
-    expect(installed.filter((r) => r.signer !== lagger && r.idx > lagStatus.last_applied && r.idx === lagAnchor).length).toBe(1);
+    notes.push(`${lagger} caught up to ${target}; its snapshots: ${JSON.stringify(installed)}`);
+    expect(installed.filter((r) => r.idx === anchor && r.signer === leader).length).toBe(1);
+    expect(installed.every((r) => r.idx >= anchor)).toBe(true);
 
-    // A few more writes so that every node retains a common range past all anchors. A view counts
-    // only when no node compacted while it was read (its anchors are the same before and after).
-    type View = { anchors: number[]; from: number; to: number; lagAll: Awaited<ReturnType<typeof localRange>>; leaderRange: EntryJson[] };
-    let view: View | undefined;
-    for (let round = 0; round < 8 && view === undefined; round++) {
-      await writeMany(`after${round}`, 10);
-      await c.converged(Math.max(...[...acks.values()].map((a) => a.index)));
-      const anchors = await Promise.all(c.ids.map((id) => anchorOf(c.url(id))));
-      const from = Math.max(...anchors) + 1;
-      const to = Math.min(...(await c.statuses()).map((s) => s.last_applied));
-      if (to - from + 1 < 5) continue;
-      const lagAll = await localRange(c.url(lagger), 1, to);
-      const leaderAll = await localRange(c.url(leader), from, to);
-      const again = await Promise.all(c.ids.map((id) => anchorOf(c.url(id))));
-      if (again.join() !== anchors.join()) continue;
-      view = { anchors, from, to, lagAll, leaderRange: leaderAll.map((r) => r.entry as EntryJson) };
+    await writeMany("after", 10);
+    const last = Math.max(...[...acks.values()].map((a) => a.index));
+    await c.converged(last);
+    const statuses = await c.statuses();
+    for (const id of c.ids) {
+      const st = (await http(c.url(id), "GET", "/v1/status")).json as { history_from?: number };
+      expect({ id, history_from: st.history_from }).toEqual({ id, history_from: anchor + 1 });
     }
-    expect(view).toBeDefined();
-    const { from, to, lagAll, leaderRange, anchors } = view as View;
-    const anchorNow = anchors[c.ids.indexOf(lagger)];
-    notes.push(`common retained range ${from}..${to}; anchors ${JSON.stringify(anchors)}`);
+    const to = Math.min(...statuses.map((s) => s.last_applied));
 
-    // On the lagger: nothing at or before its anchor (404), everything after it present and equal
-    // to the leader's entries (same index, term, hash).
-    const present = lagAll.filter((r) => r.status === 200).map((r) => r.index);
-    expect(lagAll.slice(0, anchorNow).filter((r) => r.status !== 404).map((r) => [r.index, r.status])).toEqual([]);
-    expect(present).toEqual(Array.from({ length: to - anchorNow }, (_, i) => anchorNow + 1 + i));
+    // On the lagger: 410 below the prune point, everything after it present and equal to the
+    // leader's entries (same index, term, hash).
+    const lagAll = await localRange(c.url(lagger), 1, to);
+    const leaderAll = await localRange(c.url(leader), anchor + 1, to);
+    expect(lagAll.slice(0, anchor).filter((r) => r.status !== 410).map((r) => [r.index, r.status])).toEqual([]);
+    expect(lagAll.filter((r) => r.status === 200).map((r) => r.index)).toEqual(Array.from({ length: to - anchor }, (_, i) => anchor + 1 + i));
     const pick = (e: EntryJson | null) => (e === null ? null : { index: e.index, term: e.term, hash: e.hash });
-    expect(leaderRange.every((e) => e !== null)).toBe(true);
-    expect(lagAll.slice(from - 1, to).map((r) => pick(r.entry))).toEqual(leaderRange.map(pick));
+    expect(leaderAll.every((r) => r.entry !== null)).toBe(true);
+    expect(lagAll.slice(anchor).map((r) => pick(r.entry))).toEqual(leaderAll.map((r) => pick(r.entry)));
 
-    // Every acknowledged write that lies past the lagger's anchor is there with its hash.
+    // Every acknowledged write past the prune point is there with its hash.
     const lagByIndex = new Map(lagAll.filter((r) => r.entry !== null).map((r) => [r.index, (r.entry as EntryJson).hash]));
     for (const [key, a] of acks) {
-      if (a.index > anchorNow && a.index <= to) expect({ key, hash: lagByIndex.get(a.index) }).toEqual({ key, hash: a.hash });
+      if (a.index > anchor && a.index <= to) expect({ key, hash: lagByIndex.get(a.index) }).toEqual({ key, hash: a.hash });
     }
 
-    // Offline: every dir verifies from its latest snapshot anchor.
+    // Offline: every dir verifies from its latest snapshot; the leader's and the lagger's also from
+    // the prune's anchor (the other follower made its own snapshots, at its own indices); genesis
+    // is a start none can serve (exit 2).
     await c.stopAll();
-    notes.push(`${lagger} snapshots at the end: ${JSON.stringify(snapshotRows(c.dir(lagger)))}`);
-    for (const id of c.ids) {
-      const v = await runVerifyChain(c.dir(id), ["--from", "snapshot"]);
-      expect({ id, code: v.code, ok: parseJsonOutput(v.stdout)?.ok, err: v.code === 0 ? "" : v.stderr + v.stdout }).toEqual({ id, code: 0, ok: true, err: "" });
+    for (const [id, from] of [...c.ids.map((id) => [id, "snapshot"]), [leader, String(anchor)], [lagger, String(anchor)]]) {
+      const v = await runVerifyChain(c.dir(id), ["--from", from]);
+      expect({ id, from, code: v.code, ok: parseJsonOutput(v.stdout)?.ok, err: v.code === 0 ? "" : v.stderr + v.stdout }).toEqual({ id, from, code: 0, ok: true, err: "" });
     }
+    const g = await runVerifyChain(c.dir(lagger), ["--from", "genesis"]);
+    expect({ code: g.code, error: parseJsonOutput(g.stdout)?.error }).toEqual({ code: 2, error: "start_unavailable" });
   });
 }, 240_000);
 

@@ -183,6 +183,8 @@ describe("verifyChain on an intact chain", () => {
     expect(r).toEqual({
       ok: true, from: "genesis", entries: 10, checkpoints: 2, size: 10,
       head: c.expect.head, root: c.expect.root, state_root: c.expect.stateRoot, last_applied: 10,
+      // Without a trust file nothing is "signed": the whole chain is graded self-consistent only.
+      anchor: "self-consistent, not anchored", signed_size: 0, checkpointed_size: 8, grades: [{ from: 1, to: 10, grade: "self-consistent, not anchored" }],
     });
     expect(c.expect.checkpoints).toBe(2);
   });
@@ -224,6 +226,7 @@ describe("verifyChain on an intact chain", () => {
     expect(verifyChain(source(c))).toEqual({
       ok: true, from: "genesis", entries: 0, checkpoints: 0, size: 0, head: null,
       root: ind.sha256().toString("hex"), state_root: ind.sha256().toString("hex"), last_applied: 0,
+      anchor: "self-consistent, not anchored", signed_size: 0, checkpointed_size: 0, grades: [],
     });
   });
 
@@ -585,6 +588,7 @@ describe("verifyChain from a snapshot", () => {
     expect(r).toEqual({
       ok: true, from: "snapshot", entries: 4, checkpoints: 1, size: 10,
       head: full.head, root: full.root, state_root: full.stateRoot, last_applied: 10,
+      anchor: "self-consistent, not anchored", signed_size: 0, checkpointed_size: 8, grades: [{ from: 7, to: 10, grade: "self-consistent, not anchored" }],
     });
   });
 
@@ -696,12 +700,14 @@ describe("startProblem: which starts a data dir can serve", () => {
     expect(startProblem(source(c), "genesis")).toBeNull();
   });
 
-  test("a compacted log serves the snapshot only", () => {
+  test("a compacted log serves the snapshot only, named by its anchor index", () => {
     const src = source(compacted(6));
     expect(startProblem(src, "snapshot")).toBeNull();
+    expect(startProblem(src, 6)).toBeNull();
     expect(startProblem(src, "genesis")).toEqual({
-      reason: "this node's log is compacted up to 6, so it cannot replay from genesis; verify from=snapshot", possible: ["snapshot"],
+      reason: "this node's log is compacted up to 6, so it cannot replay from genesis; verify from=6", possible: [6],
     });
+    expect(startProblem(src, 5)).toEqual({ reason: "no snapshot is retained at 5; verify from=6", possible: [6] });
   });
 
   test("a compacted log whose snapshot is gone serves nothing", () => {

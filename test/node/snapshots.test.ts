@@ -4,7 +4,7 @@ import * as path from "node:path";
 import pino from "pino";
 import { openDataDir, DB_FILE } from "../../src/node/data-dir";
 import { RaftLedgerNode } from "../../src/node/raft-node";
-import { createSnapshot, compactToSnapshot } from "../../src/node/snapshots";
+import { createSnapshot } from "../../src/node/snapshots";
 import { Store } from "../../src/storage/store";
 import { verifyChain } from "../../src/ledger/verify";
 import { decodeSnapshot, encodeSnapshot } from "../../src/ledger/snapshot";
@@ -14,6 +14,8 @@ afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true }
 
 const logger = pino({ level: "silent" });
 const rec = (s: string, v: number) => ({ type: "policy.set", subject: s, data: { name: "n", value: v } });
+
+let snapshotIndex = 0;
 
 async function buildDir(): Promise<string> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "resonetics-snap-"));
@@ -26,26 +28,31 @@ async function buildDir(): Promise<string> {
   await node.leaderKnown();
   await Promise.all(Array.from({ length: 40 }, (_, i) => node.writes.append(rec(`s${i % 4}`, i), `k${i}`)));
   const { row } = createSnapshot(dd.store, { cluster: dd.clusterId, nodeId: dd.nodeId, secretKey: dd.key.secretKey, now: () => new Date(0) });
-  compactToSnapshot(dd.store, row);
+  snapshotIndex = row.index;
   await Promise.all(Array.from({ length: 30 }, (_, i) => node.writes.append(rec(`s${i % 6}`, 100 + i), `k2-${i}`)));
   await node.close();
   return dir;
 }
 
-describe("snapshots and compaction", () => {
+describe("snapshots (they compress recovery, never history)", () => {
   let dir: string;
   beforeAll(async () => {
     dir = await buildDir();
   });
 
-  test("a compacted log verifies from its snapshot anchor, not from genesis", () => {
+  test("a snapshot deletes no entry: the log verifies from genesis and from the snapshot anchor, to the same head", () => {
     const store = new Store(path.join(dir, DB_FILE), { readonly: true });
+    expect(snapshotIndex).toBeGreaterThan(40);
+    expect(store.anchor()).toBeUndefined();
+    expect(store.firstIndex()).toBe(1);
     const fromSnap = verifyChain(store, { from: "snapshot" });
     expect(fromSnap).toMatchObject({ ok: true, from: "snapshot" });
+    expect(fromSnap.entries).toBe(fromSnap.size - snapshotIndex);
     expect(fromSnap.entries).toBeGreaterThan(30);
+    const byIndex = verifyChain(store, { from: snapshotIndex });
+    expect(byIndex).toMatchObject({ ok: true, from: snapshotIndex, entries: fromSnap.entries, head: fromSnap.head, state_root: fromSnap.state_root });
     const fromGenesis = verifyChain(store, { from: "genesis" });
-    expect(fromGenesis.ok).toBe(false);
-    expect(fromGenesis.reason).toMatch(/compacted/);
+    expect(fromGenesis).toMatchObject({ ok: true, entries: fromSnap.size, head: fromSnap.head, root: fromSnap.root, state_root: fromSnap.state_root });
     store.close();
   });
 

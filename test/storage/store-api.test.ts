@@ -205,6 +205,7 @@ describe("Store: the log", () => {
       expect((s.db.prepare(`SELECT COUNT(*) AS n FROM ${t}`).get() as { n: number }).n).toBe(0);
     }
     expect(s.anchor()).toMatchObject({ index: 10, term: 3 });
+    expect(s.historyFrom()).toBe(11); // this node holds history only after the installed anchor
     s.close();
   });
 });
@@ -282,7 +283,7 @@ describe("Store: snapshots and configuration", () => {
     stateRoot: `s${index}`, data: Buffer.from(`data ${index}`), signer: "n1", sig: `sig${index}`, createdAt: `t${index}`,
   });
 
-  test("saveSnapshot keeps only the latest and older ones are pruned; every field round-trips", () => {
+  test("saveSnapshot keeps every snapshot (a snapshot deletes nothing); every field round-trips", () => {
     const s = new Store(file());
     expect(s.latestSnapshot()).toBeUndefined();
     expect(s.latestSnapshotBytes()).toBeUndefined();
@@ -293,9 +294,28 @@ describe("Store: snapshots and configuration", () => {
       ...snap(9, 2), hash: "02".repeat(32), config: hex(Buffer.from('{"cfg":9}')), data: hex(Buffer.from("data 9")),
     });
     expect(Buffer.from(s.latestSnapshotBytes() as Uint8Array).toString()).toBe("data 9");
-    expect((s.db.prepare("SELECT COUNT(*) AS n FROM snapshots").get() as { n: number }).n).toBe(1);
+    expect(s.snapshotIndexes()).toEqual([9, 5]);
+    expect(Buffer.from(s.snapshotBytesAt(5) as Uint8Array).toString()).toBe("data 5");
+    expect(s.snapshotBytesAt(6)).toBeUndefined();
     s.saveSnapshot(snap(9, 3)); // the same index replaces
     expect(hex(s.latestSnapshot()?.hash)).toBe("03".repeat(32));
+    expect(s.snapshotIndexes()).toEqual([9, 5]);
+    s.close();
+  });
+
+  test("retainSnapshots keeps the newest K and the one at the log's anchor, whatever K", () => {
+    const s = new Store(file());
+    for (const i of [3, 5, 7, 9, 11]) s.saveSnapshot(snap(i, i));
+    expect(s.retainSnapshots(3)).toBe(2);
+    expect(s.snapshotIndexes()).toEqual([11, 9, 7]);
+    expect(s.snapshotAnchors()[0]).toEqual({ index: 11, term: 2, hash: expect.any(Uint8Array), stateRoot: "s11", signer: "n1", createdAt: "t11" });
+    s.resetToAnchor({ index: 7, term: 2, hash: Buffer.alloc(32, 7) }); // the log now begins at 7
+    expect(s.historyFrom()).toBe(8);
+    s.saveSnapshot(snap(13, 13));
+    s.saveSnapshot(snap(15, 15));
+    expect(s.retainSnapshots(1)).toBe(3); // 13, 11 and 9 go (resetToAnchor dropped only those below 7)
+    expect(s.snapshotIndexes()).toEqual([15, 7]);
+    expect(() => s.retainSnapshots(0)).toThrow(/>= 1/);
     s.close();
   });
 

@@ -1,0 +1,112 @@
+/**
+ * The trust file (DESIGN.md "Offline verification"): what an auditor pins, never inferred from the
+ * data being checked. {v:1, cluster, genesis_hash, genesis_config: {voters, learners},
+ * checkpoint?: <a signed checkpoint with its log index>}. A forger who can write a data dir can
+ * rewrite every key in it; it cannot change what the auditor holds.
+ */
+import { canonicalBytes } from "./canonical";
+import { Checkpoint, decodeCheckpoint } from "./checkpoint";
+import { ClusterConfig, configProblem, encodeConfig, MemberInfo } from "./config";
+import { genesisHash } from "./entry";
+import { toHex, utf8 } from "./bytes";
+import { parseIJson } from "./ijson";
+import { LedgerError } from "../util/errors";
+
+/** A signed checkpoint and the index of its own CHECKPOINT entry (always size + 1). */
+export interface PinnedCheckpoint extends Checkpoint {
+  readonly index: number;
+}
+
+export interface TrustFile {
+  readonly v: 1;
+  readonly cluster: string;
+  readonly genesis_hash: string;
+  readonly genesis_config: { readonly voters: readonly MemberInfo[]; readonly learners: readonly MemberInfo[] };
+  readonly checkpoint?: PinnedCheckpoint;
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+const TRUST_KEYS = new Set(["v", "cluster", "genesis_hash", "genesis_config", "checkpoint"]);
+const CHECKPOINT_KEYS = ["v", "cluster", "size", "root", "head", "term", "signer", "ts", "sig", "index"];
+
+/** The trust file of a cluster, from its genesis configuration and (optionally) a checkpoint to pin. */
+export function makeTrustFile(cluster: string, genesisConfig: ClusterConfig, checkpoint?: PinnedCheckpoint): TrustFile {
+  const { voters, learners } = genesisConfig;
+  return {
+    v: 1, cluster, genesis_hash: toHex(genesisHash(cluster)), genesis_config: { voters, learners },
+    ...(checkpoint === undefined ? {} : { checkpoint: pinnedOf(checkpoint) }),
+  };
+}
+
+/** Only the checkpoint's own fields (a StoredCheckpoint may carry more). */
+function pinnedOf(c: PinnedCheckpoint): PinnedCheckpoint {
+  const { v, cluster, size, root, head, term, signer, ts, sig, index } = c;
+  return { v, cluster, size, root, head, term, signer, ts, sig, index };
+}
+
+/** The exact CONFIG payload the pinned genesis configuration must have in the log (entry 1). */
+export const genesisConfigPayload = (t: TrustFile): Uint8Array =>
+  encodeConfig({ v: 1, voters: t.genesis_config.voters, learners: t.genesis_config.learners });
+
+/** Parses JSON text strictly (I-JSON: no duplicate keys), or gives why not. */
+function parseJsonText(text: string, what: string): unknown {
+  try {
+    return parseIJson(utf8(text));
+  } catch (err) {
+    if (err instanceof LedgerError) return new TrustProblem(`${what} is not JSON: ${err.message}`);
+    throw err;
+  }
+}
+
+class TrustProblem {
+  constructor(readonly reason: string) {}
+}
+
+/** A pinned checkpoint from a parsed value (a trust file's `checkpoint`, or a --checkpoint file), or why not. */
+export function checkpointFromValue(value: unknown, cluster?: string): PinnedCheckpoint | string {
+  if (!isObj(value)) return "the checkpoint is not a JSON object";
+  for (const k of CHECKPOINT_KEYS) if (!(k in value)) return `the checkpoint has no ${k}`;
+  const { index, ...body } = value;
+  const cp = decodeCheckpoint(canonicalBytes(Object.fromEntries(CHECKPOINT_KEYS.filter((k) => k !== "index").map((k) => [k, body[k]]))));
+  if (cp === null) return "the checkpoint is not a well-formed signed checkpoint {v:1, cluster, size, root, head, term, signer, ts, sig}";
+  if (typeof index !== "number" || !Number.isSafeInteger(index) || index !== cp.size + 1) return `the checkpoint's index must be its size + 1 (${cp.size + 1})`;
+  if (cluster !== undefined && cp.cluster !== cluster) return `the checkpoint is of cluster ${cp.cluster}, the trust file pins ${cluster}`;
+  return { ...cp, index };
+}
+
+/** Parses a --checkpoint file (GET /v1/checkpoints/latest as saved), or gives why not. */
+export function parseCheckpointFile(text: string): PinnedCheckpoint | string {
+  const value = parseJsonText(text, "the checkpoint file");
+  return value instanceof TrustProblem ? value.reason : checkpointFromValue(value);
+}
+
+/** Parses a trust file strictly, or gives why it is not one. */
+export function parseTrustFile(text: string): TrustFile | string {
+  const t = parseJsonText(text, "the trust file");
+  if (t instanceof TrustProblem) return t.reason;
+  if (!isObj(t)) return "the trust file is not a JSON object";
+  for (const k of Object.keys(t)) if (!TRUST_KEYS.has(k)) return `the trust file has an unexpected key ${JSON.stringify(k)}`;
+  if (t.v !== 1) return `the trust file's version is ${JSON.stringify(t.v) ?? "missing"}, not 1`;
+  if (typeof t.cluster !== "string" || t.cluster.length === 0) return "the trust file has no cluster";
+  if (t.genesis_hash !== toHex(genesisHash(t.cluster))) return `genesis_hash is not the genesis hash of cluster ${t.cluster}`;
+  const g = t.genesis_config;
+  if (!isObj(g)) return "genesis_config is not an object";
+  const config = { v: 1, voters: g.voters, learners: g.learners };
+  const bad = Object.keys(g).some((k) => k !== "voters" && k !== "learners") ? "it has keys other than voters and learners" : configProblem(config);
+  if (bad !== null) return `genesis_config is not a configuration: ${bad}`;
+  const cfg = config as ClusterConfig;
+  if (cfg.voters.length === 0) return "genesis_config has no voter";
+  let checkpoint: PinnedCheckpoint | undefined;
+  if (t.checkpoint !== undefined) {
+    const c = checkpointFromValue(t.checkpoint, t.cluster);
+    if (typeof c === "string") return c;
+    checkpoint = c;
+  }
+  return makeTrustFile(t.cluster, cfg, checkpoint);
+}
+
+/** The public keys of the genesis configuration, by member id. */
+export function genesisKeys(t: TrustFile): Map<string, string> {
+  return new Map([...t.genesis_config.voters, ...t.genesis_config.learners].map((m) => [m.id, m.public_key]));
+}
