@@ -1,8 +1,8 @@
 /** `resonetics trust export <data-dir>`: the trust file an auditor pins (DESIGN.md "Offline verification"). */
-import * as fs from "node:fs";
 import * as path from "node:path";
-import { Store, StoredCheckpoint } from "../storage/store";
+import type { StoredCheckpoint } from "../storage/store";
 import { DB_FILE } from "../node/data-dir";
+import { openLedgerReadonly } from "./open-readonly";
 import { verifyChain } from "../ledger/verify";
 import { decodeConfig } from "../ledger/config";
 import { EntryKind } from "../ledger/entry";
@@ -21,13 +21,8 @@ export function trustExportCommand(dataDir: string, out: Writer, err: Writer): n
     return code;
   };
   const db = path.join(dataDir, DB_FILE);
-  if (!fs.existsSync(db)) return fail(`${db} does not exist`);
-  let store: Store;
-  try {
-    store = new Store(db, { readonly: true });
-  } catch (e) {
-    return fail(`cannot open ${db}: ${(e as Error).message}`);
-  }
+  const store = openLedgerReadonly(dataDir);
+  if (typeof store === "string") return fail(store);
   try {
     const cluster = store.getMeta("cluster_id");
     if (cluster === undefined) return fail(`${db} has no cluster_id: not a Resonetics data dir`);

@@ -2,8 +2,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { SingleBar, Presets } from "cli-progress";
-import { Store } from "../storage/store";
 import { DB_FILE } from "../node/data-dir";
+import { openLedgerReadonly } from "./open-readonly";
 import { startProblem, verifyChain, VerifyReport, VerifyStart } from "../ledger/verify";
 import { parseCheckpointFile, parseTrustFile, PinnedCheckpoint, TrustFile } from "../ledger/trust";
 
@@ -76,13 +76,8 @@ export function verifyChainCommand(dataDir: string, o: VerifyCliOptions, out: Wr
   const from = parseStart(o.from);
   if (from === null) return fail(`--from must be genesis, snapshot or a snapshot anchor's index, got ${o.from}`);
   const db = path.join(dataDir, DB_FILE);
-  if (!fs.existsSync(db)) return fail(`${db} does not exist`);
-  let store: Store;
-  try {
-    store = new Store(db, { readonly: true });
-  } catch (e) {
-    return fail(`cannot open ${db}: ${(e as Error).message}`);
-  }
+  const store = openLedgerReadonly(dataDir);
+  if (typeof store === "string") return fail(store);
   try {
     // A start the data dir cannot serve is not a violation: exit 2, naming the starts it can serve.
     const problem = startProblem(store, from);
