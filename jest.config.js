@@ -2,6 +2,8 @@
 /** @type {import('jest').Config} */
 module.exports = {
   testEnvironment: "node",
+  // Builds dist/ first: tests start nodes through bin/resonetics, which runs the compiled code.
+  globalSetup: "<rootDir>/test/support/global-setup.js",
   roots: ["<rootDir>/test"],
   testMatch: ["**/*.test.ts"],
   transform: {
