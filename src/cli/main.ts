@@ -6,7 +6,7 @@ import { trustExportCommand } from "./trust";
 import { receiptCommand, verifyReceiptCommand } from "./receipt";
 import { checkWritable, initCluster, lockDataDir, StartRefused } from "../node/data-dir";
 import { prepareJoin, requestMembership } from "../node/join";
-import { useNativeHash } from "../node/native-hash";
+import { useNativeCrypto } from "../node/native-crypto";
 import { MAX_PENDING_WRITES_DEFAULT, MAX_UNCOMMITTED_BYTES_DEFAULT } from "../node/writes";
 import { SNAPSHOTS_KEEP_DEFAULT } from "../node/snapshots";
 import { readFileSync } from "node:fs";
@@ -210,7 +210,7 @@ export function program(): Command {
 /** Parses argv and runs; usage errors exit 2. */
 export async function main(argv: string[]): Promise<void> {
   // Every hash this process computes (serving, verifying, initializing) goes through node:crypto.
-  useNativeHash();
+  useNativeCrypto();
   try {
     await program().parseAsync(argv);
   } catch (e) {

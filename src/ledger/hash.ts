@@ -2,7 +2,7 @@
  * SHA-256, the one hash of every Resonetics format (DESIGN.md "The log"). The portable
  * implementation is noble's (it runs anywhere: a browser, any JS runtime); a host with a faster
  * one (node:crypto, ~20x faster per call than noble under a TypeScript loader) installs it with
- * useSha256. Both compute the same function; test/node/native-hash.test.ts holds them to it.
+ * useSha256. Both compute the same function; test/node/native-crypto.test.ts holds them to it.
  */
 import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 

@@ -17,15 +17,40 @@ export function generateKeyPair(seed?: Uint8Array): KeyPair {
 
 export const publicKeyOf = (secretKey: Uint8Array): Uint8Array => ed.getPublicKey(secretKey);
 
-export const sign = (message: Uint8Array, secretKey: Uint8Array): Uint8Array => ed.sign(message, secretKey);
+/** Ed25519 (RFC 8032) signing and verification; a host with a native implementation installs it with useEd25519. */
+export interface Ed25519 {
+  sign(message: Uint8Array, secretKey: Uint8Array): Uint8Array;
+  /** False for a bad signature; may throw on malformed input (the caller turns that into false). */
+  verify(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean;
+}
+
+/**
+ * noble's, strict (zip215: false): RFC 8032's canonical encodings only, as OpenSSL checks them, so a
+ * native verifier and this portable one agree on every signature an honest signer makes and refuse
+ * the non-canonical ones alike.
+ */
+export const portableEd25519: Ed25519 = {
+  sign: (message, secretKey) => ed.sign(message, secretKey),
+  verify: (signature, message, publicKey) => ed.verify(signature, message, publicKey, { zip215: false }),
+};
+
+let impl: Ed25519 = portableEd25519;
+
+/** Installs the Ed25519 every signature uses from now on (the composition root calls it once, at start). */
+export function useEd25519(next: Ed25519): void {
+  impl = next;
+}
+
+export const sign = (message: Uint8Array, secretKey: Uint8Array): Uint8Array => impl.sign(message, secretKey);
 
 /** False (never a throw) for malformed keys or signatures. */
 export function verifySignature(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {
   if (signature.length !== 64 || publicKey.length !== 32) return false;
   try {
-    return ed.verify(signature, message, publicKey);
-  } catch {
-    // noble throws on points that do not decode: that is a bad signature, not a crash.
-    return false;
+    return impl.verify(signature, message, publicKey);
+  } catch (err) {
+    // A point that does not decode is a bad signature, not a crash.
+    if (err instanceof Error) return false;
+    throw err;
   }
 }

@@ -149,7 +149,7 @@ async function started(dir: string, env: Record<string, string>, extraArgs: stri
 describe("npm start = serve with the defaults: ./data, 127.0.0.1, 8080", () => {
   test("the start script is `serve` with no flag", () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> };
-    expect(pkg.scripts.start).toBe("node --import tsx src/cli/main.ts serve");
+    expect(pkg.scripts.start).toBe("node bin/resonetics serve");
   });
 
   test("no flag: the data dir is ./data of the working directory and the host 127.0.0.1, both from the defaults", guarded("defaults data dir", async () => {

@@ -1,0 +1,98 @@
+// The ledger's crypto ports: node:crypto's SHA-256 and Ed25519 (what a serving node and verify-chain use) and
+// noble's (the portable one) are the same function, on the published vector and on random parts.
+import fc from "fast-check";
+import { portableSha256, sha256, useSha256 } from "../../src/ledger/hash";
+import { nativeEd25519, nativeSha256 } from "../../src/node/native-crypto";
+import { generateKeyPair, portableEd25519, sign, useEd25519, verifySignature } from "../../src/ledger/keys";
+import { testSeed } from "../support/independent";
+
+const SEED = testSeed();
+const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+
+describe("SHA-256: native and portable agree", () => {
+  test("FIPS 180-2 'abc' and the empty string", () => {
+    const abc = new TextEncoder().encode("abc");
+    for (const f of [nativeSha256, portableSha256]) {
+      expect(hex(f([abc]))).toBe("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+      expect(hex(f([]))).toBe("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+      expect(Object.getPrototypeOf(f([abc]))).toBe(Uint8Array.prototype);
+    }
+  });
+
+  test(`random parts hash the same either way (seed ${SEED})`, () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 6 }), (parts) => {
+        expect(hex(nativeSha256(parts))).toBe(hex(portableSha256(parts)));
+        expect(hex(nativeSha256(parts))).toBe(hex(portableSha256([Uint8Array.from(parts.flatMap((p) => [...p]))])));
+      }),
+      { seed: SEED, numRuns: 500 },
+    );
+  });
+
+  test("useSha256 switches what sha256 computes, and back", () => {
+    const parts = [new Uint8Array([1, 2, 3])];
+    try {
+      useSha256(() => new Uint8Array(32));
+      expect(hex(sha256(...parts))).toBe("00".repeat(32));
+      useSha256(nativeSha256);
+      expect(hex(sha256(...parts))).toBe(hex(portableSha256(parts)));
+    } finally {
+      useSha256(portableSha256);
+    }
+  });
+});
+
+describe("Ed25519: native and portable agree", () => {
+  test(`deterministic signatures are byte-equal, and each verifies the other's (seed ${SEED})`, () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ maxLength: 2000 }), (seed, message) => {
+        const k = generateKeyPair(seed);
+        const a = nativeEd25519.sign(message, k.secretKey);
+        const b = portableEd25519.sign(message, k.secretKey);
+        expect(hex(a)).toBe(hex(b));
+        expect(nativeEd25519.verify(b, message, k.publicKey)).toBe(true);
+        expect(portableEd25519.verify(a, message, k.publicKey)).toBe(true);
+      }),
+      { seed: SEED, numRuns: 100 },
+    );
+  });
+
+  test(`a flipped bit of the signature or the message fails both (seed ${SEED})`, () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ minLength: 1, maxLength: 300 }), fc.nat(), (seed, message, at) => {
+        const k = generateKeyPair(seed);
+        const sig = portableEd25519.sign(message, k.secretKey);
+        const badSig = Uint8Array.from(sig);
+        badSig[at % 64] ^= 1 << (at % 8);
+        const badMsg = Uint8Array.from(message);
+        badMsg[at % message.length] ^= 1;
+        for (const impl of [nativeEd25519, portableEd25519]) {
+          useEd25519(impl);
+          expect(verifySignature(badSig, message, k.publicKey)).toBe(false);
+          expect(verifySignature(sig, badMsg, k.publicKey)).toBe(false);
+          expect(verifySignature(sig, message, k.publicKey)).toBe(true);
+        }
+        useEd25519(portableEd25519);
+      }),
+      { seed: SEED, numRuns: 100 },
+    );
+  });
+
+  test("a public key that is not a curve point, or of the wrong size, is false on both (never a throw)", () => {
+    const k = generateKeyPair(new Uint8Array(32).fill(7));
+    const sig = sign(new Uint8Array([1]), k.secretKey);
+    // y = 2 is not on the curve (no x satisfies the equation); all-0xff is not canonical.
+    const notAPoint = new Uint8Array(32);
+    notAPoint[0] = 2;
+    for (const impl of [nativeEd25519, portableEd25519]) {
+      useEd25519(impl);
+      try {
+        expect(verifySignature(sig, new Uint8Array([1]), notAPoint)).toBe(false);
+        expect(verifySignature(sig, new Uint8Array([1]), new Uint8Array(32).fill(0xff))).toBe(false);
+        expect(verifySignature(sig, new Uint8Array([1]), new Uint8Array(31))).toBe(false);
+      } finally {
+        useEd25519(portableEd25519);
+      }
+    }
+  });
+});
