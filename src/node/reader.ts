@@ -12,7 +12,7 @@ import { RECEIPT_TYPE, receiptEntry, SignerLink } from "../ledger/receipt";
 import { consistencyProof, inclusionProof, leafHash, rootAt } from "../ledger/merkle";
 import { toHex } from "../ledger/bytes";
 import { DedupRow, stateRoot } from "../ledger/state-machine";
-import { verifyChain, VerifyReport } from "../ledger/verify";
+import { verifyChain, VerifyReport, VerifyStart } from "../ledger/verify";
 import { Store, StoredCheckpoint } from "../storage/store";
 import { LedgerError, notFound } from "../util/errors";
 import { AuditSnapshot, openAuditSnapshot } from "./audit-snapshot";
@@ -307,7 +307,7 @@ export class Reader implements LedgerReader {
   }
 
   /** The whole chain verified in one go (tests and tools; the API's audit is time-sliced). */
-  verify(to?: number, from: "genesis" | "snapshot" = "genesis"): VerifyReport {
+  verify(to?: number, from: VerifyStart = "genesis"): VerifyReport {
     return verifyChain(this.store, { from, ...(to === undefined ? {} : { to }) });
   }
 

@@ -23,6 +23,7 @@ import { PeerTransport } from "./peer-transport";
 import { isRaftMessage } from "./raft-messages";
 import { createSnapshot, cutPrunedHistory, hasRetainedStart, markPruned, SNAPSHOTS_KEEP_DEFAULT } from "./snapshots";
 import { LagProbe } from "./lag-probe";
+import { snapshotInWorker } from "./snapshot-worker";
 import { storageFaultCode } from "./storage-fault";
 import type { NodeStatus, Readiness } from "./ports";
 import { assert } from "../util/assert";
@@ -123,6 +124,8 @@ export class LedgerRuntime {
   private clockBehindMs = 0;
   private clockWarnedAt = Number.NEGATIVE_INFINITY;
   private readonly bootstrapPeers: readonly Member[];
+  /** Stops the snapshot being made in a worker; null when none is. */
+  private stopSnapshot: (() => void) | null = null;
 
   constructor(dd: DataDir, private readonly opts: RuntimeOptions) {
     assert(opts.checkpointEvery >= 1, "checkpointEvery must be >= 1");
@@ -461,6 +464,8 @@ export class LedgerRuntime {
     if (this.haltReason !== null) return;
     this.haltReason = reason;
     if (this.ticker !== null) clearTimeout(this.ticker);
+    this.stopSnapshot?.();
+    this.stopSnapshot = null;
     if (how === "halt") this.log.fatal({ err, reason }, "node halted: it will not make progress until an operator intervenes");
     else this.log.error({ err, reason }, "node stopped");
     this.transport.close();
@@ -530,16 +535,45 @@ export class LedgerRuntime {
     if (r !== null && r.ok) assert(r.index === head.size + 1, `checkpoint landed at ${r.index}, expected ${head.size + 1}`);
   }
 
-  /** A snapshot every snapshotEvery applied entries; it compresses recovery and deletes no entry. */
+  /**
+   * A snapshot every snapshotEvery applied entries; it compresses recovery and deletes no entry.
+   * It is made in a worker thread (one at a time), so the loop keeps ticking meanwhile; the row
+   * comes back here, to the only writer, to be stored.
+   */
   private maybeSnapshot(): void {
-    if (this.opts.snapshotEvery <= 0) return;
+    if (this.opts.snapshotEvery <= 0 || this.stopSnapshot !== null) return;
     const applied = this.lastApplied();
     if (applied - this.lastSnapshotIndex < this.opts.snapshotEvery) return;
-    this.snapshotNow("every");
+    const job = { dbPath: this.dbPath, cluster: this.clusterId, nodeId: this.nodeId, secretKey: this.secretKey, ts: this.opts.now().toISOString() };
+    const started = performance.now();
+    this.stopSnapshot = snapshotInWorker(job, (outcome) => {
+      this.stopSnapshot = null;
+      if (!this.running) return;
+      if (!outcome.ok) {
+        // Not a fault of the log: the next one is tried after another snapshotEvery entries.
+        this.lastSnapshotIndex = applied;
+        this.log.error({ reason: outcome.message }, "snapshot failed");
+        return;
+      }
+      const row = outcome.row;
+      // A prune may have moved the log's anchor past it meanwhile: then it starts nothing.
+      if (row.index <= (this.store.anchor()?.index ?? 0) || row.index <= this.lastSnapshotIndex) return;
+      try {
+        this.store.transaction(() => this.store.saveSnapshot(row));
+        const dropped = this.store.retainSnapshots(this.opts.snapshotsKeep ?? SNAPSHOTS_KEEP_DEFAULT);
+        this.lastSnapshotIndex = row.index;
+        this.log.info({ index: row.index, why: "every", snapshots_dropped: dropped, ms: Math.round(performance.now() - started) }, "snapshot taken (the log is untouched)");
+      } catch (err) {
+        this.fail(err);
+        return;
+      }
+      // Entries applied while it was being made may make the next one due already.
+      this.maybeSnapshot();
+    });
   }
 
-  /** Snapshots the applied state, then keeps the last snapshotsKeep snapshots (and the anchor's). */
-  private snapshotNow(why: "every" | "prune"): void {
+  /** Snapshots the applied state now, on this thread (a prune needs it before it cuts), then keeps the last snapshotsKeep. */
+  private snapshotNow(why: "prune"): void {
     const { row } = createSnapshot(this.store, { cluster: this.clusterId, nodeId: this.nodeId, secretKey: this.secretKey, now: this.opts.now });
     const dropped = this.store.retainSnapshots(this.opts.snapshotsKeep ?? SNAPSHOTS_KEEP_DEFAULT);
     this.lastSnapshotIndex = row.index;
@@ -582,6 +616,8 @@ export class LedgerRuntime {
     if (this.scheduled) await new Promise<void>((r) => setImmediate(r));
     this.closed = true;
     if (this.ticker !== null) clearTimeout(this.ticker);
+    this.stopSnapshot?.();
+    this.stopSnapshot = null;
     for (const l of this.listeners) l.stopped("node is shutting down");
     this.transport.close();
     this.store.close();

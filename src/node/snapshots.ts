@@ -45,6 +45,16 @@ export interface SnapshotSigner {
 
 /** Snapshots the state at last_applied and stores it (the log is untouched). */
 export function createSnapshot(store: Store, signer: SnapshotSigner): { row: StoredSnapshot; doc: SnapshotDoc } {
+  const made = buildSnapshot(store, signer);
+  store.transaction(() => store.saveSnapshot(made.row));
+  return made;
+}
+
+/**
+ * The signed snapshot of the state at last_applied, as the store shows it (the caller holds one
+ * read transaction when the store is being written meanwhile: src/node/snapshot-worker.ts).
+ */
+export function buildSnapshot(store: Store, signer: SnapshotSigner): { row: StoredSnapshot; doc: SnapshotDoc } {
   const index = store.hardState().lastApplied;
   const e = store.entry(index);
   const prior = store.snapshotAt(index);
@@ -62,7 +72,6 @@ export function createSnapshot(store: Store, signer: SnapshotSigner): { row: Sto
     index, term, hash, root: doc.root, compactRange: JSON.stringify(doc.compact_range), config, stateRoot: doc.state_root,
     data: encodeSnapshot(doc), signer: doc.signer, sig: doc.sig, createdAt: doc.ts,
   };
-  store.transaction(() => store.saveSnapshot(row));
   return { row, doc };
 }
 

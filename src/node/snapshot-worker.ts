@@ -1,0 +1,68 @@
+/**
+ * Making a snapshot off the consensus loop. A snapshot reads and encodes the whole state and signs
+ * it: ~0.2 ms a record, so seconds for a large state, far longer than an election timeout. This
+ * worker thread does it on a read-only connection of its own, inside one read transaction (so it
+ * sees the state exactly at one last_applied while the runtime goes on writing), and hands the row
+ * back; the runtime, the only writer, stores it.
+ */
+import * as path from "node:path";
+import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import { Store, StoredSnapshot } from "../storage/store";
+import { buildSnapshot } from "./snapshots";
+import { useNativeCrypto } from "./native-crypto";
+
+export interface SnapshotJob {
+  readonly dbPath: string;
+  readonly cluster: string;
+  readonly nodeId: string;
+  readonly secretKey: Uint8Array;
+  /** The snapshot's ts, from the runtime's clock (an injected clock does not cross threads). */
+  readonly ts: string;
+}
+
+export type SnapshotOutcome = { readonly ok: true; readonly row: StoredSnapshot } | { readonly ok: false; readonly message: string };
+
+/** Runs one job in a worker thread; `done` is called once, on the runtime's thread. Returns a stop function. */
+export function snapshotInWorker(job: SnapshotJob, done: (outcome: SnapshotOutcome) => void): () => void {
+  const compiled = __filename.endsWith(".js");
+  // From the sources (tests, a developer's tsx fallback) the worker loads them through tsx as bin/resonetics does.
+  const w = compiled
+    ? new Worker(__filename, { workerData: job })
+    : new Worker(`require("tsx/cjs/api").register(); require(${JSON.stringify(path.join(__dirname, "snapshot-worker.ts"))});`, { eval: true, workerData: job });
+  let settled = false;
+  const settle = (o: SnapshotOutcome): void => {
+    if (settled) return;
+    settled = true;
+    done(o);
+  };
+  w.once("message", (o: SnapshotOutcome) => settle(o));
+  w.once("error", (err: Error) => settle({ ok: false, message: err.message }));
+  w.once("exit", (code) => settle({ ok: false, message: `snapshot worker exited with code ${code} before answering` }));
+  return () => {
+    settled = true;
+    void w.terminate();
+  };
+}
+
+function runJob(job: SnapshotJob): SnapshotOutcome {
+  useNativeCrypto();
+  const store = new Store(job.dbPath, { readonly: true });
+  try {
+    store.db.exec("BEGIN");
+    const { row } = buildSnapshot(store, { cluster: job.cluster, nodeId: job.nodeId, secretKey: job.secretKey, now: () => new Date(job.ts) });
+    return { ok: true, row };
+  } finally {
+    if (store.db.inTransaction) store.db.exec("ROLLBACK");
+    store.close();
+  }
+}
+
+if (!isMainThread && parentPort !== null && (workerData as Partial<SnapshotJob> | null)?.dbPath !== undefined) {
+  let outcome: SnapshotOutcome;
+  try {
+    outcome = runJob(workerData as SnapshotJob);
+  } catch (err) {
+    outcome = { ok: false, message: (err as Error).message };
+  }
+  parentPort.postMessage(outcome);
+}
