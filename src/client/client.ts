@@ -186,8 +186,10 @@ export class LedgerClient {
 function safeJson(text: string): unknown {
   try {
     return JSON.parse(text);
-  } catch {
-    return { error: "bad_answer", message: text.slice(0, 200) };
+  } catch (err) {
+    // A node that answered with something other than JSON (a proxy's page): say so, do not guess.
+    if (err instanceof SyntaxError) return { error: "bad_answer", message: text.slice(0, 200) };
+    throw err;
   }
 }
 
