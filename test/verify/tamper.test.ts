@@ -25,7 +25,9 @@ import {
 } from "../support/server";
 import { KIND_CHECKPOINT, KIND_RECORD, LogRow, forgeFrom, logRow, logRows, resign } from "./forger";
 
-const RECORDS = 301; // not a multiple of CHECKPOINT_EVERY: the log ends with an unsigned tail
+const RECORDS = 301;
+/** Records written one by one at the end, so the log ends with an unsigned tail whatever the batching (a checkpoint lands where a batch made it due). */
+const TAIL_RECORDS = 3;
 const CHECKPOINT_EVERY = 50;
 const SUBJECTS = 7;
 const CONCURRENCY = 8;
@@ -99,6 +101,12 @@ beforeAll(async () => {
       const cp = r.json as { size?: unknown } | undefined;
       return r.status === 200 && typeof cp?.size === "number" && cp.size >= 2 * CHECKPOINT_EVERY ? true : undefined;
     });
+    // Then a few records one at a time: at most one of them can make a checkpoint due (K = 50), so
+    // at least the last TAIL_RECORDS - 1 stand after the last checkpoint, unsigned.
+    for (let i = 0; i < TAIL_RECORDS; i++) {
+      const r = await http(s.baseUrl, "POST", "/v1/records", { token: s.token, json: { type: "policy.set", subject: "tail", data: { name: `t${i}`, value: i } } });
+      if (r.status !== 201) throw new Error(`POST tail record ${i} → ${r.status} ${r.text}`);
+    }
     const status = await getJson<{ commit_index: number }>(s.baseUrl, "/v1/status");
     const stopped = await s.stop();
     if (stopped.forced || stopped.code !== 0) throw new Error(`server did not stop cleanly: ${JSON.stringify(stopped)}`);
@@ -125,7 +133,7 @@ beforeAll(async () => {
       throw new Error(`after a clean stop commit_index ${layout.commit}, API said ${status.commit_index}, log ends at ${layout.last}`);
     }
     if (layout.checkpoints.length < 2) throw new Error(`expected >= 2 checkpoints, have ${layout.checkpoints.join(",")}`);
-    if (layout.records.length !== RECORDS) throw new Error(`expected ${RECORDS} record entries (retries do not append), have ${layout.records.length}`);
+    if (layout.records.length !== RECORDS + TAIL_RECORDS) throw new Error(`expected ${RECORDS + TAIL_RECORDS} record entries (retries do not append), have ${layout.records.length}`);
   });
 }, 120_000);
 
