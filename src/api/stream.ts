@@ -19,8 +19,8 @@
  *   1008  policy violation: the client sent a text, binary or continuation frame.
  *   1009  message too big (from ws): a client frame over MAX_PAYLOAD_BYTES.
  *   1011  internal error. Reason "internal error; resume with from=N".
- *   4004  not in this log: the entry to send next was compacted into a snapshot here.
- *         Reason "entry N is not in this node's log (compacted into a snapshot)".
+ *   4004  not in this log: the entry to send next is no longer held here (pruned below history_from, or before an installed snapshot).
+ *         Reason "entry N is not in this node's log (pruned)".
  *   4008  slow consumer: its buffer stayed full for STALL_TIMEOUT_MS, or it held the most bytes
  *         when all subscribers together went over TOTAL_BUFFER_BYTES_MAX.
  *         Reason "slow consumer; resume with from=N".
@@ -296,7 +296,7 @@ export class EntryStream {
       }
       sub.next += batch.length;
     }
-    if (missing) this.closeSub(sub, CLOSE_NOT_IN_LOG, `entry ${sub.next} is not in this node's log (compacted into a snapshot)`);
+    if (missing) this.closeSub(sub, CLOSE_NOT_IN_LOG, `entry ${sub.next} is not in this node's log (pruned)`);
     else if (sub.next <= this.applied && sub.inflightBytes >= SUBSCRIBER_BUFFER_BYTES_MAX && sub.blockedSinceMs === 0) sub.blockedSinceMs = Date.now();
     if (this.totalBytes > TOTAL_BUFFER_BYTES_MAX) this.shedLargest();
     return batch.length;
