@@ -5,6 +5,7 @@ import type { LedgerReader, LedgerWrites, NodeInfo } from "../node/ports";
 import { RecordTypes } from "../node/record-types";
 import { nextSubjectHead, SUBJECT_HEAD_ZERO } from "../ledger/state-machine";
 import { toHex } from "../ledger/bytes";
+import { acceptablePublicKey } from "../ledger/keys";
 import { requireToken } from "./auth";
 import { parseIndex, parseLimit, parseOptionalIndex, parseText } from "./params";
 import { ijsonBody } from "./body";
@@ -256,6 +257,9 @@ export function v1Routes(deps: RouteDeps): Router {
     if (typeof b !== "object" || b === null || typeof b.id !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(b.id) ||
       typeof b.address !== "string" || !/^[^\s/]+:[0-9]{1,5}$/.test(b.address) || typeof b.public_key !== "string" || !/^[0-9a-f]{64}$/.test(b.public_key)) {
       throw new LedgerError("schema_violation", "body must be {id: [A-Za-z0-9_-]{1,64}, address: host:port, public_key: 64 lowercase hex}");
+    }
+    if (!acceptablePublicKey(Buffer.from(b.public_key, "hex"))) {
+      throw new LedgerError("schema_violation", "public_key is not an Ed25519 public key any verifier accepts (not a point, or of small order)", { path: "body/public_key" });
     }
     const member = { id: b.id, address: b.address, public_key: b.public_key };
     const added = await writes.addMember(member);

@@ -106,12 +106,17 @@ const STORAGE_FAULT_EXIT_MS = 1000;
 
 /** Opens (or initializes) the data dir; a storage fault on the way is a refused start (exit 75 when transient). */
 function openOrRefuse(dir: string, address: string): ReturnType<typeof openDataDir> {
+  return refuseOnStorageFault(dir, () => openDataDir(dir, address));
+}
+
+/** Runs a start step; a storage fault in it becomes a refused start (exit 75 when transient, else 2). */
+function refuseOnStorageFault<T>(dir: string, step: () => T): T {
   try {
-    return openDataDir(dir, address);
+    return step();
   } catch (err) {
     const code = storageFaultCode(err);
     if (code === null) throw err;
-    throw new StartRefused(`cannot open the data dir ${dir}: ${code} (${(err as Error).message})`, dir, isTransientFault(code) ? EXIT_STORAGE_FAULT : 2);
+    throw new StartRefused(`storage fault on the data dir ${dir} at start: ${code} (${(err as Error).message})`, dir, isTransientFault(code) ? EXIT_STORAGE_FAULT : 2);
   }
 }
 
@@ -124,7 +129,9 @@ export async function serve(o: ServeOptions): Promise<void> {
   const dd = openOrRefuse(dir, `${addr.host}:${addr.port}`);
   if (dd.created) logger.info({ data_dir: dd.dir, cluster: dd.clusterId }, "initialized a new single-node cluster");
   let exitForSupervisor = (): void => process.exit(EXIT_STORAGE_FAULT);
-  const node = new RaftLedgerNode(dd, {
+  // Starting writes too (recovering committed entries, finishing a recorded prune): a storage fault
+  // there is a refused start with the storage-fault exit code, like one while opening.
+  const node = refuseOnStorageFault(dir, () => new RaftLedgerNode(dd, {
     tickMs: o.tickMs, electionTick: 10, heartbeatTick: 2,
     checkpointEvery: o.checkpointEvery, checkpointIntervalMs: o.checkpointIntervalMs, snapshotEvery: o.snapshotEvery, snapshotsKeep: o.snapshotsKeep,
     writeTimeoutMs: o.writeTimeoutMs, maxUncommittedBytes: o.maxUncommittedBytes, maxPendingWrites: o.maxPendingWrites, readyMaxLag: o.readyMaxLag,
@@ -132,7 +139,7 @@ export async function serve(o: ServeOptions): Promise<void> {
     // The storage-fault policy (src/node/storage-fault.ts): stop acknowledging at once (done), let the
     // answers already decided (503s) go out, then exit for the supervisor.
     onStorageFault: () => exitForSupervisor(),
-  });
+  }));
   const log = logger.child({ node_id: dd.nodeId });
   const audit = new AuditRunner({
     open: () => node.reader.openAuditSnapshot(), adminToken: dd.adminToken, auditToken: dd.auditToken, publicAudit: o.publicAudit, logger: log.child({ component: "audit" }),

@@ -43,9 +43,37 @@ export function useEd25519(next: Ed25519): void {
 
 export const sign = (message: Uint8Array, secretKey: Uint8Array): Uint8Array => impl.sign(message, secretKey);
 
-/** False (never a throw) for malformed keys or signatures. */
+/** Public keys already judged (hex → acceptable); a cluster has a handful, so past this the cache starts over. */
+const KEY_VERDICTS_MAX = 1024;
+const keyVerdicts = new Map<string, boolean>();
+
+/**
+ * A public key any verifier may rely on: a canonical encoding of a curve point that is not of small
+ * order. With a small-order key (the identity, say) OpenSSL's cofactorless check accepts a fixed
+ * signature for every message while noble's refuses it: such a key is no key, for every verifier.
+ */
+export function acceptablePublicKey(publicKey: Uint8Array): boolean {
+  if (publicKey.length !== 32) return false;
+  const hex = Array.from(publicKey, (b) => b.toString(16).padStart(2, "0")).join("");
+  const known = keyVerdicts.get(hex);
+  if (known !== undefined) return known;
+  let ok: boolean;
+  try {
+    const p = ed.Point.fromBytes(publicKey, false);
+    ok = !p.isSmallOrder();
+  } catch (err) {
+    // noble throws on bytes that do not decode to a point (or not canonically): not a key.
+    if (!(err instanceof Error)) throw err;
+    ok = false;
+  }
+  if (keyVerdicts.size >= KEY_VERDICTS_MAX) keyVerdicts.clear();
+  keyVerdicts.set(hex, ok);
+  return ok;
+}
+
+/** False (never a throw) for malformed keys or signatures, and for keys no verifier may rely on. */
 export function verifySignature(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {
-  if (signature.length !== 64 || publicKey.length !== 32) return false;
+  if (signature.length !== 64 || !acceptablePublicKey(publicKey)) return false;
   try {
     return impl.verify(signature, message, publicKey);
   } catch (err) {

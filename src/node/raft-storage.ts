@@ -16,8 +16,10 @@ import type { Anchor, ClusterConfig, HardState, Ready, Snapshot, Storage } from 
 import type { HardState as DurableHard, Store } from "../storage/store";
 import { assert } from "../util/assert";
 
-/** Recent entries kept in memory: replication reads the tail of the log over and over. */
+/** Recent entries kept in memory: replication reads the tail of the log over and over... */
 const TAIL_CACHE_MAX = 8192;
+/** ...and at most this many payload bytes of them: 8,192 entries of up to 1 MiB would be 8 GiB; 64 MiB holds ~200k typical records' worth of replication backlog. */
+const TAIL_CACHE_BYTES_MAX = 64 << 20;
 
 export class VerificationFailure extends Error {
   constructor(readonly index: number, message: string) {
@@ -29,6 +31,7 @@ export class VerificationFailure extends Error {
 export class RaftStorage implements Storage {
   private range: CompactRange;
   private readonly tail = new Map<number, Entry>();
+  private tailBytes = 0;
   private readonly genesis: Uint8Array;
   // The core asks for these on nearly every step; they change only through this class.
   private cachedAnchor!: Anchor;
@@ -167,15 +170,33 @@ export class RaftStorage implements Storage {
     });
     // Durable: now the caches follow.
     this.refresh();
-    if (installed !== null || truncateAt !== null) this.tail.clear();
+    if (installed !== null || truncateAt !== null) this.forgetTail(() => true);
     this.range = rd.entries.length > 0 ? range : installed !== null ? installed.range : this.range;
-    for (const e of rd.entries) this.tail.set(e.index, e);
-    while (this.tail.size > TAIL_CACHE_MAX) this.tail.delete(this.tail.keys().next().value as number);
+    for (const e of rd.entries) {
+      const old = this.tail.get(e.index);
+      if (old !== undefined) this.tailBytes -= old.payload.length;
+      this.tail.set(e.index, e);
+      this.tailBytes += e.payload.length;
+    }
+    while (this.tail.size > 0 && (this.tail.size > TAIL_CACHE_MAX || this.tailBytes > TAIL_CACHE_BYTES_MAX)) {
+      const oldest = this.tail.keys().next().value as number;
+      this.tailBytes -= (this.tail.get(oldest) as Entry).payload.length;
+      this.tail.delete(oldest);
+    }
+  }
+
+  /** Drops cached entries whose index matches, keeping the byte count right. */
+  private forgetTail(match: (index: number) => boolean): void {
+    for (const [i, e] of this.tail) {
+      if (!match(i)) continue;
+      this.tail.delete(i);
+      this.tailBytes -= e.payload.length;
+    }
   }
 
   /** After compaction the cache must not serve entries the store no longer has. */
   forgetUpTo(index: number): void {
-    for (const i of this.tail.keys()) if (i <= index) this.tail.delete(i);
+    this.forgetTail((i) => i <= index);
     this.refresh();
   }
 

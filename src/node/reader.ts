@@ -128,9 +128,9 @@ export class Reader implements LedgerReader {
     return this.store.getDedup(key);
   }
 
+  /** The latest applied checkpoint (a newer one may be stored and not applied yet: it is not served). */
   latestCheckpoint(): StoredCheckpoint | undefined {
-    const cp = this.store.latestCheckpoint(this.clusterId);
-    return cp !== undefined && cp.index <= this.applied() ? cp : undefined;
+    return this.store.latestCheckpoint(this.clusterId, this.applied());
   }
 
   private checkpointBySize(size: number): StoredCheckpoint | undefined {

@@ -140,7 +140,7 @@ export class LedgerRuntime {
     // Entries committed but not applied before a crash are applied first, from the store.
     this.applyFromStore();
     // A prune applied before a crash finishes now, before the core reads the log's anchor.
-    this.enforcePrune();
+    this.enforcePrune(true);
     const seed = randomBytes(4).readUInt32BE(0);
     this.raw = new RawNode({
       id: this.nodeId, storage: this.storage, applied: this.storage.durable().lastApplied,
@@ -411,7 +411,7 @@ export class LedgerRuntime {
       if (this.sinceCheckpoint === 1) this.firstUncheckpointedAt = this.opts.now().getTime();
     }
     this.maybeSnapshot();
-    if (pruned) this.enforcePrune();
+    if (pruned) this.enforcePrune(false);
     // The Ready is handled: now the listeners (writes' waiters, ReadIndex) hear of it.
     for (const l of this.listeners) {
       if (rd.snapshot !== null) l.snapshotInstalled(rd.snapshot.meta.index);
@@ -549,14 +549,25 @@ export class LedgerRuntime {
    */
   private maybeSnapshot(): void {
     if (this.opts.snapshotEvery <= 0 || this.stopSnapshot !== null) return;
+    if (this.lastApplied() - this.lastSnapshotIndex < this.opts.snapshotEvery) return;
+    this.snapshotInBackground("every");
+  }
+
+  /** Makes a snapshot in the worker and stores it; then the next due one, or the prune waiting for it. */
+  private snapshotInBackground(why: "every" | "prune"): void {
+    if (this.stopSnapshot !== null) return;
     const applied = this.lastApplied();
-    if (applied - this.lastSnapshotIndex < this.opts.snapshotEvery) return;
     const job = { dbPath: this.dbPath, cluster: this.clusterId, nodeId: this.nodeId, secretKey: this.secretKey, ts: this.opts.now().toISOString() };
     const started = performance.now();
     this.stopSnapshot = snapshotInWorker(job, (outcome) => {
       this.stopSnapshot = null;
       if (!this.running) return;
       if (!outcome.ok) {
+        // The disk failing under the worker is a storage fault like any other.
+        if (outcome.code !== undefined && storageFaultCode(outcome) !== null) {
+          this.fail(Object.assign(new Error(outcome.message), { code: outcome.code }));
+          return;
+        }
         // Not a fault of the log: the next one is tried after another snapshotEvery entries.
         this.lastSnapshotIndex = applied;
         this.log.error({ reason: outcome.message }, "snapshot failed");
@@ -569,12 +580,14 @@ export class LedgerRuntime {
         this.store.transaction(() => this.store.saveSnapshot(row));
         const dropped = this.store.retainSnapshots(this.opts.snapshotsKeep ?? SNAPSHOTS_KEEP_DEFAULT);
         this.lastSnapshotIndex = row.index;
-        this.log.info({ index: row.index, why: "every", snapshots_dropped: dropped, ms: Math.round(performance.now() - started) }, "snapshot taken (the log is untouched)");
+        this.log.info({ index: row.index, why, snapshots_dropped: dropped, ms: Math.round(performance.now() - started) }, "snapshot taken (the log is untouched)");
       } catch (err) {
         this.fail(err);
         return;
       }
-      // Entries applied while it was being made may make the next one due already.
+      // A prune waiting for a snapshot to start what is left cuts now; entries applied meanwhile
+      // may make the next snapshot due already.
+      if (this.store.historyFrom() > 1) this.enforcePrune(false);
       this.maybeSnapshot();
     });
   }
@@ -592,10 +605,18 @@ export class LedgerRuntime {
    * left, then delete the log up to the newest snapshot before history_from. Also run at start, so
    * a crash between the apply and the deletion is finished by the restart.
    */
-  private enforcePrune(): void {
+  private enforcePrune(atStart: boolean): void {
     this.historyFrom = this.store.historyFrom();
     if (this.historyFrom <= 1) return;
-    if (!hasRetainedStart(this.store)) this.snapshotNow("prune");
+    if (!hasRetainedStart(this.store)) {
+      // At start nothing is served yet: make it here. Running, the worker makes it off the loop and
+      // this is called again once it is stored (history_from already answers 410 meanwhile).
+      if (!atStart) {
+        this.snapshotInBackground("prune");
+        return;
+      }
+      this.snapshotNow("prune");
+    }
     const cut = cutPrunedHistory(this.store);
     if (cut === null) return;
     this.storage.forgetUpTo(cut);

@@ -20,7 +20,8 @@ export interface SnapshotJob {
   readonly ts: string;
 }
 
-export type SnapshotOutcome = { readonly ok: true; readonly row: StoredSnapshot } | { readonly ok: false; readonly message: string };
+/** A failure carries the error's code (SQLITE_FULL, EIO...) across the thread, for the storage-fault policy. */
+export type SnapshotOutcome = { readonly ok: true; readonly row: StoredSnapshot } | { readonly ok: false; readonly message: string; readonly code?: string };
 
 /** Runs one job in a worker thread; `done` is called once, on the runtime's thread. Returns a stop function. */
 export function snapshotInWorker(job: SnapshotJob, done: (outcome: SnapshotOutcome) => void): () => void {
@@ -62,7 +63,8 @@ if (!isMainThread && parentPort !== null && (workerData as Partial<SnapshotJob> 
   try {
     outcome = runJob(workerData as SnapshotJob);
   } catch (err) {
-    outcome = { ok: false, message: (err as Error).message };
+    const code = (err as { code?: unknown }).code;
+    outcome = { ok: false, message: (err as Error).message, ...(typeof code === "string" ? { code } : {}) };
   }
   parentPort.postMessage(outcome);
 }

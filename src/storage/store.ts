@@ -149,6 +149,7 @@ export class Store implements StateStore, ChainSource {
       nodePut: p("INSERT OR REPLACE INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)"),
       cpInsert: p("INSERT INTO checkpoints (idx, size, root, head, term, signer, ts, sig) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
       cpLatest: p("SELECT * FROM checkpoints ORDER BY idx DESC LIMIT 1"),
+      cpLatestUpTo: p("SELECT * FROM checkpoints WHERE idx <= ? ORDER BY idx DESC LIMIT 1"),
       cpBySize: p("SELECT * FROM checkpoints WHERE size = ?"),
       cpAtLeast: p("SELECT * FROM checkpoints WHERE size >= ? ORDER BY size ASC LIMIT 1"),
       cpAll: p("SELECT * FROM checkpoints ORDER BY idx"),
@@ -377,8 +378,9 @@ export class Store implements StateStore, ChainSource {
     this.s.cpInsert.run(index, cp.size, cp.root, cp.head, cp.term, cp.signer, cp.ts, cp.sig);
   }
 
-  latestCheckpoint(cluster: string): StoredCheckpoint | undefined {
-    const r = this.s.cpLatest.get() as CheckpointRow | undefined;
+  /** The latest checkpoint entry at or before log index `upTo` (default: any). */
+  latestCheckpoint(cluster: string, upTo?: number): StoredCheckpoint | undefined {
+    const r = (upTo === undefined ? this.s.cpLatest.get() : this.s.cpLatestUpTo.get(upTo)) as CheckpointRow | undefined;
     return r === undefined ? undefined : toCheckpoint(r, cluster);
   }
 

@@ -3,7 +3,7 @@
 import fc from "fast-check";
 import { portableSha256, sha256, useSha256 } from "../../src/ledger/hash";
 import { nativeEd25519, nativeSha256 } from "../../src/node/native-crypto";
-import { generateKeyPair, portableEd25519, sign, useEd25519, verifySignature } from "../../src/ledger/keys";
+import { acceptablePublicKey, generateKeyPair, portableEd25519, sign, useEd25519, verifySignature } from "../../src/ledger/keys";
 import { testSeed } from "../support/independent";
 
 const SEED = testSeed();
@@ -94,5 +94,45 @@ describe("Ed25519: native and portable agree", () => {
         useEd25519(portableEd25519);
       }
     }
+  });
+});
+
+describe("small-order public keys are no keys, for either implementation", () => {
+  // The identity point (y = 1): OpenSSL's cofactorless check accepts R = B, s = 1 for every message.
+  const identity = new Uint8Array(32);
+  identity[0] = 1;
+  const basePoint = Buffer.from("5866666666666666666666666666666666666666666666666666666666666666", "hex");
+  const forged = Uint8Array.from([...basePoint, 1, ...new Uint8Array(31)]);
+
+  test("the forgery that node:crypto alone would accept is refused by verifySignature with either", () => {
+    // What the port guards against: the raw native call says yes.
+    expect(nativeEd25519.verify(forged, new Uint8Array([1, 2, 3]), identity)).toBe(true);
+    for (const impl of [nativeEd25519, portableEd25519]) {
+      useEd25519(impl);
+      try {
+        expect(acceptablePublicKey(identity)).toBe(false);
+        for (const m of [new Uint8Array([1, 2, 3]), new Uint8Array(0), new Uint8Array(100).fill(9)]) {
+          expect(verifySignature(forged, m, identity)).toBe(false);
+        }
+      } finally {
+        useEd25519(portableEd25519);
+      }
+    }
+  });
+
+  test("every small-order point of the curve is refused; a real key is accepted", () => {
+    // The eight points of order dividing 8 (RFC 8032 / ZIP-215 test vectors' canonical encodings).
+    const small = [
+      "0100000000000000000000000000000000000000000000000000000000000000",
+      "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+      "0000000000000000000000000000000000000000000000000000000000000000",
+      "0000000000000000000000000000000000000000000000000000000000000080",
+      "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+      "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+      "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+      "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    ];
+    for (const h of small) expect({ h, ok: acceptablePublicKey(Buffer.from(h, "hex")) }).toEqual({ h, ok: false });
+    expect(acceptablePublicKey(generateKeyPair(new Uint8Array(32).fill(3)).publicKey)).toBe(true);
   });
 });
