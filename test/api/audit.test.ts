@@ -232,9 +232,11 @@ describe("other data dirs", () => {
     await withFailureContext(() => `data dir ${d}\n${s?.output() ?? ""}`, [d], async () => {
       s = await startServer(d, { extraArgs: ["--snapshot-every", "50"] });
       const srv2 = s;
-      const answers = await mapPool(Array.from({ length: 120 }, (_, i) => i), 8, (i) =>
-        postRecord(srv2.baseUrl, srv2.token, { type: "policy.set", subject: `c-${i % 5}`, data: { name: "n", value: i } }));
-      expect(answers.filter((a) => a.status !== 201).map((a) => a.status)).toEqual([]);
+      const write = async (from: number, n: number): Promise<void> => {
+        const answers = await mapPool(Array.from({ length: n }, (_, i) => from + i), 8, (i) =>
+          postRecord(srv2.baseUrl, srv2.token, { type: "policy.set", subject: `c-${i % 5}`, data: { name: "n", value: i } }));
+        expect(answers.filter((a) => a.status !== 201).map((a) => a.status)).toEqual([]);
+      };
       const snapshotRows = (): number[] => {
         const db = new Database(path.join(d, "ledger.db"), { readonly: true, fileMustExist: true });
         try {
@@ -244,6 +246,11 @@ describe("other data dirs", () => {
           db.close();
         }
       };
+      // Snapshots are made in a worker, at whatever last_applied is when it starts: write, wait for
+      // one, write past the next snapshot point, wait for the second.
+      await write(0, 60);
+      await pollUntil("a first snapshot", async () => (snapshotRows().length >= 1 ? true : undefined));
+      await write(60, 60);
       const anchors = await pollUntil("two snapshots", async () => {
         const rows = snapshotRows();
         return rows.length >= 2 ? rows : undefined;
