@@ -274,17 +274,12 @@ export class LedgerRuntime {
       node_id: this.nodeId, public_key: this.publicKey, role: halted === null ? s.role : "halted", term: s.term,
       leader: halted === null ? s.lead : null,
       leader_address: s.lead === null || halted !== null ? null : this.memberAddress(s.lead),
-      // The head of what this node applied (never of an entry it stored but has not applied yet).
-      commit_index: hard.commitIndex, last_applied: hard.lastApplied, head: toHex(this.appliedHead(hard.lastApplied)), cluster: this.clusterId,
+      // head: the hash of the last entry this node stored (an uncommitted suffix included: a cut-off
+      // leader shows what it holds); it equals the entry at commit_index once the node is quiescent.
+      commit_index: hard.commitIndex, last_applied: hard.lastApplied, head: toHex(this.storage.treeHead().head), cluster: this.clusterId,
       voters: s.config.voters.map((m) => m.id), learners: s.config.learners.map((m) => m.id), halted,
       history_from: this.historyFrom,
     };
-  }
-
-  /** The hash of the entry at `applied` (the anchor's when the log starts after it). */
-  private appliedHead(applied: number): Uint8Array {
-    const anchor = this.storage.anchor();
-    return applied <= anchor.index ? anchor.hash : this.storage.entry(applied).hash;
   }
 
   /** Can this node serve now: running, a leader known (itself with its NOOP applied, or another), not far behind. */

@@ -17,7 +17,7 @@ import {
   historyAll,
   postRecord,
 } from "../support/ledger-client";
-import { Server, cleanupAll, http, makeTempDir, parseJsonOutput, runVerifyChain, startServer, withFailureContext } from "../support/server";
+import { Server, cleanupAll, http, makeTempDir, parseJsonOutput, pollUntil, runVerifyChain, startServer, withFailureContext } from "../support/server";
 
 const ROUNDS = 20;
 const WRITERS = 8;
@@ -114,7 +114,13 @@ test(
 
     /** Every acknowledged (index, hash) is in the log, the chain recomputes, nothing is acked twice. */
     const checkDurable = async (s: Server, when: string): Promise<EntryView[]> => {
-      const st = await getStatus(s.baseUrl);
+      // Quiescent first: a Ready may end a turn between storing an entry (head) and committing it.
+      // A node whose head never settles on its committed log fails here.
+      const st = await pollUntil("status.head = the hash of the entry at commit_index", async () => {
+        const x = await getStatus(s.baseUrl);
+        const e = await http(s.baseUrl, "GET", `/v1/records/${x.commit_index}?consistency=local`);
+        return e.status === 200 && (e.json as { hash?: unknown }).hash === x.head ? x : undefined;
+      });
       const entries = await fetchEntries(s.baseUrl, st.commit_index);
       const { problems, hashes, leaves } = checkChain(entries, st.cluster);
       for (const p of problems.slice(0, 5)) failures.push(`${when}: ${p}`);
