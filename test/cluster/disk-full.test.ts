@@ -18,6 +18,7 @@ import { Tmpfs, moveOntoTmpfs, unmountAll } from "../support/tmpfs";
 import { cleanupAll, getJson, http, parseJsonOutput, pollUntil, runVerifyChain, withFailureContext } from "../support/server";
 import { KIND_CODES, bufToHex, entryHash, genesisHash, hexToBuf, prng, testSeed } from "../support/independent";
 import { ClientError, LedgerClient, AppendAck } from "../../src/client/client";
+import { isFaultSymptom } from "../support/ledger-client";
 
 const SEED = testSeed();
 const WRITERS = 8;
@@ -103,12 +104,6 @@ interface Observation {
 }
 
 const nowMs = (): number => performance.now();
-
-/** A fault symptom the client may give up on (network, timeout, 502/503/504): outcome unknown. */
-function isFaultSymptom(err: unknown): boolean {
-  if (err instanceof ClientError) return err.status === 0 ? err.code === "unavailable" : [502, 503, 504, 307].includes(err.status);
-  return err instanceof Error; // fetch's TypeError (connection refused/reset) or a timeout's DOMException
-}
 
 async function writerLoop(c: TestCluster, tag: string, writer: number, writes: Write[], stopped: () => boolean): Promise<void> {
   // Each writer starts at a different node and knows all of them; the client follows 307s itself.

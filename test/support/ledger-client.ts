@@ -8,6 +8,7 @@ import * as net from "node:net";
 import * as path from "node:path";
 import Database from "better-sqlite3";
 import { HttpResult, getJson, http, mapPool, pollUntil } from "./server";
+import { ClientError } from "../../src/client/client";
 
 export interface EntryView {
   index: number;
@@ -376,4 +377,10 @@ export async function historyAll(baseUrl: string, subject: string, query = ""): 
   }
   const json = { ...(first.json as Record<string, unknown>), records, next: null };
   return { ...first, json, text: JSON.stringify(json) };
+}
+
+/** A fault symptom a writer under injected faults may give up on (network, timeout, 502/503/504, a redirect mid-election): outcome unknown, not a bug. */
+export function isFaultSymptom(err: unknown): boolean {
+  if (err instanceof ClientError) return err.status === 0 ? err.code === "unavailable" : [502, 503, 504, 307].includes(err.status);
+  return err instanceof Error; // fetch's TypeError (connection refused/reset) or a timeout's DOMException
 }
