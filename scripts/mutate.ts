@@ -106,19 +106,39 @@ function summarize(folder: string, results: MutantResult[], seconds: number): Su
   };
 }
 
-async function runFolder(folder: string, plan: FolderPlan): Promise<Summary> {
+/** One run: a whole folder, or (`npm run mutate -- src/ledger/merkle.ts`) some of its files. */
+interface Run {
+  folder: string;
+  /** The files asked for, relative to the root; empty for the whole folder. */
+  files: string[];
+}
+
+/** The name a run's reports go under: the folder, or the folder and the files' base names. */
+function runName(run: Run): string {
+  if (run.files.length === 0) return run.folder;
+  return [run.folder, ...run.files.map((f) => path.basename(f, ".ts"))].join(".");
+}
+
+async function runFolder(run: Run, plan: FolderPlan): Promise<Summary> {
+  const name = runName(run);
   const options: PartialStrykerOptions = {
     configFile: path.join(ROOT, "stryker.config.json"),
-    mutate: plan.mutate,
+    mutate: run.files.length > 0 ? run.files : plan.mutate,
     incremental: true,
-    incrementalFile: path.join("reports", "mutation", `${folder}.incremental.json`),
-    htmlReporter: { fileName: path.join("reports", "mutation", folder, "index.html") },
+    // A file-scoped run keeps its own incremental file: Stryker rewrites the file with only the
+    // mutants of the run, so sharing the folder's would forget the folder's other files.
+    incrementalFile: path.join("reports", "mutation", `${name}.incremental.json`),
+    htmlReporter: { fileName: path.join("reports", "mutation", name, "index.html") },
+    // One sandbox folder per run name, so runs of different folders or files can go side by side.
+    tempDirName: path.join(".stryker-tmp", name),
     jest: {
       projectType: "custom",
       configFile: "jest.config.js",
       // Overrides jest.config.js: only this folder's in-process tests, and no custom reporter
       // (the summary reporter prints per run, i.e. once per mutant).
-      config: { testMatch: plan.tests, reporters: ["default"] },
+      // globalSetup is dropped: it builds dist/ for spawned-process suites, none of which run here,
+      // and jest would otherwise run it (a tsc build) once per mutant run.
+      config: { testMatch: plan.tests, reporters: ["default"], globalSetup: null },
       enableFindRelatedTests: true,
     },
   };
@@ -126,7 +146,7 @@ async function runFolder(folder: string, plan: FolderPlan): Promise<Summary> {
   const { Stryker } = await import("@stryker-mutator/core");
   const started = Date.now();
   const results = await new Stryker(options).runMutationTest();
-  return summarize(folder, results, Math.round((Date.now() - started) / 1000));
+  return summarize(name, results, Math.round((Date.now() - started) / 1000));
 }
 
 function print(s: Summary): void {
@@ -140,21 +160,40 @@ function print(s: Summary): void {
   process.stdout.write(`${lines.join("\n")}\n`);
 }
 
+/**
+ * Arguments to runs: each argument is a folder (`ledger`, `src/ledger/`) or a source file in one
+ * (`src/ledger/merkle.ts`); files of one folder share a run. No argument: every folder. A string is
+ * the reason the arguments are refused.
+ */
+function planRuns(args: readonly string[]): Run[] | string {
+  if (args.length === 0) return DEFAULT_FOLDERS.map((folder) => ({ folder, files: [] }));
+  const runs = new Map<string, Run>();
+  for (const arg of args) {
+    const rel = arg.replace(/^\.\//, "").replace(/\/$/, "");
+    const isFile = rel.endsWith(".ts");
+    const folder = (isFile ? rel.replace(/^src\//, "").split("/")[0] : rel.replace(/^src\//, "")) ?? "";
+    if (!(folder in PLANS)) return `unknown folder ${JSON.stringify(folder)} in ${JSON.stringify(arg)}; known: ${Object.keys(PLANS).join(", ")}`;
+    if (isFile && !fs.existsSync(path.join(ROOT, rel))) return `no such file: ${rel}`;
+    const run = runs.get(folder) ?? { folder, files: [] };
+    if (isFile) run.files.push(rel.startsWith("src/") ? rel : `src/${rel}`);
+    runs.set(folder, run);
+  }
+  return [...runs.values()];
+}
+
 async function main(): Promise<void> {
-  const asked = process.argv.slice(2).map((a) => a.replace(/^src\//, "").replace(/\/$/, ""));
-  const folders = asked.length > 0 ? asked : DEFAULT_FOLDERS;
-  const unknown = folders.filter((f) => !(f in PLANS));
-  if (unknown.length > 0) {
-    process.stderr.write(`unknown folder(s): ${unknown.join(", ")}; known: ${Object.keys(PLANS).join(", ")}\n`);
+  const runs = planRuns(process.argv.slice(2));
+  if (typeof runs === "string") {
+    process.stderr.write(`mutate: ${runs}\n`);
     process.exitCode = 2;
     return;
   }
   process.chdir(ROOT);
   fs.mkdirSync(REPORT_DIR, { recursive: true });
   const summaries: Summary[] = [];
-  for (const folder of folders) {
-    const summary = await runFolder(folder, PLANS[folder]);
-    fs.writeFileSync(path.join(REPORT_DIR, `${folder}.summary.json`), `${JSON.stringify(summary, null, 2)}\n`);
+  for (const run of runs) {
+    const summary = await runFolder(run, PLANS[run.folder]);
+    fs.writeFileSync(path.join(REPORT_DIR, `${summary.folder}.summary.json`), `${JSON.stringify(summary, null, 2)}\n`);
     print(summary);
     summaries.push(summary);
   }
