@@ -17,6 +17,14 @@ import { parseArgs } from "node:util";
 export const REPO_ROOT = path.resolve(__dirname, "..");
 /** The project's own bin: the compiled dist/ (npm run build), as production runs it. */
 const CLI = path.join(REPO_ROOT, "bin", "resonetics");
+/**
+ * RESONETICS_BENCH_CPU_PROF=<dir>: every server a script starts writes a V8 CPU profile there when it
+ * exits (node --cpu-prof; NODE_OPTIONS may not carry it). Open them in Chrome DevTools or
+ * speedscope; how the figures were profiled goes in the closing note.
+ */
+const PROFILE_ARGS: readonly string[] = process.env.RESONETICS_BENCH_CPU_PROF
+  ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(process.env.RESONETICS_BENCH_CPU_PROF)}`]
+  : [];
 
 export interface ServerProcess {
   readonly port: number;
@@ -40,7 +48,7 @@ function waitExit(child: ChildProcess, timeoutMs: number): Promise<{ code: numbe
 
 /** Starts `resonetics serve` on 127.0.0.1 with an OS-chosen port; resolves when it logs "listening". */
 export async function startServer(dataDir: string, extraArgs: readonly string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<ServerProcess> {
-  const args = [CLI, "serve", "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0", ...extraArgs];
+  const args = [...PROFILE_ARGS, CLI, "serve", "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0", ...extraArgs];
   const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let lines = 0;
   const stderrTail: string[] = [];
@@ -504,7 +512,7 @@ export function adminToken(node: ClusterNode): string {
 export function startClusterNode(
   node: ClusterNode, logLevel: string, onLine?: (stream: "stdout" | "stderr", line: string) => void, extraArgs: readonly string[] = [],
 ): OwnedProcess {
-  const args = [CLI, "serve", "--data-dir", node.dir, "--host", "127.0.0.1", "--port", String(node.port), "--log-level", logLevel, ...extraArgs];
+  const args = [...PROFILE_ARGS, CLI, "serve", "--data-dir", node.dir, "--host", "127.0.0.1", "--port", String(node.port), "--log-level", logLevel, ...extraArgs];
   return new OwnedProcess(node.id, process.execPath, args, onLine === undefined ? {} : { onLine });
 }
 
@@ -620,7 +628,11 @@ export async function buildLog(
     const r = await runLoad(n, o.clients, () => appender.append(client, keyEvery > 0 && appender.sent() % keyEvery === 0), created);
     if (r.errors > 0) o.log?.(`build round ${round}: ${r.errors} errors, first: ${r.firstError}`);
     rounds.push(r);
+    const before = have;
     have = await commitIndex(client);
+    // A round that added nothing will not be helped by another (the node is not the leader, or is
+    // down): stop, and let the caller look again (its entries figure shows the shortfall).
+    if (have <= before) break;
   }
   return { entries: have, rounds };
 }

@@ -555,9 +555,14 @@ async function runPhase(
   };
 }
 
-/** Appends through the leader until its commit index is `target`, logging progress every tenth of the way. */
-async function buildTo(leader: ClusterNode, appender: RecordAppender, target: number, clients: number, log: (line: string) => void): Promise<number> {
-  const client = new Client(leader.port, readAdminToken(leader.dir), clients);
+/**
+ * Appends through the leader until its commit index is `target`, logging progress every tenth of the
+ * way. The leader is looked up again before every step, so a leader change while building (logged)
+ * costs one step's errors, not the build.
+ */
+async function buildTo(among: readonly ClusterNode[], appender: RecordAppender, target: number, clients: number, log: (line: string) => void): Promise<number> {
+  let leader = await waitForLeader(among, 60_000);
+  let client = new Client(leader.port, readAdminToken(leader.dir), clients);
   try {
     const start = await commitIndex(client);
     const step = Math.max(1_000, Math.ceil((target - start) / 10));
@@ -565,9 +570,16 @@ async function buildTo(leader: ClusterNode, appender: RecordAppender, target: nu
     const t0 = Date.now();
     // Each step appends at least `step` entries (or fails loudly in buildLog's rounds), so this ends.
     for (let n = 0; have < target && n < 1_000; n++) {
+      const now = await waitForLeader(among, 60_000);
+      if (now.id !== leader.id) {
+        log(`  the leader moved from ${leader.id} to ${now.id} while building; appending through ${now.id}`);
+        client.close();
+        leader = now;
+        client = new Client(leader.port, readAdminToken(leader.dir), clients);
+      }
       const r = await buildLog(client, appender, { entries: Math.min(target, have + step), clients, checkpointEvery: CHECKPOINT_EVERY, log });
-      if (r.entries <= have) throw new Error(`the log did not grow past ${have} (target ${target})`);
-      have = r.entries;
+      if (r.entries <= have && (await waitForLeader(among, 60_000)).id === leader.id) throw new Error(`the log did not grow past ${have} (target ${target})`);
+      have = Math.max(have, r.entries);
       const s = (Date.now() - t0) / 1000;
       log(`  ${fmtInt(have)} / ${fmtInt(target)} entries (${fmtInt((have - start) / s)}/s)`);
     }
@@ -590,7 +602,7 @@ export async function runBusySoak(cluster: BusyCluster, o: BusyOptions, log: (li
   let leader = await waitForLeader(nodes, 60_000);
   log(`leader ${leader.id}; building a ${fmtInt(o.entries)}-entry log (${o.buildClients} clients)`);
   const b0 = Date.now();
-  const entries = await buildTo(leader, appender, o.entries, o.buildClients, log);
+  const entries = await buildTo(nodes, appender, o.entries, o.buildClients, log);
   const buildSeconds = (Date.now() - b0) / 1000;
   await pollUntil(`every node applied ${entries}`, async () => {
     const st = await statuses(nodes);
@@ -609,7 +621,7 @@ export async function runBusySoak(cluster: BusyCluster, o: BusyOptions, log: (li
     log(`phase 2: stopping follower ${follower.id}, writing ${fmtInt(o.behind)} entries through ${leader.id}`);
     await cluster.stopNode(follower.id);
     const start = (await nodeStatus(leader)).commit_index;
-    await buildTo(leader, appender, start + o.behind, o.buildClients, log);
+    await buildTo(nodes.filter((n) => n.id !== follower.id), appender, start + o.behind, o.buildClients, log);
     await cluster.startNode(follower.id);
     const target = (await nodeStatus(leader)).commit_index;
     const restartedAt = Date.now();

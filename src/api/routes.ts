@@ -25,7 +25,7 @@ export interface RouteDeps {
   readonly adminToken: string;
   readonly bodyLimitBytes: number;
   readonly metrics?: Metrics;
-  /** GET /v1/audit/verify: token check, one at a time, time-sliced on a read-only snapshot (src/api/audit.ts). */
+  /** GET /v1/audit/verify: token check, one at a time, run by the reader in a worker thread (src/api/audit.ts). */
   readonly audit: AuditRunner;
 }
 

@@ -142,7 +142,7 @@ export async function serve(o: ServeOptions): Promise<void> {
   }));
   const log = logger.child({ node_id: dd.nodeId });
   const audit = new AuditRunner({
-    open: () => node.reader.openAuditSnapshot(), adminToken: dd.adminToken, auditToken: dd.auditToken, publicAudit: o.publicAudit, logger: log.child({ component: "audit" }),
+    start: (job, onProgress, onNote) => node.reader.audit(job, onProgress, onNote), adminToken: dd.adminToken, auditToken: dd.auditToken, publicAudit: o.publicAudit, logger: log.child({ component: "audit" }),
   });
   const app = createApp({ node, writes: node.writes, reader: node.reader, types: new RecordTypes(), adminToken: dd.adminToken, bodyLimitBytes: o.bodyLimitBytes, audit }, log, o.corsOrigin === undefined ? {} : { corsOrigin: o.corsOrigin });
   let bound: Awaited<ReturnType<typeof listen>>;

@@ -12,11 +12,11 @@ import type { RecordRequest } from "../ledger/record";
 import type { ClusterConfig, MemberInfo } from "../ledger/config";
 import type { StoredCheckpoint } from "../storage/store";
 import type { Receipt } from "../ledger/receipt";
-import type { AuditSnapshot } from "./audit-snapshot";
+import type { AuditHandle, AuditJob } from "./audit-worker";
 import type { LagSummary } from "./lag-probe";
 
 export type { StoredCheckpoint } from "../storage/store";
-export type { AuditSnapshot } from "./audit-snapshot";
+export type { AuditHandle, AuditJob, AuditResult } from "./audit-worker";
 export type { LagSummary } from "./lag-probe";
 /** The reserved record of a prune (POST /v1/admin/prune writes it; src/node/snapshots.ts applies it). */
 export { PRUNE_RECORD_TYPE, PRUNE_SUBJECT } from "./snapshots";
@@ -81,8 +81,12 @@ export interface LedgerReader {
   latestCheckpoint(): StoredCheckpoint | undefined;
   inclusion(index: number, size?: number): InclusionView;
   consistency(from: number, to?: number): ConsistencyView;
-  /** A consistent read-only snapshot of the whole database (one read transaction), for audits. */
-  openAuditSnapshot(): AuditSnapshot;
+  /**
+   * Verifies this node's chain in a worker thread at background priority, on a read snapshot of its
+   * own (src/node/audit-worker.ts). onProgress gets (done, total) entries now and then; onNote why
+   * the worker runs at normal priority, if it does.
+   */
+  audit(job: AuditJob, onProgress: (done: number, total: number) => void, onNote: (reason: string) => void): AuditHandle;
   /** The first index this node serves history for; reads below it answer 410 Gone. */
   historyFrom(): number;
   /** The retained snapshot anchors that can start a verification, newest first. */

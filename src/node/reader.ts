@@ -15,7 +15,7 @@ import { DedupRow, stateRoot } from "../ledger/state-machine";
 import { verifyChain, VerifyReport, VerifyStart } from "../ledger/verify";
 import { Store, StoredCheckpoint } from "../storage/store";
 import { LedgerError, notFound } from "../util/errors";
-import { AuditSnapshot, openAuditSnapshot } from "./audit-snapshot";
+import { AuditHandle, AuditJob, auditInWorker } from "./audit-worker";
 import type { ConsistencyView, InclusionView, LedgerReader, ReceiptAnswer, SnapshotView, SubjectSummary } from "./ports";
 
 /**
@@ -192,8 +192,8 @@ export class Reader implements LedgerReader {
     return this.lastRoot.root;
   }
 
-  openAuditSnapshot(): AuditSnapshot {
-    return openAuditSnapshot(this.dbPath);
+  audit(job: AuditJob, onProgress: (done: number, total: number) => void, onNote: (reason: string) => void): AuditHandle {
+    return auditInWorker(this.dbPath, job, onProgress, onNote);
   }
 
   /** The applied CONFIG entries, scanning only what was applied since the last call. */
@@ -306,7 +306,7 @@ export class Reader implements LedgerReader {
     return this.note.text;
   }
 
-  /** The whole chain verified in one go (tests and tools; the API's audit is time-sliced). */
+  /** The whole chain verified in one go (tests and tools; the API's audit runs in a worker: audit()). */
   verify(to?: number, from: VerifyStart = "genesis"): VerifyReport {
     return verifyChain(this.store, { from, ...(to === undefined ? {} : { to }) });
   }

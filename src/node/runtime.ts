@@ -124,6 +124,8 @@ export class LedgerRuntime {
   private clockBehindMs = 0;
   private clockWarnedAt = Number.NEGATIVE_INFINITY;
   private readonly bootstrapPeers: readonly Member[];
+  /** Said once: the snapshot worker runs at the loop's priority (src/node/background.ts). */
+  private warnedPriority = false;
   /** Stops the snapshot being made in a worker; null when none is. */
   private stopSnapshot: (() => void) | null = null;
 
@@ -556,6 +558,10 @@ export class LedgerRuntime {
     const started = performance.now();
     this.stopSnapshot = snapshotInWorker(job, (outcome) => {
       this.stopSnapshot = null;
+      if (outcome.priority !== undefined && !this.warnedPriority) {
+        this.warnedPriority = true;
+        this.log.warn({ reason: outcome.priority }, "the snapshot worker could not lower its priority");
+      }
       if (!this.running) return;
       if (!outcome.ok) {
         // The disk failing under the worker is a storage fault like any other.

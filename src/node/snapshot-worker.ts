@@ -5,11 +5,11 @@
  * sees the state exactly at one last_applied while the runtime goes on writing), and hands the row
  * back; the runtime, the only writer, stores it.
  */
-import * as path from "node:path";
-import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import { isMainThread, parentPort, workerData } from "node:worker_threads";
 import { Store, StoredSnapshot } from "../storage/store";
 import { buildSnapshot } from "./snapshots";
 import { useNativeCrypto } from "./native-crypto";
+import { lowerThisThreadPriority, startWorker } from "./background";
 
 export interface SnapshotJob {
   readonly dbPath: string;
@@ -20,16 +20,17 @@ export interface SnapshotJob {
   readonly ts: string;
 }
 
-/** A failure carries the error's code (SQLITE_FULL, EIO...) across the thread, for the storage-fault policy. */
-export type SnapshotOutcome = { readonly ok: true; readonly row: StoredSnapshot } | { readonly ok: false; readonly message: string; readonly code?: string };
+/**
+ * A failure carries the error's code (SQLITE_FULL, EIO...) across the thread, for the storage-fault
+ * policy. `priority` says why the worker could not lower its priority, when it could not.
+ */
+export type SnapshotOutcome =
+  | { readonly ok: true; readonly row: StoredSnapshot; readonly priority?: string }
+  | { readonly ok: false; readonly message: string; readonly code?: string; readonly priority?: string };
 
 /** Runs one job in a worker thread; `done` is called once, on the runtime's thread. Returns a stop function. */
 export function snapshotInWorker(job: SnapshotJob, done: (outcome: SnapshotOutcome) => void): () => void {
-  const compiled = __filename.endsWith(".js");
-  // From the sources (tests, a developer's tsx fallback) the worker loads them through tsx as bin/resonetics does.
-  const w = compiled
-    ? new Worker(__filename, { workerData: job })
-    : new Worker(`require("tsx/cjs/api").register(); require(${JSON.stringify(path.join(__dirname, "snapshot-worker.ts"))});`, { eval: true, workerData: job });
+  const w = startWorker(__filename, job);
   let settled = false;
   const settle = (o: SnapshotOutcome): void => {
     if (settled) return;
@@ -58,13 +59,15 @@ function runJob(job: SnapshotJob): SnapshotOutcome {
   }
 }
 
-if (!isMainThread && parentPort !== null && (workerData as Partial<SnapshotJob> | null)?.dbPath !== undefined) {
+if (!isMainThread && parentPort !== null && (workerData as Partial<SnapshotJob> | null)?.secretKey !== undefined) {
+  const priority = lowerThisThreadPriority();
+  const note = priority === null ? {} : { priority };
   let outcome: SnapshotOutcome;
   try {
-    outcome = runJob(workerData as SnapshotJob);
+    outcome = { ...runJob(workerData as SnapshotJob), ...note };
   } catch (err) {
     const code = (err as { code?: unknown }).code;
-    outcome = { ok: false, message: (err as Error).message, ...(typeof code === "string" ? { code } : {}) };
+    outcome = { ok: false, message: (err as Error).message, ...(typeof code === "string" ? { code } : {}), ...note };
   }
   parentPort.postMessage(outcome);
 }
