@@ -75,7 +75,7 @@ function oneLine(text: string, max: number): string {
 
 function describe(m: MutantResult): string {
   const file = path.relative(ROOT, path.resolve(ROOT, m.fileName));
-  const line = (m.location?.start.line ?? -1) + 1; // Stryker's positions are zero-based
+  const line = m.location?.start.line ?? 0; // MutantResult lines are 1-based (the report schema's)
   return `${file}:${line}  ${m.mutatorName}  → ${oneLine(m.replacement ?? "", 100)}`;
 }
 

@@ -53,7 +53,10 @@ const pointerToken = (key: string): string => key.replace(/~/g, "~0").replace(/\
 /** U+FDD0..U+FDEF and the last two code points of every plane (RFC 7493 2.1, Unicode's noncharacters). */
 export const isNoncharacter = (cp: number): boolean => (cp >= 0xfdd0 && cp <= 0xfdef) || (cp & 0xfffe) === 0xfffe;
 
-/** The decimal value of a JSON number literal, normalized: "" for zero, else digits (no leading or trailing zeros) + "e" + exponent. */
+/**
+ * The decimal magnitude of a JSON number literal, normalized: "" for zero, else digits (no leading or
+ * trailing zeros) + "e" + exponent. No sign: a nonzero literal and its double always share it.
+ */
 function decimalKey(text: string): string {
   const m = /^-?([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$/.exec(text);
   if (m === null) return "?";
@@ -64,7 +67,7 @@ function decimalKey(text: string): string {
   const trimmed = digits.replace(/0+$/, "");
   exp += digits.length - trimmed.length;
   digits = trimmed;
-  return `${text.startsWith("-") ? "-" : ""}${digits}e${exp}`;
+  return `${digits}e${exp}`;
 }
 
 /**
@@ -230,7 +233,8 @@ class Scanner {
 
   private checkCodePoint(cp: number, path: string, what: string): void {
     if (isNoncharacter(cp)) {
-      throw new IJsonError("noncharacter", path, `${what} holds the noncharacter U+${cp.toString(16).toUpperCase().padStart(4, "0")}`);
+      // The smallest noncharacter is U+FDD0, so the hex always has the four digits U+ notation wants.
+      throw new IJsonError("noncharacter", path, `${what} holds the noncharacter U+${cp.toString(16).toUpperCase()}`);
     }
   }
 
@@ -244,7 +248,7 @@ class Scanner {
       // Up to the closing quote (bounded by the text): the key as sent, with bad bytes shown as U+FFFD.
       let end = start + 1;
       while (end < this.b.length && this.b[end] !== 0x22) end += this.b[end] === 0x5c ? 2 : 1;
-      const sent = LENIENT.decode(this.b.subarray(start + 1, Math.min(end, this.b.length)));
+      const sent = LENIENT.decode(this.b.subarray(start + 1, end)); // subarray stops at the text's end
       throw new IJsonError(err.reason, `${path}/${pointerToken(sent)}`, err.message.slice(err.path.length + 2));
     }
   }

@@ -271,3 +271,41 @@ describe("encodings and byte-order marks", () => {
     expect(parseIJson(bytes([0x22, 0xef, 0xbb, 0xbf, 0x22]))).toBe("\ufeff");
   });
 });
+
+describe("the edges of the scanner's character classes", () => {
+  test("a \\u escape takes exactly the 22 hex digits 0-9 A-F a-f, with their value; every other byte is a bad escape at the escape's digits", () => {
+    const hex = "0123456789abcdefABCDEF";
+    for (let b = 0; b < 256; b++) {
+      const text = [...bytes('"\\u00'), b, ...bytes('0"')];
+      const ch = String.fromCharCode(b);
+      if (hex.includes(ch)) {
+        expect(parseIJson(Uint8Array.from(text))).toBe(String.fromCharCode(parseInt(`00${ch}0`, 16)));
+      } else {
+        expect(refusal(text)).toEqual({ ...syntax("r", "bad \\u escape at byte 3"), code: "invalid_json" });
+      }
+    }
+  });
+
+  test("a key spelled with a leading U+FEFF is shown with it", () => {
+    // The refused key is shown as sent: a BOM-like first character of a key is part of the key.
+    expect(refusal('{"\u{feff}k\\ud800":1}')).toMatchObject({ reason: "lone_surrogate", path: "r/\u{feff}k\\ud800" });
+  });
+});
+
+describe("number literals at the length limit", () => {
+  test("a 400-character literal is judged whole: its last digit can make it inexact", () => {
+    const exact = `1.${"0".repeat(398)}`;
+    const inexact = `1.${"0".repeat(397)}1`;
+    expect(inexact).toHaveLength(400);
+    expect(() => checkIJson(bytes(exact))).not.toThrow();
+    expect(refusal(inexact)).toEqual({
+      reason: "number_not_exact", path: "r", code: "invalid_json",
+      message: `r: the number ${inexact.slice(0, 40)}… would not keep its value in canonical JSON (RFC 8785 writes IEEE-754 doubles)`,
+    });
+  });
+
+  test("numberIsExact vouches only for JSON number literals, whatever Number() makes of other text", () => {
+    // Each of these is a finite Number(), but none is a JSON literal (RFC 8259 6), so none is exact.
+    for (const t of ["", " ", "+1", "+0", "5.", " 1", "1 ", "0x10", ".5", "1_0", "Infinity"]) expect(numberIsExact(t)).toBe(false);
+  });
+});
