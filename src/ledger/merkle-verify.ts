@@ -17,11 +17,10 @@ export function rootFromInclusionProof(
     if (sn === 0) return null;
     if (fn % 2 === 1 || fn === sn) {
       r = nodeHash(p, r);
-      if (fn % 2 === 0) {
-        while (fn % 2 === 0 && fn !== 0) {
-          fn = Math.floor(fn / 2);
-          sn = Math.floor(sn / 2);
-        }
+      // RFC: "if LSB(fn) is not set, right-shift fn and sn until LSB(fn) is set or fn is 0".
+      while (fn % 2 === 0 && fn !== 0) {
+        fn = Math.floor(fn / 2);
+        sn = Math.floor(sn / 2);
       }
     } else {
       r = nodeHash(r, p);
@@ -70,11 +69,9 @@ export function verifyConsistency(
     if (fn % 2 === 1 || fn === sn) {
       fr = nodeHash(c, fr);
       sr = nodeHash(c, sr);
-      if (fn % 2 === 0) {
-        while (fn % 2 === 0 && fn !== 0) {
-          fn = Math.floor(fn / 2);
-          sn = Math.floor(sn / 2);
-        }
+      while (fn % 2 === 0 && fn !== 0) {
+        fn = Math.floor(fn / 2);
+        sn = Math.floor(sn / 2);
       }
     } else {
       sr = nodeHash(sr, c);
@@ -85,4 +82,5 @@ export function verifyConsistency(
   return bytesEqual(fr, root1) && bytesEqual(sr, root2) && sn === 0;
 }
 
-const isPowerOfTwo = (n: number): boolean => n > 0 && Number.isInteger(Math.log2(n));
+/** False for 0 and below too: log2 is -Infinity or NaN there. */
+const isPowerOfTwo = (n: number): boolean => Number.isInteger(Math.log2(n));

@@ -86,12 +86,11 @@ export function inclusionProof(read: NodeReader, leaf: number, size: number): Ui
 /** RFC 9162 2.1.4.1 consistency proof between sizes m and n (1 <= m <= n), bottom-up. */
 export function consistencyProof(read: NodeReader, m: number, n: number): Uint8Array[] {
   assert(Number.isSafeInteger(m) && m >= 1 && m <= n, `bad consistency sizes ${m}, ${n}`);
-  if (m === n) return [];
   const path: Uint8Array[] = [];
   let begin = 0;
   let end = n;
   let sub = m;
-  let complete = true; // the RFC's b: whether the subtree is the old tree itself
+  let complete = true; // the RFC's b: whether the subtree is the old tree itself (m = n: the empty proof)
   for (;;) {
     const size = end - begin;
     if (sub === size) {
@@ -128,7 +127,7 @@ export class CompactRange {
 
   /** Rebuilds the range of size N from stored nodes (O(log N) reads). */
   static fromStore(read: NodeReader, size: number): CompactRange {
-    const peaks = size === 0 ? [] : decompose(0, size).map((p) => ({ ...p, hash: read(p.level, p.index) }));
+    const peaks = decompose(0, size).map((p) => ({ ...p, hash: read(p.level, p.index) }));
     return new CompactRange(size, peaks);
   }
 

@@ -51,7 +51,23 @@ export function codePoints(s: string): number {
 export const RECORD_TEXT_MAX = 200;
 /** An idempotency key is a header (<= 200) or client_id ":" request_id (each <= 200). */
 const IDEMPOTENCY_KEY_MAX = 2 * RECORD_TEXT_MAX + 1;
-const TS = /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?Z$/;
+const TS = /^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]{1,9})?Z$/;
+
+/**
+ * An RFC 3339 UTC time as the leader writes it (YYYY-MM-DDTHH:MM:SS[.fraction]Z) that names a real
+ * instant: month 01-12, a day the month has, hour 00-23, minute and second 00-59 (no leap second:
+ * a leader's clock never writes one). The pattern alone let "2026-13-01" or "2026-02-30" in, which
+ * Date.parse refuses or silently moves to March.
+ */
+export function isUtcTimestamp(ts: string): boolean {
+  const m = TS.exec(ts);
+  if (m === null) return false;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number);
+  if (month < 1 || month > 12) return false;
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0); // proleptic Gregorian, as RFC 3339
+  const daysInMonth = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
+  return day >= 1 && day <= daysInMonth && hour <= 23 && minute <= 59 && second <= 59;
+}
 const DIGEST = /^[0-9a-f]{64}$/;
 const PAYLOAD_KEYS = new Set(["v", "type", "subject", "data", "actor", "ts", "idempotency_key", "request_digest"]);
 
@@ -97,7 +113,7 @@ function checkRecordPayload(payload: Uint8Array): RecordPayload {
   checkText(r, "subject", RECORD_TEXT_MAX, false);
   checkText(r, "actor", RECORD_TEXT_MAX, true);
   if (!("data" in r)) throw problem("payload/data", "is required");
-  if (typeof r.ts !== "string" || !TS.test(r.ts)) throw problem("payload/ts", "must be an RFC 3339 UTC time (YYYY-MM-DDTHH:MM:SS[.fraction]Z)");
+  if (typeof r.ts !== "string" || !isUtcTimestamp(r.ts)) throw problem("payload/ts", "must be an RFC 3339 UTC time (YYYY-MM-DDTHH:MM:SS[.fraction]Z)");
   checkText(r, "idempotency_key", IDEMPOTENCY_KEY_MAX, true);
   if ((r.idempotency_key === undefined) !== (r.request_digest === undefined)) throw problem("payload/request_digest", "goes with idempotency_key");
   if (r.request_digest !== undefined && (typeof r.request_digest !== "string" || !DIGEST.test(r.request_digest))) {

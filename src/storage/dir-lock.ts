@@ -24,7 +24,11 @@ export function tryExclusiveLock(file: string): ExclusiveLock | null {
     db.exec("BEGIN EXCLUSIVE");
   } catch (err) {
     db.close();
-    if (err instanceof Database.SqliteError && (err.code === "SQLITE_BUSY" || err.code === "SQLITE_LOCKED")) return null;
+    // By its code, not `instanceof Database.SqliteError` (src/node/storage-fault.ts reads it so too): the
+    // addon throws the class of the first module instance that loaded it, so instanceof fails wherever
+    // modules load again in one process (jest runs test files in one worker with fresh modules).
+    const code = (err as { code?: unknown } | null)?.code;
+    if (code === "SQLITE_BUSY" || code === "SQLITE_LOCKED") return null;
     throw err;
   }
   let open = true;

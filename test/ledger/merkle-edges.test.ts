@@ -191,3 +191,86 @@ describe("CompactRange bookkeeping", () => {
     expect(r.nodes().length).toBe(1);
   });
 });
+
+describe("a proof proves one claim only: other sizes, empty or inverted ranges fail, in src and independently", () => {
+  const n = 8;
+  const s = store(n);
+  const r = (m: number) => ind.merkleRoot(s.leaves, m);
+
+  // The root binds the size (a proof for leaf 0 of 3 has the shape of one for leaf 0 of 4 and gives
+  // root(3) either way): against the other size's root, the proof of one size never verifies.
+  test("an inclusion proof for (leaf, size) does not verify against root(other) for any other size", () => {
+    const wrong: string[] = [];
+    for (let size = 1; size <= n; size++) {
+      for (let leaf = 0; leaf < size; leaf++) {
+        const proof = inclusionProof(s.read, leaf, size);
+        for (let other = leaf + 1; other <= n; other++) {
+          if (other === size) continue;
+          if (verifyInclusion(leaf, other, data(n)[leaf], proof, r(other))) wrong.push(`src: leaf ${leaf} of ${size} as size ${other}`);
+          if (ind.verifyInclusion(leaf, other, s.leaves[leaf], proof, r(other))) wrong.push(`independent: leaf ${leaf} of ${size} as size ${other}`);
+        }
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  test("the path of a smaller tree claimed for a larger size with the smaller root (leaf 2 of 4 as size 8) fails", () => {
+    const proof = inclusionProof(s.read, 2, 4);
+    expect(verifyInclusion(2, 4, data(n)[2], proof, r(4))).toBe(true);
+    expect(verifyInclusion(2, 8, data(n)[2], proof, r(4))).toBe(false);
+    expect(rootFromInclusionProof(2, 8, s.leaves[2], proof)).toBeNull();
+    expect(ind.verifyInclusion(2, 8, s.leaves[2], proof, r(4))).toBe(false);
+  });
+
+  test("a consistency proof for (m, n) does not verify against root(other) for any other second size", () => {
+    const wrong: string[] = [];
+    for (let second = 1; second <= n; second++) {
+      for (let first = 1; first < second; first++) {
+        const proof = consistencyProof(s.read, first, second);
+        for (let other = first; other <= n; other++) {
+          if (other === second) continue;
+          if (verifyConsistency(first, other, proof, r(first), r(other))) wrong.push(`src: ${first} -> ${second} as ${first} -> ${other}`);
+          if (ind.verifyConsistency(first, other, proof, r(first), r(other))) wrong.push(`independent: ${first} -> ${second} as ${first} -> ${other}`);
+        }
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  test("the smaller tree's root passed off as a larger size (2 -> 4 claimed as 2 -> 8) fails", () => {
+    const proof = consistencyProof(s.read, 2, 4);
+    expect(verifyConsistency(2, 4, proof, r(2), r(4))).toBe(true);
+    expect(verifyConsistency(2, 8, proof, r(2), r(4))).toBe(false);
+    expect(ind.verifyConsistency(2, 8, proof, r(2), r(4))).toBe(false);
+  });
+
+  test("from size 0, or from a larger size to a smaller one, nothing is consistent (src refuses both)", () => {
+    const leaf = s.leaves[0];
+    // each of these would pass the RFC's loop: only the size checks refuse them
+    expect(verifyConsistency(0, 1, [leaf], leaf, leaf)).toBe(false);
+    expect(verifyConsistency(2, 1, [], r(2), r(2))).toBe(false);
+    expect(verifyConsistency(4, 2, [], r(4), r(4))).toBe(false);
+    expect(ind.verifyConsistency(2, 1, [], r(2), r(2))).toBe(false);
+  });
+
+  test("consistencyProof of equal sizes is the empty proof and reads nothing", () => {
+    s.reads.length = 0;
+    for (let m = 1; m <= n; m++) expect(consistencyProof(s.read, m, m)).toEqual([]);
+    expect(s.reads).toEqual([]);
+  });
+});
+
+describe("CompactRange invariants", () => {
+  test("a range built from a peak at an odd index cannot merge it: a loud stop, not a wrong root", () => {
+    const r = new CompactRange(1, [{ level: 0, index: 1, hash: ind.leafHash(data(1)[0]) }]);
+    expect(() => r.append(data(2)[1])).toThrow("merged node index must be whole");
+  });
+
+  test("fromStore of size 0 reads nothing and is the empty range", () => {
+    const s = store(4);
+    s.reads.length = 0;
+    const r = CompactRange.fromStore(s.read, 0);
+    expect({ size: r.size, peaks: r.nodes().length, reads: s.reads.length }).toEqual({ size: 0, peaks: 0, reads: 0 });
+    expect(toHex(r.root())).toBe(ind.sha256().toString("hex"));
+  });
+});

@@ -9,6 +9,7 @@ import { generateKeyPair, KeyPair } from "../../src/ledger/keys";
 import { toHex, utf8 } from "../../src/ledger/bytes";
 import { encodeReceipt, Receipt, receiptEntry, RECEIPT_TYPE, SignerLink, verifyReceipt, verifyReceiptBytes } from "../../src/ledger/receipt";
 import { makeTrustFile, parseTrustFile, PinnedCheckpoint } from "../../src/ledger/trust";
+import * as ind from "../support/independent";
 
 const CLUSTER = "c-test";
 const k1 = generateKeyPair(new Uint8Array(32).fill(1));
@@ -97,4 +98,132 @@ test("a trust file parses strictly: a wrong genesis hash, extra keys, a bad pinn
   expect(parseTrustFile(JSON.stringify({ ...trust, checkpoint: cp }))).toEqual({ ...trust, checkpoint: cp });
   expect(parseTrustFile(JSON.stringify({ ...trust, checkpoint: { ...cp, index: 99 } }))).toMatch(/index/);
   expect(parseTrustFile(JSON.stringify({ ...trust, checkpoint: { ...cp, cluster: "x" } }))).toMatch(/well-formed|cluster/);
+});
+
+// ---------------------------------------------------------------- every refusal, with its reason
+
+describe("verifyReceipt says exactly why a receipt does not verify", () => {
+  type Obj = Record<string, unknown>;
+  const b = build("n1");
+  const good = b.receipt(3, 7, [], k1) as unknown as Obj;
+  const later = b.receipt(12, b.lastCp, [b.link], k2) as unknown as Obj;
+  const entry = good.entry as Obj;
+  const link = b.link as unknown as Obj;
+  const cp7 = b.cps.get(7) as PinnedCheckpoint;
+  const hex = (x: Uint8Array): string => Buffer.from(x).toString("hex");
+  const G = "the pinned genesis configuration";
+  /** An entry with the given contents and its (independently computed) true hash. */
+  const rehashed = (e: Obj, patch: Obj): Obj => {
+    const x = { ...e, ...patch };
+    const kind = ["noop", "record", "config", "checkpoint"].indexOf(x.kind as string);
+    const hash = ind.entryHash(x.index as number, x.term as number, kind, Buffer.from(x.prev_hash as string, "hex"), Buffer.from(x.payload_b64 as string, "base64"));
+    return { ...x, hash: hash.toString("hex") };
+  };
+  /** o without key k (JSON has no undefined: a key set to undefined would still be present). */
+  const without = (o: object, k: string): Obj => Object.fromEntries(Object.entries(o).filter(([key]) => key !== k));
+  const withEntry = (patch: Obj): Obj => ({ ...good, entry: { ...entry, ...patch } });
+  const withLink = (patch: Obj): Obj => ({ ...later, signer_chain: [{ ...link, ...patch }] });
+  const reason = (r: unknown): string | undefined => {
+    const res = verifyReceipt(r, trust);
+    return res.ok ? undefined : res.reason;
+  };
+
+  test("the honest receipts verify, including one for the last entry a checkpoint covers", () => {
+    expect(verifyReceipt(good, trust).ok).toBe(true);
+    expect(verifyReceipt(later, trust).ok).toBe(true);
+    expect(verifyReceipt(b.receipt(6, 7, [], k1), trust)).toEqual({ ok: true, index: 6, size: 6, signer: "n1", chain: 0 });
+    expect(verifyReceipt(b.receipt(1, 7, [], k1), trust)).toEqual({ ok: true, index: 1, size: 6, signer: "n1", chain: 0 });
+  });
+
+  test.each<[string, () => unknown, string]>([
+    ["not an object", () => [], "the receipt is not a JSON object"],
+    ["null", () => null, "the receipt is not a JSON object"],
+    ["a missing key", () => without(good, "signer_chain"), "the receipt has no signer_chain"],
+    ["an extra key", () => ({ ...good, note: 1 }), 'the receipt has an unexpected key "note"'],
+    ["v 2", () => ({ ...good, v: 2 }), "the receipt is not a resonetics/receipt/v1 document"],
+    ["another type", () => ({ ...good, type: "resonetics/receipt/v2" }), "the receipt is not a resonetics/receipt/v1 document"],
+    ["another cluster", () => ({ ...good, cluster: "c-other" }), "the receipt is of cluster c-other, the trust file pins c-test"],
+    ["an entry that is not an object", () => ({ ...good, entry: "e" }), "entry is not an object"],
+    ["an entry without its term", () => ({ ...good, entry: without(entry, "term") }), "entry has no term"],
+    ["an entry with an extra key", () => withEntry({ record: {} }), 'entry has an unexpected key "record"'],
+    ["index 0", () => withEntry({ index: 0 }), "entry.index is not a whole number >= 1"],
+    ["index fractional", () => withEntry({ index: 2.5 }), "entry.index is not a whole number >= 1"],
+    ["index as a string", () => withEntry({ index: "3" }), "entry.index is not a whole number >= 1"],
+    ["term 0", () => withEntry({ term: 0 }), "entry.term is not a whole number >= 1"],
+    ["term past 2^53 - 1", () => withEntry({ term: 2 ** 53 }), "entry.term is not a whole number >= 1"],
+    ["an unknown kind", () => withEntry({ kind: "blob" }), "entry.kind is not one of noop, record, config, checkpoint"],
+    ["a kind code instead of its name", () => withEntry({ kind: 1 }), "entry.kind is not one of noop, record, config, checkpoint"],
+    ["payload_b64 not base64", () => withEntry({ payload_b64: "e30*" }), "entry.payload_b64 is not base64"],
+    ["payload_b64 unpadded", () => withEntry({ payload_b64: "e30" }), "entry.payload_b64 is not base64"],
+    ["payload_b64 with a character before it", () => withEntry({ payload_b64: ` ${entry.payload_b64 as string}` }), "entry.payload_b64 is not base64"],
+    ["payload_b64 not a string", () => withEntry({ payload_b64: 7 }), "entry.payload_b64 is not base64"],
+    ["payload_b64 with spare bits set", () => withEntry({ payload_b64: "QR==" }), "entry.payload_b64 is not in canonical base64"],
+    ["prev_hash in uppercase", () => withEntry({ prev_hash: (entry.prev_hash as string).toUpperCase() }), "entry.prev_hash is not 64 lowercase hex digits"],
+    ["hash 62 digits", () => withEntry({ hash: (entry.hash as string).slice(2) }), "entry.hash is not 64 lowercase hex digits"],
+    ["a hash that is not the entry's", () => withEntry({ term: 2 }), `entry 3: hash ${entry.hash as string} is not the entry hash of its contents (${ind.entryHash(3, 2, 1, Buffer.from(entry.prev_hash as string, "hex"), Buffer.from(entry.payload_b64 as string, "base64")).toString("hex")})`],
+    ["entry 1 that chains to another genesis", () => ({ ...b.receipt(1, 7, [], k1), entry: rehashed((b.receipt(1, 7, [], k1) as unknown as Obj).entry as Obj, { prev_hash: ind.genesisHash("c-other").toString("hex") }) }), "entry 1 does not chain to the genesis hash"],
+    ["a checkpoint that is not an object", () => ({ ...good, checkpoint: [] }), "checkpoint is not an object"],
+    ["a checkpoint without its index", () => ({ ...good, checkpoint: without(cp7, "index") }), "checkpoint has no index"],
+    ["a checkpoint that is not well formed", () => ({ ...good, checkpoint: { ...cp7, sig: "00" } }), "checkpoint is not a well-formed signed checkpoint"],
+    ["a checkpoint of another cluster", () => ({ ...good, checkpoint: { ...cp7, cluster: "c-other" } }), "checkpoint is of cluster c-other, the trust file pins c-test"],
+    ["a checkpoint index that is not size + 1", () => ({ ...good, checkpoint: { ...cp7, index: 6 } }), "checkpoint.index must be its size + 1"],
+    ["an inclusion that is not an object", () => ({ ...good, inclusion: null }), "inclusion is not an object"],
+    ["an inclusion with an extra key", () => ({ ...good, inclusion: { ...(good.inclusion as Obj), leaf: 2 } }), 'inclusion has an unexpected key "leaf"'],
+    ["an inclusion of another size", () => ({ ...good, inclusion: { ...(good.inclusion as Obj), size: 5 } }), "inclusion.size 5 is not the checkpoint's size 6"],
+    ["an entry past the checkpoint", () => ({ ...b.receipt(8, 9, [], k1), checkpoint: cp7, inclusion: { size: 6, path: [] } }), "entry 8 is not covered by a checkpoint of size 6"],
+    ["a path that is not a list", () => ({ ...good, inclusion: { size: 6, path: "p" } }), "inclusion.path is not a list of at most 64 hashes"],
+    ["a path of 65 hashes", () => ({ ...good, inclusion: { size: 6, path: Array(65).fill("00".repeat(32)) } }), "inclusion.path is not a list of at most 64 hashes"],
+    ["a path of 64 hashes (well formed, wrong)", () => ({ ...good, inclusion: { size: 6, path: Array(64).fill("00".repeat(32)) } }), `inclusion: entry 3 is not in root(6) ${cp7.root}`],
+    ["a path hash that is not hex", () => ({ ...good, inclusion: { size: 6, path: [(good.inclusion as { path: string[] }).path[0], "zz"] } }), "inclusion.path[1] is not 64 lowercase hex digits"],
+    ["a path one hash short", () => ({ ...good, inclusion: { size: 6, path: (good.inclusion as { path: string[] }).path.slice(1) } }), `inclusion: entry 3 is not in root(6) ${cp7.root}`],
+    ["signer_chain not a list", () => ({ ...good, signer_chain: {} }), "signer_chain is not a list of at most 10000 links"],
+    ["signer_chain of 10001 links", () => ({ ...good, signer_chain: Array(10_001).fill(null) }), "signer_chain is not a list of at most 10000 links"],
+    ["signer_chain of 10000 links, the first not one", () => ({ ...good, signer_chain: Array(10_000).fill(null) }), "signer_chain[0] is not an object"],
+    ["signer_key not hex", () => ({ ...good, signer_key: "K1" }), "signer_key is not 64 lowercase hex digits"],
+    ["signer_key of another key", () => ({ ...good, signer_key: hex(k2.publicKey) }), `signer_key is not n1's key in ${G}`],
+    ["a checkpoint signature that does not verify", () => ({ ...good, checkpoint: { ...cp7, ts: "2030-01-01T00:00:00.000Z" } }), `checkpoint: the signature does not verify under n1's key in ${G}`],
+  ])("%s", (_name, make, why) => {
+    expect(reason(make())).toBe(why);
+  });
+
+  test.each<[string, () => unknown, string]>([
+    ["a link that is not an object", () => ({ ...later, signer_chain: [7] }), "signer_chain[0] is not an object"],
+    ["a link with an extra key", () => withLink({ size: 1 }), 'signer_chain[0] has an unexpected key "size"'],
+    ["a link without its checkpoint", () => ({ ...later, signer_chain: [without(link, "checkpoint")] }), "signer_chain[0] has no checkpoint"],
+    ["a link whose entry hash is wrong", () => withLink({ config: { ...(link.config as Obj), term: 2 } }), `signer_chain[0].config 8: hash ${(link.config as Obj).hash as string} is not the entry hash of its contents (${rehashed(link.config as Obj, { term: 2 }).hash as string})`],
+    ["a link to a record entry", () => withLink({ config: rehashed(link.config as Obj, { kind: "record" }) }), "signer_chain[0].config is a record entry, not a config"],
+    ["a link to entry 1 (the genesis configuration)", () => withLink({ config: (b.receipt(1, 7, [], k1) as unknown as Obj).entry }), "signer_chain[0].config is at 1, not after the previous configuration (1)"],
+    ["the same link twice", () => ({ ...later, signer_chain: [link, link] }), "signer_chain[1].config is at 8, not after the previous configuration (8)"],
+    ["a link whose payload is not a configuration", () => withLink({ config: rehashed(link.config as Obj, { payload_b64: Buffer.from('{"v":1}').toString("base64") }) }), "signer_chain[0].config's payload is not a configuration"],
+    ["a link checkpoint that is not well formed", () => withLink({ checkpoint: { ...(link.checkpoint as Obj), size: -1 } }), "signer_chain[0].checkpoint is not a well-formed signed checkpoint"],
+    ["a link checkpoint whose signature does not verify", () => withLink({ checkpoint: { ...(link.checkpoint as Obj), ts: "2030-01-01T00:00:00.000Z" } }), `signer_chain[0].checkpoint: the signature does not verify under n1's key in ${G}`],
+    ["a link inclusion of another size", () => withLink({ inclusion: { ...(link.inclusion as Obj), size: 7 } }), `signer_chain[0].inclusion.size 7 is not the checkpoint's size ${(link.checkpoint as Obj).size as number}`],
+    ["a link inclusion that does not prove", () => withLink({ inclusion: { ...(link.inclusion as Obj), path: [...((link.inclusion as Obj).path as string[])].reverse() } }), `signer_chain[0].inclusion: entry 8 is not in root(8) ${(link.checkpoint as Obj).root as string}`],
+    ["a checkpoint by the new member under another key", () => ({ ...later, signer_key: hex(k1.publicKey) }), "signer_key is not n2's key in the configuration at 8"],
+  ])("signer_chain: %s", (_name, make, why) => {
+    expect(reason(make())).toBe(why);
+  });
+
+  test("a trust file whose genesis hash is not its cluster's verifies nothing", () => {
+    expect(verifyReceipt(good, { ...trust, genesis_hash: "00".repeat(32) })).toEqual({ ok: false, reason: "the trust file's genesis_hash is not its cluster's" });
+  });
+
+  test("receipt file bytes: one trailing newline, no more; anything not I-JSON says so", () => {
+    const text = encodeReceipt(good as unknown as Receipt);
+    expect(verifyReceiptBytes(utf8(`${text}\n\n`), trust)).toEqual({ ok: false, reason: "the receipt is not in canonical form (RFC 8785): it was changed after it was served" });
+    expect(verifyReceiptBytes(utf8(` ${text}`), trust)).toEqual({ ok: false, reason: "the receipt is not in canonical form (RFC 8785): it was changed after it was served" });
+    expect(verifyReceiptBytes(utf8(""), trust)).toEqual({ ok: false, reason: expect.stringMatching(/^the receipt is not I-JSON: .+/) });
+    expect(verifyReceiptBytes(utf8("\n"), trust)).toEqual({ ok: false, reason: expect.stringMatching(/^the receipt is not I-JSON: .+/) });
+    expect(verifyReceiptBytes(utf8('{"v":1,"v":1}'), trust)).toEqual({ ok: false, reason: expect.stringMatching(/^the receipt is not I-JSON: .+/) });
+    expect(verifyReceiptBytes(utf8(text.replace('"v":1', '"v":1.0')), trust).ok).toBe(false);
+    expect(verifyReceiptBytes(utf8(text), trust)).toEqual({ ok: true, index: 3, size: 6, signer: "n1", chain: 0 });
+  });
+
+  test("receiptEntry carries the exact payload bytes, both hashes and the kind's name", () => {
+    const e = b.entries[7];
+    expect(receiptEntry(e, b.entries[6].hash)).toEqual({
+      index: 8, term: 1, kind: "config", payload_b64: Buffer.from(e.payload).toString("base64"), prev_hash: hex(b.entries[6].hash), hash: hex(e.hash),
+    });
+    expect(ind.entryHash(8, 1, 2, b.entries[6].hash, e.payload).toString("hex")).toBe(hex(e.hash));
+  });
 });

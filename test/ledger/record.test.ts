@@ -2,7 +2,7 @@
 // machine" and "Input"). Each refusal is a schema_violation whose `path` reaches the client as a
 // field of the 400 body (api/errors.ts spreads details), so the path is checked with the message.
 import { LedgerError } from "../../src/util/errors";
-import { decodeRecord, parseRecordPayload, RECORD_TEXT_MAX, requestDigest } from "../../src/ledger/record";
+import { decodeRecord, isUtcTimestamp, parseRecordPayload, RECORD_TEXT_MAX, requestDigest } from "../../src/ledger/record";
 import * as ind from "../support/independent";
 
 const TS = "2026-01-01T00:00:00Z";
@@ -79,10 +79,31 @@ describe("the fields at their limits", () => {
   });
 
   test("ts: every digit position must be a digit, the fraction 1..9 digits", () => {
-    const good = ["2026-01-01T00:00:00Z", "9999-12-31T23:59:59.999999999Z", "0000-00-00T00:00:00.0Z"];
+    const good = ["2026-01-01T00:00:00Z", "9999-12-31T23:59:59.999999999Z", "0000-01-01T00:00:00.0Z"];
     for (const ts of good) expect(parseRecordPayload(bytesOf({ ...base, ts })).ts).toBe(ts);
     const bad = ["2026-01-01T00:00:00.aZ", "2026-01-01T00:00:0aZ", "202a-01-01T00:00:00Z", "2026-01-01t00:00:00Z", "2026-01-01T00:00:00z", "26-01-01T00:00:00Z", "2026-1-01T00:00:00Z"];
     for (const ts of bad) expect(refusal(bytesOf({ ...base, ts }))).toEqual(violation("payload/ts", "must be an RFC 3339 UTC time (YYYY-MM-DDTHH:MM:SS[.fraction]Z)"));
+  });
+
+  test("ts: the date and time must exist (the pattern alone let month 13 and February 30 in)", () => {
+    const exist = [
+      "2024-02-29T00:00:00Z", "2000-02-29T00:00:00Z", "0000-02-29T00:00:00Z", "2026-04-30T00:00:00Z", "2026-12-31T23:59:59Z",
+      "2026-01-31T00:00:00Z", "2026-03-31T00:00:00Z", "2026-05-31T00:00:00Z", "2026-07-31T00:00:00Z", "2026-08-31T00:00:00Z", "2026-10-31T00:00:00Z",
+    ];
+    for (const ts of exist) expect({ ts, ok: isUtcTimestamp(ts) }).toEqual({ ts, ok: true });
+    const missing = [
+      "2026-13-01T00:00:00Z", "2026-00-10T00:00:00Z", "2026-01-00T00:00:00Z", "2026-01-32T00:00:00Z", "2026-02-29T00:00:00Z", "1900-02-29T00:00:00Z",
+      "2026-02-30T00:00:00Z", "2026-04-31T00:00:00Z", "2026-06-31T00:00:00Z", "2026-09-31T00:00:00Z", "2026-11-31T00:00:00Z",
+      "2026-01-01T24:00:00Z", "2026-01-01T23:60:00Z", "2026-01-01T23:59:60Z",
+    ];
+    for (const ts of missing) {
+      expect({ ts, ok: isUtcTimestamp(ts) }).toEqual({ ts, ok: false });
+      expect(refusal(bytesOf({ ...base, ts }))).toEqual(violation("payload/ts", "must be an RFC 3339 UTC time (YYYY-MM-DDTHH:MM:SS[.fraction]Z)"));
+    }
+    // Every day of a leap and a common year, against the calendar Date keeps.
+    for (const year of [2023, 2024]) {
+      for (let d = Date.UTC(year, 0, 1); d < Date.UTC(year + 1, 0, 1); d += 86_400_000) expect(isUtcTimestamp(new Date(d).toISOString())).toBe(true);
+    }
   });
 });
 

@@ -2,6 +2,7 @@ import { applyEntry, MemoryState, stateRoot, SUBJECT_HEAD_ZERO, nextSubjectHead,
 import { chainEntry, EntryKind, genesisHash, Entry } from "../../src/ledger/entry";
 import { codePoints, encodeRecord, parseRecordPayload, requestDigest, RecordPayload } from "../../src/ledger/record";
 import { toHex } from "../../src/ledger/bytes";
+import * as ind from "../support/independent";
 
 function chain(payloads: Array<RecordPayload | null>): Entry[] {
   let prev = genesisHash("sm");
@@ -79,5 +80,56 @@ describe("state machine", () => {
     expect(reversed).toBe(root);
     const changed = [...s.subjects.values()].map((r, i) => (i === 1 ? { ...r, version: r.version + 1 } : r));
     expect(toHex(stateRoot(changed, s.dedup.values()))).not.toBe(root);
+  });
+});
+
+describe("apply results and rows, exactly", () => {
+  test("a record's result names its index, term, hash and the subject's new version; the dedup row keeps the request digest", () => {
+    const entries = chain([rec("a", 1, "k"), rec("a", 2), rec("a", 1, "k")]);
+    const s = new MemoryState();
+    const [first, second, retry] = entries.map((e) => applyEntry(s, e));
+    expect(first).toEqual({ kind: "record", index: 1, term: 1, hash: entries[0].hash, version: 1 });
+    expect(second).toEqual({ kind: "record", index: 2, term: 1, hash: entries[1].hash, version: 2 });
+    const digest = requestDigest({ type: "policy.set", subject: "a", data: { name: "n", value: 1 } });
+    const row = { key: "k", digest, index: 1, term: 1, hash: entries[0].hash };
+    expect(s.getDedup("k")).toEqual(row);
+    expect(retry).toEqual({ kind: "duplicate", original: row, digest });
+    expect(s.getSubject("a")).toEqual({
+      subject: "a", version: 2, lastIndex: 2, head: nextSubjectHead(nextSubjectHead(SUBJECT_HEAD_ZERO, entries[0].hash), entries[1].hash),
+    });
+    expect(s.records.get("a")).toEqual([1, 2]);
+  });
+
+  test("the subject chain starts from 32 zero bytes and is SHA-256(prev || entry_hash)", () => {
+    expect(toHex(SUBJECT_HEAD_ZERO)).toBe("00".repeat(32));
+    const e = chain([rec("a", 1)])[0];
+    expect(toHex(nextSubjectHead(SUBJECT_HEAD_ZERO, e.hash))).toBe(ind.subjectHead(ind.SUBJECT_HEAD_ZERO, e.hash).toString("hex"));
+  });
+
+  test("a RECORD that does not apply throws UnappliableRecord naming its index and why", () => {
+    const e = chainEntry(7, 1, EntryKind.Record, genesisHash("x"), Buffer.from('{"v":1}'));
+    let caught: unknown;
+    try {
+      applyEntry(new MemoryState(), e);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(UnappliableRecord);
+    const u = caught as UnappliableRecord;
+    expect({ name: u.name, index: u.index }).toEqual({ name: "UnappliableRecord", index: 7 });
+    expect(u.message).toMatch(/^RECORD entry 7 does not apply: payload\/\S+ .+/);
+  });
+
+  test("state_root equals the independent state_root, in any insertion order; the empty state is the empty tree", () => {
+    const entries = chain([rec("b", 1, "k2"), rec("\u{1F600}", 2), rec("\uFF61", 3, "k1"), rec("a", 4), rec("b", 5)]);
+    const s = new MemoryState();
+    entries.forEach((e) => applyEntry(s, e));
+    const want = ind.stateRootOf(
+      [...s.subjects.values()].map((r) => ({ ...r, head: Buffer.from(r.head) })),
+      [...s.dedup.values()].map((d) => ({ ...d, hash: Buffer.from(d.hash) })),
+    ).toString("hex");
+    expect(toHex(stateRoot(s.subjects.values(), s.dedup.values()))).toBe(want);
+    expect(toHex(stateRoot([...s.subjects.values()].reverse(), [...s.dedup.values()].reverse()))).toBe(want);
+    expect(toHex(stateRoot([], []))).toBe(ind.sha256().toString("hex"));
   });
 });

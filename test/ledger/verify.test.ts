@@ -10,6 +10,7 @@ import { CompactRange } from "../../src/ledger/merkle";
 import { encodeSnapshot, makeSnapshot, SnapshotDoc } from "../../src/ledger/snapshot";
 import type { Checkpoint } from "../../src/ledger/checkpoint";
 import type { DedupRow, SubjectRow } from "../../src/ledger/state-machine";
+import type { PinnedCheckpoint, TrustFile } from "../../src/ledger/trust";
 import * as ind from "../support/independent";
 
 const CLUSTER = "verify-test";
@@ -70,6 +71,8 @@ interface Chain {
   hard: { commitIndex: number; lastApplied: number; term: number };
   meta: Map<string, string>;
   snapshot?: Uint8Array;
+  /** Retained snapshots by index: when set, the source lists them (snapshotIndexes, snapshotBytesAt), as the store does. */
+  snapshots?: Map<number, Uint8Array>;
   anchor?: { index: number; term: number; hash: Uint8Array };
   /** The independent figures for the intact chain. */
   expect: { size: number; head: string; root: string; stateRoot: string; checkpoints: number; leafHashes: Buffer[] };
@@ -150,6 +153,10 @@ function source(c: Chain): ChainSource {
     allDedup: () => c.dedup,
     latestSnapshotBytes: () => c.snapshot,
     anchor: () => c.anchor,
+    ...(c.snapshots === undefined ? {} : {
+      snapshotIndexes: () => [...(c.snapshots as Map<number, Uint8Array>).keys()].sort((a, b) => b - a),
+      snapshotBytesAt: (index: number) => c.snapshots?.get(index),
+    }),
   };
 }
 
@@ -716,5 +723,128 @@ describe("startProblem: which starts a data dir can serve", () => {
     const none = "it can serve no verification start";
     expect(startProblem(source(c), "genesis")).toEqual({ reason: `this node's log is compacted up to 6, so it cannot replay from genesis; ${none}`, possible: [] });
     expect(startProblem(source(c), "snapshot")).toEqual({ reason: `this node holds no snapshot to verify from; ${none}`, possible: [] });
+  });
+});
+
+// ---------------------------------------------------------------- more starts, a trust file, a pin
+
+describe("startProblem and verifyChain with retained snapshots listed, history_from and unreadable snapshots", () => {
+  test("snapshots listed newest first are offered earliest first; a snapshot before the compaction point cannot start", () => {
+    const c = compacted(6);
+    c.snapshots = new Map([[6, c.snapshot as Uint8Array], [5, snapshotAt(base(), 5).bytes], [9, snapshotAt(base(), 9).bytes]]);
+    expect(startProblem(source(c), 5)).toEqual({
+      reason: "the log before 6 is gone, so the snapshot at 5 cannot start a verification; verify from=6 or from=9", possible: [6, 9],
+    });
+    expect(startProblem(source(c), 9)).toBeNull();
+    expect(verifyChain(source(c), { from: 9 })).toMatchObject({ ok: true, from: 9, entries: 1, size: 10 });
+    expect(verifyChain(source(c), { from: 6 })).toMatchObject({ ok: true, from: 6, entries: 4, size: 10 });
+  });
+
+  test("history_from: a snapshot at history_from - 1 still starts a verification, one below it does not", () => {
+    const c = base();
+    c.snapshots = new Map([[5, snapshotAt(c, 5).bytes], [6, snapshotAt(c, 6).bytes]]);
+    c.meta.set("history_from", "7");
+    expect(startProblem(source(c), 6)).toBeNull();
+    expect(startProblem(source(c), 5)).toEqual({
+      reason: "history before 7 is pruned, so the snapshot at 5 cannot start a verification; verify from=6", possible: [6],
+    });
+    expect(startProblem(source(c), "genesis")).toEqual({
+      reason: "this node's history starts at 7 (a recorded prune), so it cannot replay from genesis; verify from=6", possible: [6],
+    });
+    c.meta.set("history_from", "1");
+    expect(startProblem(source(c), "genesis")).toBeNull();
+    expect(startProblem(source(c), 5)).toBeNull();
+  });
+
+  test.each(["0", "-3", "2.5", "x", ""])("a history_from of %p is read as 1 (the whole history)", (value) => {
+    const c = base();
+    c.meta.set("history_from", value);
+    expect(startProblem(source(c), "genesis")).toBeNull();
+  });
+
+  test("without a listing, a latest snapshot that does not parse is no start; a number not the latest's index is none", () => {
+    const c = compacted(6);
+    expect(verifyChain(source(c), { from: 6 })).toMatchObject({ ok: true, from: 6 });
+    expectBad(verifyChain(source(c), { from: 5 }), 0, /^no snapshot to start from$/);
+    c.snapshot = Buffer.from("{}");
+    expect(startProblem(source(c), "snapshot")).toEqual({ reason: "this node holds no snapshot to verify from; it can serve no verification start", possible: [] });
+  });
+});
+
+describe("verifyChain anchored to a trust file and a pinned checkpoint", () => {
+  const trust = (over: Partial<TrustFile> = {}): TrustFile => ({
+    v: 1, cluster: CLUSTER, genesis_hash: ind.genesisHash(CLUSTER).toString("hex"),
+    genesis_config: { voters: [member(N1)], learners: [member(N2)] }, ...over,
+  });
+  const pinOf = (c: Chain, index: number, patch: Partial<PinnedCheckpoint> = {}): PinnedCheckpoint =>
+    ({ ...(c.checkpointRows.find((r) => r.index === index) as PinnedCheckpoint), ...patch });
+
+  test("an intact chain under its trust file: signed up to the last checkpoint, chained after it", () => {
+    const c = base();
+    expect(verifyChain(source(c), { trust: trust() })).toEqual({
+      ok: true, from: "genesis", entries: 10, checkpoints: 2, size: 10,
+      head: c.expect.head, root: c.expect.root, state_root: c.expect.stateRoot, last_applied: 10,
+      anchor: "trust file", signed_size: 8, checkpointed_size: 8,
+      grades: [{ from: 1, to: 8, grade: "signed" }, { from: 9, to: 10, grade: "chained, not yet signed" }],
+    });
+  });
+
+  test("a trust file of another cluster is refused before any entry", () => {
+    const r = verifyChain(source(base()), { trust: trust({ cluster: "other", genesis_hash: ind.genesisHash("other").toString("hex") }) });
+    expectBad(r, 0, /^genesis differs from the trust file: this data dir is of cluster verify-test, the trust file pins other$/);
+    expect(r).toMatchObject({ anchor: "trust file", entries: 0, size: 0 });
+  });
+
+  test("a trust file anchors a verification from genesis only", () => {
+    const r = verifyChain(source(compacted(6)), { from: "snapshot", trust: trust() });
+    expectBad(r, 0, /^a trust file anchors a verification from genesis only/);
+    expect(r.from).toBe("snapshot");
+  });
+
+  test("a genesis CONFIG other than the pinned one is a violation at 1", () => {
+    const r = verifyChain(source(base()), { trust: trust({ genesis_config: { voters: [{ ...member(N1), public_key: N3.pubHex }], learners: [member(N2)] } }) });
+    expectBad(r, 1, /^genesis CONFIG differs from the trust file's genesis_config \(other members or keys\)$/);
+    expect(r).toMatchObject({ anchor: "trust file", entries: 0 });
+  });
+
+  test("a pinned checkpoint that the log holds verifies; its root, head and entry are checked", () => {
+    const c = base();
+    expect(verifyChain(source(c), { pinned: pinOf(c, 9) })).toMatchObject({ ok: true, anchor: "self-consistent, not anchored", checkpointed_size: 8 });
+    expect(verifyChain(source(c), { trust: { ...trust(), checkpoint: pinOf(c, 9) } })).toMatchObject({ ok: true, signed_size: 8 });
+    const r = verifyChain(source(c), { pinned: pinOf(c, 9, { root: "00".repeat(32) }) });
+    expectBad(r, 8, new RegExp(`^root\\(8\\) is ${ind.merkleRoot(c.expect.leafHashes, 8).toString("hex")}, not the pinned checkpoint's root ${"00".repeat(32)}`));
+    expect(r).toMatchObject({ anchor: "self-consistent, not anchored", entries: 7, size: 7 });
+    expectBad(verifyChain(source(c), { pinned: pinOf(c, 9, { ts: "2026-01-01T00:00:01Z" }) }), 9, /^entry 9 is not the pinned checkpoint$/);
+  });
+
+  test("--checkpoint overrides the trust file's pin", () => {
+    const c = base();
+    const bad = pinOf(c, 9, { root: "00".repeat(32) });
+    expect(verifyChain(source(c), { trust: { ...trust(), checkpoint: bad }, pinned: pinOf(c, 9) }).ok).toBe(true);
+    expectBad(verifyChain(source(c), { trust: { ...trust(), checkpoint: bad } }), 8, /^root\(8\) is /);
+  });
+
+  test("a pinned checkpoint of another cluster is refused; a log cut back before the pin is a violation past its end", () => {
+    const c = base();
+    expectBad(verifyChain(source(c), { pinned: pinOf(c, 9, { cluster: "x" }) }), 0, /^the pinned checkpoint is of cluster x, this data dir of verify-test$/);
+    const cut = build(BASE.slice(0, 7));
+    expectBad(verifyChain(source(cut), { pinned: pinOf(c, 9) }), 8, /^the log ends at 7, before the pinned checkpoint's size 8: this history was cut back/);
+    // with `to`, the end-of-log checks (this one among them) are not made
+    expect(verifyChain(source(c), { pinned: pinOf(c, 9), to: 6 }).ok).toBe(true);
+  });
+
+  test("time running backwards along the log is a violation at the entry, anchored or not", () => {
+    const raw = ind.canonicalJson({ v: 1, type: "policy.set", subject: "a", data: 1, ts: "2025-12-31T23:59:59Z" });
+    const c = build(withSpec(6, { kind: "record", term: 2, subject: "a", raw }));
+    const r = verifyChain(source(c));
+    expectBad(r, 6, /^ts 2025-12-31T23:59:59Z is earlier than 2026-01-01T00:00:00\.000Z at index 5: time in the log runs backwards$/);
+    expect(r).toMatchObject({ anchor: "self-consistent, not anchored", entries: 5, checkpoints: 1 });
+  });
+});
+
+describe("the replay applies exactly the entries up to last_applied", () => {
+  test.each([[6], [5], [2], [1]])("last_applied %i: the state_root is the independent one of that prefix", (lastApplied) => {
+    const c = build(BASE, { lastApplied });
+    expect(verifyChain(source(c))).toMatchObject({ ok: true, size: 10, last_applied: lastApplied, state_root: c.expect.stateRoot });
   });
 });

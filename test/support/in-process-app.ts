@@ -1,0 +1,91 @@
+// The HTTP API in this test process: a real single-voter RaftLedgerNode on a temp data dir, the
+// express app of src/api/server.ts wired as `resonetics serve` wires it (src/cli/serve.ts), listening
+// on 127.0.0.1:0. Unlike test/support/server.ts (a spawned `resonetics serve`), the api code runs in
+// this process, so coverage tools (Stryker) see it. The deps may be wrapped per test (a fake
+// follower, a halted node) without touching the node itself.
+import * as fs from "node:fs";
+import * as http from "node:http";
+import * as os from "node:os";
+import * as path from "node:path";
+import pino, { Logger } from "pino";
+import { openDataDir } from "../../src/node/data-dir";
+import { RaftLedgerNode, RaftNodeOptions } from "../../src/node/raft-node";
+import { RecordTypes } from "../../src/node/record-types";
+import { AuditRunner } from "../../src/api/audit";
+import { AppOptions, createApp, listen } from "../../src/api/server";
+import type { RouteDeps } from "../../src/api/routes";
+
+export interface InProcessApp {
+  readonly dir: string;
+  readonly node: RaftLedgerNode;
+  readonly baseUrl: string;
+  readonly port: number;
+  readonly adminToken: string;
+  readonly auditToken: string;
+  readonly clusterId: string;
+  /** Closes the HTTP server and the node, and removes the data dir. */
+  close(): Promise<void>;
+}
+
+export interface InProcessOptions {
+  /** Options of the node over the test defaults below. */
+  readonly node?: Partial<RaftNodeOptions>;
+  readonly bodyLimitBytes?: number;
+  readonly publicAudit?: boolean;
+  readonly app?: AppOptions;
+  /** Changes the deps the app gets (e.g. a follower's writes); the default passes them as built. */
+  readonly wrap?: (deps: RouteDeps) => RouteDeps;
+  /** The app's logger (request lines, errors); the node and the audit log nothing. Default: silent. */
+  readonly logger?: Logger;
+}
+
+/** The body limit `serve` uses by default (DESIGN.md: a record body is at most 64 KiB by default). */
+export const BODY_LIMIT_DEFAULT = 64 * 1024;
+
+let clock = Date.parse("2026-01-01T00:00:00Z");
+
+/** Starts node + app; the node is leader (its NOOP applied) when this resolves. */
+export async function startInProcessApp(o: InProcessOptions = {}): Promise<InProcessApp> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "resonetics-api-inproc-"));
+  const logger = pino({ level: "silent" });
+  const dd = openDataDir(dir, "127.0.0.1:0");
+  const node = new RaftLedgerNode(dd, {
+    tickMs: 5, electionTick: 10, heartbeatTick: 2, checkpointEvery: 1_000_000, checkpointIntervalMs: 3_600_000, snapshotEvery: 0,
+    writeTimeoutMs: 10_000, now: () => new Date(clock++), logger, ...o.node,
+  });
+  await node.leaderKnown();
+  const audit = new AuditRunner({
+    start: (job, onProgress, onNote) => node.reader.audit(job, onProgress, onNote), adminToken: dd.adminToken, auditToken: dd.auditToken, publicAudit: o.publicAudit ?? false, logger,
+  });
+  const built: RouteDeps = {
+    node, writes: node.writes, reader: node.reader, types: new RecordTypes(), adminToken: dd.adminToken,
+    bodyLimitBytes: o.bodyLimitBytes ?? BODY_LIMIT_DEFAULT, audit,
+  };
+  const app = createApp(o.wrap === undefined ? built : o.wrap(built), o.logger ?? logger, o.app ?? {});
+  const { server, port } = await listen(app, "127.0.0.1", 0);
+  let closed = false;
+  return {
+    dir, node, port, baseUrl: `http://127.0.0.1:${port}`, adminToken: dd.adminToken, auditToken: dd.auditToken, clusterId: dd.clusterId,
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      await closeServer(server);
+      await node.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A pino logger at info that keeps every line it writes, parsed, for a test to read. */
+export function capturingLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = pino({ level: "info" }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
+  return { logger, lines };
+}
+
+function closeServer(server: http.Server): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.close((err) => (err === undefined ? resolve() : reject(err)));
+    server.closeAllConnections();
+  });
+}
