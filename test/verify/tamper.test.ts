@@ -28,6 +28,8 @@ import { KIND_CHECKPOINT, KIND_RECORD, LogRow, forgeFrom, logRow, logRows, resig
 const RECORDS = 301;
 /** Records written one by one at the end, so the log ends with an unsigned tail whatever the batching (a checkpoint lands where a batch made it due). */
 const TAIL_RECORDS = 3;
+/** Records the unsigned-tail cases need after the last checkpoint (beforeAll makes sure of it). */
+const TAIL_UNSIGNED_MIN = 2;
 const CHECKPOINT_EVERY = 50;
 const SUBJECTS = 7;
 const CONCURRENCY = 8;
@@ -101,39 +103,53 @@ beforeAll(async () => {
       const cp = r.json as { size?: unknown } | undefined;
       return r.status === 200 && typeof cp?.size === "number" && cp.size >= 2 * CHECKPOINT_EVERY ? true : undefined;
     });
-    // Then a few records one at a time: at most one of them can make a checkpoint due (K = 50), so
-    // at least the last TAIL_RECORDS - 1 stand after the last checkpoint, unsigned.
-    for (let i = 0; i < TAIL_RECORDS; i++) {
-      const r = await http(s.baseUrl, "POST", "/v1/records", { token: s.token, json: { type: "policy.set", subject: "tail", data: { name: `t${i}`, value: i } } });
-      if (r.status !== 201) throw new Error(`POST tail record ${i} → ${r.status} ${r.text}`);
+    // Then a few records one at a time. One of them may make a checkpoint due (K = 50), and when
+    // it is the last one the log ends signed: then the node is started again and two more go in
+    // one at a time, which cannot make another due (a checkpoint just landed, and 1 NOOP + 2 < K).
+    let tailWritten = 0;
+    const writeTail = async (srv: Server, n: number): Promise<void> => {
+      for (let i = 0; i < n; i++, tailWritten++) {
+        const r = await http(srv.baseUrl, "POST", "/v1/records", { token: srv.token, json: { type: "policy.set", subject: "tail", data: { name: `t${tailWritten}`, value: tailWritten } } });
+        if (r.status !== 201) throw new Error(`POST tail record ${tailWritten} → ${r.status} ${r.text}`);
+      }
+    };
+    const stopAndRead = async (srv: Server): Promise<void> => {
+      const status = await getJson<{ commit_index: number }>(srv.baseUrl, "/v1/status");
+      const stopped = await srv.stop();
+      if (stopped.forced || stopped.code !== 0) throw new Error(`server did not stop cleanly: ${JSON.stringify(stopped)}`);
+      const db = new Database(path.join(base, "ledger.db"), { readonly: true });
+      try {
+        const rows = logRows(db);
+        const hard = db.prepare("SELECT commit_index FROM hard_state WHERE id = 1").get() as { commit_index: number };
+        layout = {
+          last: rows[rows.length - 1].idx,
+          commit: hard.commit_index,
+          records: rows.filter((r) => r.kind === KIND_RECORD).map((r) => r.idx),
+          checkpoints: rows.filter((r) => r.kind === KIND_CHECKPOINT).map((r) => r.idx),
+          keyedRecords: rows.filter((r) => r.kind === KIND_RECORD && r.payload.toString("utf8").includes('"idempotency_key"')).map((r) => r.idx),
+          merkle: db.prepare("SELECT level, idx FROM merkle_nodes").all() as Layout["merkle"],
+          subjects: db.prepare("SELECT subject, last_index FROM subjects").all() as Layout["subjects"],
+          dedup: db.prepare("SELECT key, idx FROM dedup").all() as Layout["dedup"],
+        };
+      } finally {
+        db.close();
+      }
+      if (layout.commit !== status.commit_index || layout.commit !== layout.last) {
+        throw new Error(`after a clean stop commit_index ${layout.commit}, API said ${status.commit_index}, log ends at ${layout.last}`);
+      }
+    };
+    const unsigned = (): number => layout.records.filter((r) => r > layout.checkpoints[layout.checkpoints.length - 1]).length;
+    await writeTail(s, TAIL_RECORDS);
+    await stopAndRead(s);
+    if (unsigned() < TAIL_UNSIGNED_MIN) {
+      server = await startServer(base, { extraArgs: ["--checkpoint-every", String(CHECKPOINT_EVERY), "--checkpoint-interval-ms", "3600000"] });
+      await writeTail(server, TAIL_UNSIGNED_MIN);
+      await stopAndRead(server);
     }
-    const status = await getJson<{ commit_index: number }>(s.baseUrl, "/v1/status");
-    const stopped = await s.stop();
-    if (stopped.forced || stopped.code !== 0) throw new Error(`server did not stop cleanly: ${JSON.stringify(stopped)}`);
-
     secretKeyHex = fs.readFileSync(path.join(base, "node.key"), "utf8").trim();
-    const db = new Database(path.join(base, "ledger.db"), { readonly: true });
-    try {
-      const rows = logRows(db);
-      const hard = db.prepare("SELECT commit_index FROM hard_state WHERE id = 1").get() as { commit_index: number };
-      layout = {
-        last: rows[rows.length - 1].idx,
-        commit: hard.commit_index,
-        records: rows.filter((r) => r.kind === KIND_RECORD).map((r) => r.idx),
-        checkpoints: rows.filter((r) => r.kind === KIND_CHECKPOINT).map((r) => r.idx),
-        keyedRecords: rows.filter((r) => r.kind === KIND_RECORD && r.payload.toString("utf8").includes('"idempotency_key"')).map((r) => r.idx),
-        merkle: db.prepare("SELECT level, idx FROM merkle_nodes").all() as Layout["merkle"],
-        subjects: db.prepare("SELECT subject, last_index FROM subjects").all() as Layout["subjects"],
-        dedup: db.prepare("SELECT key, idx FROM dedup").all() as Layout["dedup"],
-      };
-    } finally {
-      db.close();
-    }
-    if (layout.commit !== status.commit_index || layout.commit !== layout.last) {
-      throw new Error(`after a clean stop commit_index ${layout.commit}, API said ${status.commit_index}, log ends at ${layout.last}`);
-    }
+    if (unsigned() < TAIL_UNSIGNED_MIN) throw new Error(`expected >= ${TAIL_UNSIGNED_MIN} records after the last checkpoint, have ${unsigned()}`);
     if (layout.checkpoints.length < 2) throw new Error(`expected >= 2 checkpoints, have ${layout.checkpoints.join(",")}`);
-    if (layout.records.length !== RECORDS + TAIL_RECORDS) throw new Error(`expected ${RECORDS + TAIL_RECORDS} record entries (retries do not append), have ${layout.records.length}`);
+    if (layout.records.length !== RECORDS + tailWritten) throw new Error(`expected ${RECORDS + tailWritten} record entries (retries do not append), have ${layout.records.length}`);
   });
 }, 120_000);
 
