@@ -110,7 +110,7 @@ export function stateRoot(subjects: Iterable<SubjectRow>, dedup: Iterable<DedupR
   }
 }
 
-/** stateRoot as a resumable step function (one leaf per step), for a server's time-sliced audit. */
+/** stateRoot as a resumable step function (one leaf per step): the audit worker drives it with the chain replay. */
 export function* stateRootSteps(subjects: Iterable<SubjectRow>, dedup: Iterable<DedupRow>): Generator<void, Uint8Array, void> {
   const range = new CompactRange();
   for (const s of [...subjects].sort((a, b) => byString(a.subject, b.subject))) {
