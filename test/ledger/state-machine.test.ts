@@ -106,20 +106,6 @@ describe("apply results and rows, exactly", () => {
     expect(toHex(nextSubjectHead(SUBJECT_HEAD_ZERO, e.hash))).toBe(ind.subjectHead(ind.SUBJECT_HEAD_ZERO, e.hash).toString("hex"));
   });
 
-  test("a RECORD that does not apply throws UnappliableRecord naming its index and why", () => {
-    const e = chainEntry(7, 1, EntryKind.Record, genesisHash("x"), Buffer.from('{"v":1}'));
-    let caught: unknown;
-    try {
-      applyEntry(new MemoryState(), e);
-    } catch (err) {
-      caught = err;
-    }
-    expect(caught).toBeInstanceOf(UnappliableRecord);
-    const u = caught as UnappliableRecord;
-    expect({ name: u.name, index: u.index }).toEqual({ name: "UnappliableRecord", index: 7 });
-    expect(u.message).toMatch(/^RECORD entry 7 does not apply: payload\/\S+ .+/);
-  });
-
   test("state_root equals the independent state_root, in any insertion order; the empty state is the empty tree", () => {
     const entries = chain([rec("b", 1, "k2"), rec("\u{1F600}", 2), rec("\uFF61", 3, "k1"), rec("a", 4), rec("b", 5)]);
     const s = new MemoryState();
