@@ -24,7 +24,9 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import WebSocket from "ws";
+import { Worker } from "node:worker_threads";
+import { startWorker } from "../src/node/background";
+import type { SubscribersJob, SubscribersMessage } from "./soak-subscribers";
 import {
   CHECKPOINT_EVERY, Client, ClusterNode, OwnedProcess, RecordAppender, SUBJECTS, buildLog, commitIndex, fmtInt, freePortRange, initClusterDirs, killOwned,
   loadAverage, machine, nodeStatus, NodeStatus, parseFlags, pollUntil, raceTimeout, readAdminToken, scriptLog, startClusterNode, table, waitForLeader,
@@ -90,6 +92,8 @@ export interface BusyOptions {
    * `seconds` (an audit of a 100k-entry log under this load may outlast it) and reports what ran.
    */
   readonly untilFinished: boolean;
+  /** Run the stream subscribers' thread at nice 10 (scripts/soak-subscribers.ts says why). */
+  readonly lowerSubscriberPriority?: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -239,16 +243,8 @@ class Problems {
   }
 }
 
-/** One subscriber: entries counted, indices checked to arrive contiguously, reconnects from where it left off. */
-interface Subscriber {
-  readonly node: ClusterNode;
-  next: number;
-  received: number;
-  ws: WebSocket | null;
-}
-
-/** Leading bytes of a stream frame that hold the index: {"type":"entry","entry":{"index":N,... */
-const FRAME_INDEX = /"entry":\{"index":(\d+)/;
+/** How long stop() waits for the subscribers' worker to send its last counts and close. */
+const SUBSCRIBERS_STOP_MS = 10_000;
 
 /** Audits, subscribers, readers and writers against every node, until stop(). */
 class BusyLoad {
@@ -256,11 +252,16 @@ class BusyLoad {
   readonly problems = new Problems();
   /** Audits completed (200, ok) by each auditor. */
   readonly auditorDone: number[];
-  readonly subscribers: Subscriber[] = [];
+  /** Entries received by each subscriber (they run in a worker thread: scripts/soak-subscribers.ts). */
+  readonly subscribers: Array<{ received: number }>;
   reconnects = 0;
+  /** Why the subscribers' thread runs at the nodes' priority after all, when it does. */
+  subscriberPriority: string | null = null;
   private running = true;
   private readonly clients: Client[] = [];
   private readonly workers: Promise<void>[] = [];
+  private readonly streamWorker: Worker | null = null;
+  private streamDone: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly nodes: readonly ClusterNode[], private readonly leader: ClusterNode, private readonly appender: RecordAppender,
@@ -273,15 +274,42 @@ class BusyLoad {
     // One paced writer per 25 writes/s, at most 4: a light load stays light even on a slow leader (closed loops).
     const writers = Math.min(4, Math.max(1, Math.ceil(o.writeRate / 25)));
     if (o.writeRate > 0) for (let k = 0; k < writers; k++) this.workers.push(this.writer(writers));
-    for (let k = 0; k < o.subscribers; k++) {
-      const node = nodes[k % nodes.length];
-      // Alternate per round over the nodes: every node gets subscribers from=1 and from a recent index.
-      const fromStart = Math.floor(k / nodes.length) % 2 === 0;
-      const from = fromStart ? 1 : Math.max(1, commit - Math.floor(Math.random() * RECENT_SPAN));
-      const sub: Subscriber = { node, next: from, received: 0, ws: null };
-      this.subscribers.push(sub);
-      this.subscribe(sub);
+    this.subscribers = Array.from({ length: o.subscribers }, () => ({ received: 0 }));
+    if (o.subscribers > 0) {
+      const job: SubscribersJob = {
+        nodes: nodes.map((n) => ({ id: n.id, port: n.port })), count: o.subscribers, commit, recentSpan: RECENT_SPAN,
+        reconnectsMax: RECONNECTS_MAX, lowerPriority: o.lowerSubscriberPriority === true,
+      };
+      const w = startWorker(path.join(__dirname, `soak-subscribers${path.extname(__filename)}`), job);
+      this.streamWorker = w;
+      this.streamDone = new Promise<void>((resolve) => {
+        w.on("message", (m: SubscribersMessage) => {
+          this.counts(m);
+          if (m.final) resolve();
+        });
+        w.once("error", (e) => {
+          this.problems.add(`stream subscribers' worker: ${e.message}`);
+          resolve();
+        });
+        w.once("exit", () => resolve());
+      });
     }
+  }
+
+  /** The subscribers' worker's counts: absolute since this phase's load started. */
+  private counts(m: SubscribersMessage): void {
+    for (const [id, c] of Object.entries(m.perNode)) {
+      const l = this.perNode.get(id);
+      if (l === undefined) continue;
+      l.streamEntries = c.entries;
+      l.streamCloses = c.closes;
+    }
+    m.received.forEach((n, i) => {
+      if (this.subscribers[i] !== undefined) this.subscribers[i].received = n;
+    });
+    this.reconnects = m.reconnects;
+    this.subscriberPriority = m.priority;
+    for (const p of m.problems) this.problems.add(p);
   }
 
   /** True once every auditor completed an audit and every subscriber received an entry. */
@@ -291,7 +319,9 @@ class BusyLoad {
 
   async stop(): Promise<void> {
     this.running = false;
-    for (const s of this.subscribers) s.ws?.terminate();
+    this.streamWorker?.postMessage({ type: "stop" });
+    if ((await raceTimeout(this.streamDone, SUBSCRIBERS_STOP_MS)) === null) this.problems.add(`stream subscribers' worker still running ${SUBSCRIBERS_STOP_MS} ms after stop`);
+    await this.streamWorker?.terminate();
     for (const c of this.clients) c.close(); // in-flight audits end now (counted as aborted, not failed)
     const done = await raceTimeout(Promise.all(this.workers), STOP_WAIT_MS);
     if (done === null) this.problems.add(`load workers still running ${STOP_WAIT_MS} ms after stop`);
@@ -406,36 +436,6 @@ class BusyLoad {
       }
       await this.pause(gapMs - (Date.now() - t0));
     }
-  }
-
-  private subscribe(sub: Subscriber): void {
-    if (!this.running) return;
-    const ws = new WebSocket(`ws://127.0.0.1:${sub.node.port}/v1/stream?from=${sub.next}`, { perMessageDeflate: false });
-    sub.ws = ws;
-    ws.on("message", (data: Buffer, isBinary: boolean) => {
-      const m = isBinary ? null : FRAME_INDEX.exec(data.toString("latin1", 0, Math.min(data.length, 80)));
-      const index = m === null ? Number.NaN : Number(m[1]);
-      if (index !== sub.next) {
-        this.problems.add(`stream on ${sub.node.id}: expected index ${sub.next}, got ${data.toString("utf8", 0, Math.min(data.length, 120))}`);
-        ws.terminate();
-        return;
-      }
-      sub.next++;
-      sub.received++;
-      this.load(sub.node).streamEntries++;
-    });
-    ws.on("error", (e) => {
-      if (this.running) this.problems.add(`stream on ${sub.node.id} from=${sub.next}: ${e.message}`);
-    });
-    ws.on("close", (code, reason) => {
-      if (sub.ws !== ws || !this.running) return;
-      this.load(sub.node).streamCloses++;
-      if (code !== 1006) this.problems.add(`stream on ${sub.node.id} closed ${code} ${reason.toString()}`);
-      if (this.reconnects >= RECONNECTS_MAX) return;
-      this.reconnects++;
-      // Resume where it left off, as a real client does; a second later, so a refusing server is not hammered.
-      setTimeout(() => this.subscribe(sub), 1_000);
-    });
   }
 }
 
@@ -765,11 +765,12 @@ async function main(): Promise<void> {
     const c = cluster;
     await Promise.all(nodes.map((n) => c.startNode(n.id)));
     const loadBefore = loadAverage();
-    const r = await runBusySoak(cluster, { ...o, untilFinished: false }, log);
+    const r = await runBusySoak(cluster, { ...o, untilFinished: false, lowerSubscriberPriority: true }, log);
     const out: string[] = [];
     out.push("Resonetics busy-node soak (npm run soak:busy, issue 9 acceptance 4)");
     out.push(`machine: ${machine()}`);
     out.push(`cluster: 3 × bin/resonetics serve on 127.0.0.1, log level ${o.logLevel}${serveArgs.length > 0 ? `, ${serveArgs.join(" ")}` : ""}; load average before ${loadBefore}`);
+    out.push("load generator: this process; its stream subscribers in a worker thread at nice 10, standing in for clients on other machines (scripts/soak-subscribers.ts)");
     out.push(formatReport(r, { ...o, untilFinished: false }));
     out.push(`server error lines (pino level >= 50): ${cluster.errorLines}${cluster.errorSamples.length > 0 ? `; first:\n  ${cluster.errorSamples.join("\n  ")}` : ""}`);
     out.push(`/proc/loadavg: ${fs.readFileSync("/proc/loadavg", "utf8").trim()}`);

@@ -8,7 +8,8 @@
  * bytes it was sent and whose write has not completed stay under SUBSCRIBER_BUFFER_BYTES_MAX, and
  * more once a write callback brings it under half of that. All subscribers together hold at most
  * TOTAL_BUFFER_BYTES_MAX. Backlog reads run in bounded turns that yield to the event loop
- * (setImmediate), never inside the Raft Ready handler; a frame is encoded once and shared by every
+ * (setImmediate, or a pause of one turn while the node's Raft ticks fire late), never inside the
+ * Raft Ready handler; a frame is encoded once and shared by every
  * subscriber that needs it while it is in a small cache of recent frames.
  *
  * The stream is one-way: a subscriber may send ping, pong and close frames, nothing else.
@@ -21,8 +22,9 @@
  *   1011  internal error. Reason "internal error; resume with from=N".
  *   4004  not in this log: the entry to send next is no longer held here (pruned below history_from, or before an installed snapshot).
  *         Reason "entry N is not in this node's log (pruned)".
- *   4008  slow consumer: its buffer stayed full for STALL_TIMEOUT_MS, or it held the most bytes
- *         when all subscribers together went over TOTAL_BUFFER_BYTES_MAX.
+ *   4008  slow consumer: its buffer stayed full for STALL_TIMEOUT_MS, or, when all subscribers
+ *         together went over TOTAL_BUFFER_BYTES_MAX, its buffer had been full the longest (or,
+ *         among those never full, it held the most bytes).
  *         Reason "slow consumer; resume with from=N".
  * In every reason, N is the index after the last frame this server queued on the connection:
  * frames arrive in order, so a client that receives the close frame received every frame up to
@@ -84,6 +86,12 @@ const MAX_PENDING_PONGS = 8;
 // bounds a turn if the clock misbehaves.
 const TURN_BUDGET_MS = 4;
 const TURN_FRAMES_MAX = 8192;
+// Why 10 ms: a tick that fired this late means the node is short of CPU (other processes, GC, a
+// slow disk): then the pump waits TURN_BUDGET_MS before its next turn instead of taking the next
+// turn of the loop, so backlogs get at most half of this thread and the process sleeps between
+// turns, which is what lets the kernel run its Raft timers on time. An idle machine never sees
+// it, and backlogs go at full speed. The live tail (a few frames per commit) is not slowed much.
+const BACKOFF_TICK_LATE_MS = 10;
 // Why 64: round-robin fairness; 200 subscribers catching up share each turn instead of the first
 // one taking all of it.
 const VISIT_FRAMES_MAX = 64;
@@ -144,7 +152,7 @@ export class EntryStream {
   private closed = false;
   private readonly unsubscribe: () => void;
 
-  constructor(private readonly reader: LedgerReader, node: NodeInfo, private readonly log: Logger, opts: StreamOptions = {}) {
+  constructor(private readonly reader: LedgerReader, private readonly node: NodeInfo, private readonly log: Logger, opts: StreamOptions = {}) {
     this.max = Math.min(opts.maxSubscribers ?? MAX_SUBSCRIBERS, MAX_SUBSCRIBERS);
     const wsOptions: ServerOptionsWithLimits = {
       noServer: true, perMessageDeflate: false, clientTracking: false, maxPayload: MAX_PAYLOAD_BYTES,
@@ -226,9 +234,15 @@ export class EntryStream {
   private wake(sub: Subscriber): void {
     if (sub.closing || sub.next > this.applied || sub.inflightBytes >= SUBSCRIBER_BUFFER_BYTES_MAX / 2) return;
     this.ready.add(sub);
+    this.scheduleTurn();
+  }
+
+  /** The pump's next turn: on the loop's next turn, or after a pause while the node's ticks run late. */
+  private scheduleTurn(): void {
     if (this.turnScheduled || this.closed) return;
     this.turnScheduled = true;
-    setImmediate(() => this.turn());
+    if (this.node.tickLateMs() >= BACKOFF_TICK_LATE_MS) setTimeout(() => this.turn(), TURN_BUDGET_MS);
+    else setImmediate(() => this.turn());
   }
 
   /** One bounded turn of the pump: about TURN_BUDGET_MS (at most TURN_FRAMES_MAX frames), round-robin, then yield. */
@@ -252,10 +266,7 @@ export class EntryStream {
       budget -= sent;
       if (!sub.closing && sub.next <= this.applied && sub.inflightBytes < SUBSCRIBER_BUFFER_BYTES_MAX) this.ready.add(sub);
     }
-    if (this.ready.size > 0 && !this.turnScheduled) {
-      this.turnScheduled = true;
-      setImmediate(() => this.turn());
-    }
+    if (this.ready.size > 0) this.scheduleTurn();
   }
 
   /**
@@ -311,13 +322,23 @@ export class EntryStream {
     this.wake(sub);
   }
 
-  /** Closes the subscribers holding the most bytes until all together are within the total bound. */
+  /**
+   * Closes subscribers until all together are within the total bound: first those whose buffer has
+   * been full longest (a reader that stopped reading), then those holding the most bytes. A reader
+   * that reads is full only between a send and its write callback, so a pack of stalled ones does
+   * not get it closed for their bytes.
+   */
   private shedLargest(): void {
+    const worse = (a: Subscriber, b: Subscriber): boolean => {
+      if ((a.blockedSinceMs !== 0) !== (b.blockedSinceMs !== 0)) return a.blockedSinceMs !== 0;
+      if (a.blockedSinceMs !== b.blockedSinceMs) return a.blockedSinceMs < b.blockedSinceMs;
+      return a.inflightBytes > b.inflightBytes;
+    };
     for (let round = 0; round < MAX_SUBSCRIBERS && this.totalBytes > TOTAL_BUFFER_BYTES_MAX; round++) {
-      let largest: Subscriber | null = null;
-      for (const s of this.subs) if (s.counted && (largest === null || s.inflightBytes > largest.inflightBytes)) largest = s;
-      if (largest === null) return;
-      this.closeSlow(largest, "total");
+      let shed: Subscriber | null = null;
+      for (const s of this.subs) if (s.counted && (shed === null || worse(s, shed))) shed = s;
+      if (shed === null) return;
+      this.closeSlow(shed, "total");
     }
   }
 

@@ -11,7 +11,7 @@
  */
 import { Entry, ENTRY_KIND_NAMES, EntryKind, EntryKindName, entryHash, genesisHash, kindName } from "./entry";
 import { bytesEqual, fromHex, fromUtf8, toHex } from "./bytes";
-import { Checkpoint, decodeCheckpoint, verifyCheckpointSignature } from "./checkpoint";
+import { Checkpoint, checkpointViewKeysProblem, decodeCheckpoint, verifyCheckpointSignature } from "./checkpoint";
 import { canonicalBytes, canonicalJson } from "./canonical";
 import { parseIJson } from "./ijson";
 import { LedgerError } from "../util/errors";
@@ -114,7 +114,8 @@ function checkEntry(v: unknown, what: string): { index: number; kind: EntryKind;
 /** A checkpoint as a receipt carries it (with its index), well formed and of this cluster. */
 function checkCheckpointShape(v: unknown, cluster: string, what: string): PinnedCheckpoint {
   need(isObj(v), `${what} is not an object`);
-  exactKeys(v, ["v", "cluster", "size", "root", "head", "term", "signer", "ts", "sig", "index"], what);
+  const keys = checkpointViewKeysProblem(v, what);
+  need(keys === null, keys ?? "");
   const { index, ...body } = v;
   const cp = decodeCheckpoint(canonicalBytes(body));
   need(cp !== null, `${what} is not a well-formed signed checkpoint`);

@@ -5,7 +5,7 @@
  * rewrite every key in it; it cannot change what the auditor holds.
  */
 import { canonicalBytes } from "./canonical";
-import { Checkpoint, decodeCheckpoint } from "./checkpoint";
+import { Checkpoint, CHECKPOINT_OPTIONAL_KEYS, CHECKPOINT_VIEW_KEYS, decodeCheckpoint } from "./checkpoint";
 import { ClusterConfig, configProblem, encodeConfig, MemberInfo } from "./config";
 import { genesisHash } from "./entry";
 import { toHex, utf8 } from "./bytes";
@@ -28,7 +28,6 @@ export interface TrustFile {
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
 const TRUST_KEYS = new Set(["v", "cluster", "genesis_hash", "genesis_config", "checkpoint"]);
-const CHECKPOINT_KEYS = ["v", "cluster", "size", "root", "head", "term", "signer", "ts", "sig", "index"];
 
 /** The trust file of a cluster, from its genesis configuration and (optionally) a checkpoint to pin. */
 export function makeTrustFile(cluster: string, genesisConfig: ClusterConfig, checkpoint?: PinnedCheckpoint): TrustFile {
@@ -39,10 +38,10 @@ export function makeTrustFile(cluster: string, genesisConfig: ClusterConfig, che
   };
 }
 
-/** Only the checkpoint's own fields (a StoredCheckpoint may carry more). */
+/** Only the checkpoint's own fields, subjects_root among them when it signs one (a StoredCheckpoint may carry more). */
 function pinnedOf(c: PinnedCheckpoint): PinnedCheckpoint {
-  const { v, cluster, size, root, head, term, signer, ts, sig, index } = c;
-  return { v, cluster, size, root, head, term, signer, ts, sig, index };
+  const { v, cluster, size, root, head, term, signer, ts, subjects_root, sig, index } = c;
+  return subjects_root === undefined ? { v, cluster, size, root, head, term, signer, ts, sig, index } : { v, cluster, size, root, head, term, signer, ts, subjects_root, sig, index };
 }
 
 /** The exact CONFIG payload the pinned genesis configuration must have in the log (entry 1). */
@@ -66,9 +65,10 @@ class TrustProblem {
 /** A pinned checkpoint from a parsed value (a trust file's `checkpoint`, or a --checkpoint file), or why not. */
 export function checkpointFromValue(value: unknown, cluster?: string): PinnedCheckpoint | string {
   if (!isObj(value)) return "the checkpoint is not a JSON object";
-  for (const k of CHECKPOINT_KEYS) if (!(k in value)) return `the checkpoint has no ${k}`;
+  for (const k of CHECKPOINT_VIEW_KEYS) if (!(k in value)) return `the checkpoint has no ${k}`;
   const { index, ...body } = value;
-  const cp = decodeCheckpoint(canonicalBytes(Object.fromEntries(CHECKPOINT_KEYS.filter((k) => k !== "index").map((k) => [k, body[k]]))));
+  const signed = [...CHECKPOINT_VIEW_KEYS.filter((k) => k !== "index"), ...CHECKPOINT_OPTIONAL_KEYS.filter((k) => k in body)];
+  const cp = decodeCheckpoint(canonicalBytes(Object.fromEntries(signed.map((k) => [k, body[k]]))));
   if (cp === null) return "the checkpoint is not a well-formed signed checkpoint {v:1, cluster, size, root, head, term, signer, ts, sig}";
   if (typeof index !== "number" || !Number.isSafeInteger(index) || index !== cp.size + 1) return `the checkpoint's index must be its size + 1 (${cp.size + 1})`;
   if (cluster !== undefined && cp.cluster !== cluster) return `the checkpoint is of cluster ${cp.cluster}, the trust file pins ${cluster}`;

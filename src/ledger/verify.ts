@@ -9,7 +9,8 @@ import { CompactRange } from "./merkle";
 import { bytesEqual, toHex } from "./bytes";
 import { decodeCheckpoint, verifyCheckpointSignature, Checkpoint } from "./checkpoint";
 import { configPayloadProblem, decodeConfig } from "./config";
-import { applyEntry, DedupRow, MemoryState, stateRootSteps, SubjectRow, UnappliableRecord } from "./state-machine";
+import { applyEntry, DedupRow, MemoryState, StateStore, stateRootSteps, SubjectRow, UnappliableRecord } from "./state-machine";
+import { subjectTreeOf, trackSubjects } from "./subject-tree";
 import { decodeSnapshot, snapshotProblem, snapshotRange, snapshotState } from "./snapshot";
 import { AnchorProblem, AnchorReport, AnchorTracker } from "./anchor";
 import type { PinnedCheckpoint, TrustFile } from "./trust";
@@ -193,6 +194,10 @@ export function* verifyChainSteps(src: ChainSource, options: VerifyOptions = {})
     return { ...empty, ok: false, first_bad_index: 1, reason: `the log is compacted up to ${anchor.index}: verify with --from snapshot` };
   }
   const start = expected;
+  // The subjects commitment of the replayed state, kept as it applies: each checkpoint that signs a
+  // subjects_root must sign this tree's root at its size.
+  const subjects = subjectTreeOf(state);
+  const tracked = trackSubjects(state, () => subjects);
   anchoring.startFrom(keys);
   const anchorCheck = (p: AnchorProblem | null): void => {
     if (p !== null) throw new Violation(p.index, p.reason);
@@ -223,6 +228,11 @@ export function* verifyChainSteps(src: ChainSource, options: VerifyOptions = {})
       if (e.kind === EntryKind.Checkpoint) {
         checkCheckpoint(e, range, prevHash, cluster, keys);
         cp = decodeCheckpoint(e.payload) as Checkpoint;
+        // The state after entry size = the replay so far, when the data dir applied that far (an
+        // unapplied tail after a crash is chained and signed-checked, but has no state here).
+        if (cp.subjects_root !== undefined && cp.size <= hard.lastApplied && cp.subjects_root !== toHex(subjects.root())) {
+          throw new Violation(e.index, `checkpoint subjects_root ${cp.subjects_root} differs from the replayed state's ${toHex(subjects.root())}`);
+        }
         derived.set(e.index, cp);
         anchoring.checkpoint(cp, keys);
         checkpoints++;
@@ -234,7 +244,7 @@ export function* verifyChainSteps(src: ChainSource, options: VerifyOptions = {})
         }
       }
       anchorCheck(anchoring.appended(e, () => range.root(), cp));
-      if (e.index <= hard.lastApplied) applyOrViolation(state, e);
+      if (e.index <= hard.lastApplied) applyOrViolation(tracked, e);
       prevHash = e.hash;
       prevTerm = e.term;
       expected++;
@@ -338,7 +348,7 @@ function* checkState(src: ChainSource, replay: MemoryState): Generator<void, voi
 }
 
 /** A RECORD entry that an honest leader could not have written is a violation at its index. */
-function applyOrViolation(state: MemoryState, e: Entry): void {
+function applyOrViolation(state: StateStore, e: Entry): void {
   try {
     applyEntry(state, e);
   } catch (err) {

@@ -20,12 +20,14 @@ export class LagProbe {
   private readonly at: number[] = [];
   private readonly lag: number[] = [];
   private undrained: number[] = [];
+  private latestS = 0;
 
   constructor(private readonly windowMs = 60_000) {}
 
   /** Records that a timer due at `dueMs` ran at `nowMs` (monotonic milliseconds). */
   record(dueMs: number, nowMs: number): void {
     const lagS = Math.max(0, nowMs - dueMs) / 1000;
+    this.latestS = lagS;
     this.at.push(nowMs);
     this.lag.push(lagS);
     if (this.at.length > WINDOW_SAMPLES_MAX) {
@@ -52,6 +54,11 @@ export class LagProbe {
     const sorted = [...this.lag].sort((a, b) => a - b);
     const q = (p: number): number => (sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]);
     return { count: sorted.length, p50: q(0.5), p99: q(0.99), max: sorted.length === 0 ? 0 : sorted[sorted.length - 1] };
+  }
+
+  /** How late the latest timer fired, in seconds (0 before the first). */
+  latest(): number {
+    return this.latestS;
   }
 
   /** The lags recorded since the last drain. */

@@ -65,6 +65,19 @@ export interface SubjectSummary {
   readonly lastIndex: number;
 }
 
+/**
+ * A subject's completeness proof: its leaf in the subjects tree that `checkpoint` signs (its
+ * subjects_root), i.e. how many records it had after entry checkpoint.size and the head they chain to.
+ */
+export interface CompletenessView {
+  readonly checkpoint: StoredCheckpoint;
+  readonly version: number;
+  readonly head: string;
+  readonly leaf_index: number;
+  readonly tree_size: number;
+  readonly path: string[];
+}
+
 export interface LedgerReader {
   /** The last index applied here: every read answers from (1, lastApplied]. */
   lastApplied(): number;
@@ -79,6 +92,12 @@ export interface LedgerReader {
   /** Entry hashes of a subject's records before log index `before`, in order. */
   subjectHashesBefore(subject: string, before: number): Iterable<Uint8Array>;
   latestCheckpoint(): StoredCheckpoint | undefined;
+  /**
+   * The subject's leaf and path under the latest applied checkpoint's subjects_root; null when there
+   * is none to prove against yet (no such checkpoint applied since start) or the subject had no
+   * record by then.
+   */
+  completeness(subject: string): CompletenessView | null;
   inclusion(index: number, size?: number): InclusionView;
   consistency(from: number, to?: number): ConsistencyView;
   /**
@@ -164,6 +183,8 @@ export interface NodeInfo {
   figures(): NodeFigures;
   /** Tick lags observed since the last call (seconds), for a Summary; bounded by the probe. */
   drainTickLags(): number[];
+  /** How late the latest Raft tick fired (ms): background work (stream backlogs) backs off while it is high. */
+  tickLateMs(): number;
   /** Calls fn with the new last_applied after applies, once per turn, after the Ready was handled. */
   onApplied(fn: (lastApplied: number) => void): () => void;
 }

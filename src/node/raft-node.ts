@@ -36,7 +36,7 @@ export class RaftLedgerNode implements NodeInfo {
     this.nodeId = this.rt.nodeId;
     this.clusterId = this.rt.clusterId;
     this.publicKey = this.rt.publicKey;
-    this.reader = new Reader(this.rt.dbPath, this.clusterId, () => this.rt.lastApplied(), dd.key);
+    this.reader = new Reader(this.rt.dbPath, this.clusterId, () => this.rt.lastApplied(), dd.key, this.rt.subjects);
     this.writes = new Writes(this.rt, this.reader, {
       writeTimeoutMs: opts.writeTimeoutMs,
       maxUncommittedBytes: opts.maxUncommittedBytes ?? MAX_UNCOMMITTED_BYTES_DEFAULT,
@@ -82,6 +82,10 @@ export class RaftLedgerNode implements NodeInfo {
 
   drainTickLags(): number[] {
     return this.rt.tickLag.drain();
+  }
+
+  tickLateMs(): number {
+    return this.rt.tickLag.latest() * 1000;
   }
 
   onApplied(fn: (lastApplied: number) => void): () => void {

@@ -16,7 +16,8 @@ import { verifyChain, VerifyReport, VerifyStart } from "../ledger/verify";
 import { Store, StoredCheckpoint } from "../storage/store";
 import { LedgerError, notFound } from "../util/errors";
 import { AuditHandle, AuditJob, auditInWorker } from "./audit-worker";
-import type { ConsistencyView, InclusionView, LedgerReader, ReceiptAnswer, SnapshotView, SubjectSummary } from "./ports";
+import type { SubjectCommitments } from "./subjects";
+import type { CompletenessView, ConsistencyView, InclusionView, LedgerReader, ReceiptAnswer, SnapshotView, SubjectSummary } from "./ports";
 
 /**
  * Checkpoints looked at to find one that links a CONFIG entry to the configuration before it: with
@@ -24,6 +25,15 @@ import type { ConsistencyView, InclusionView, LedgerReader, ReceiptAnswer, Snaps
  * checkpoint, so the first one or two do; past 1,000 the answer is "not yet", not a long scan.
  */
 const LINK_SCAN_MAX = 1000;
+
+/**
+ * Merkle subtree hashes kept in memory. Every proof and root here is about committed entries, whose
+ * subtree hashes never change, and the proofs of one page (100 records against one checkpoint)
+ * share most of their upper nodes: without this a page cost thousands of SQLite point reads.
+ * Why 65,536: ~6 MB (32-byte hash, key and Map slot), the upper 16 levels of a tree far past 10^9
+ * entries plus the leaves and low nodes of a few busy pages; FIFO eviction keeps it at that.
+ */
+const NODE_CACHE_MAX = 65_536;
 
 interface ConfigEntry {
   readonly entry: Entry;
@@ -43,12 +53,26 @@ export class Reader implements LedgerReader {
   /** Signer-chain links found so far, by CONFIG index (immutable once found). */
   private readonly links = new Map<number, SignerLink>();
   private note: { readonly index: number; readonly text: string } | null = null;
+  /** Committed subtree hashes by level * 2^40 + index (levels < 64, indices < 2^40 keep keys exact). */
+  private readonly nodes = new Map<number, Uint8Array>();
+  private readonly readNode = (level: number, index: number): Uint8Array => {
+    const key = level * 2 ** 40 + index;
+    const known = this.nodes.get(key);
+    if (known !== undefined) return known;
+    const hash = this.store.readNode(level, index);
+    if (this.nodes.size >= NODE_CACHE_MAX) this.nodes.delete(this.nodes.keys().next().value as number);
+    this.nodes.set(key, hash);
+    return hash;
+  };
 
   /**
    * `applied` is the runtime's last_applied: what this reader may serve. `noteKey` is the node's own
    * key pair, which signs the C2SP note of GET /v1/checkpoint (and nothing else here).
    */
-  constructor(private readonly dbPath: string, private readonly clusterId: string, private readonly applied: () => number, private readonly noteKey?: KeyPair) {
+  constructor(
+    private readonly dbPath: string, private readonly clusterId: string, private readonly applied: () => number, private readonly noteKey?: KeyPair,
+    private readonly subjects?: SubjectCommitments,
+  ) {
     this.store = new Store(dbPath, { readonly: true });
     this.genesis = genesisHash(clusterId);
   }
@@ -133,6 +157,16 @@ export class Reader implements LedgerReader {
     return this.store.latestCheckpoint(this.clusterId, this.applied());
   }
 
+  completeness(subject: string): CompletenessView | null {
+    const p = this.subjects?.proof(subject) ?? null;
+    if (p === null || p.proof === undefined) return null;
+    const cp = this.store.latestCheckpoint(this.clusterId, p.frozen.index);
+    // Only a checkpoint that signs subjects_root proves anything (older ones predate it).
+    if (cp === undefined || cp.index !== p.frozen.index || cp.subjects_root === undefined) return null;
+    const { version, head, leaf_index, size, path } = p.proof;
+    return { checkpoint: cp, version, head: toHex(head), leaf_index, tree_size: size, path: path.map(toHex) };
+  }
+
   private checkpointBySize(size: number): StoredCheckpoint | undefined {
     const cp = this.store.checkpointBySize(size, this.clusterId);
     return cp !== undefined && cp.index <= this.applied() ? cp : undefined;
@@ -162,7 +196,7 @@ export class Reader implements LedgerReader {
     if (n > commit) throw notFound(`size ${n} is beyond the commit index ${commit}`);
     this.provable(index);
     const leaf = leafHash(this.entry(index).hash);
-    const path = inclusionProof(this.store.readNode, index - 1, n).map(toHex);
+    const path = inclusionProof(this.readNode, index - 1, n).map(toHex);
     const cp = this.checkpointBySize(n);
     return { index, size: n, leaf_hash: toHex(leaf), path, root: this.root(n), ...(cp ? { checkpoint: cp } : {}) };
   }
@@ -178,7 +212,7 @@ export class Reader implements LedgerReader {
     if (from > n) throw new LedgerError("bad_request", `from ${from} is larger than to ${n}`);
     if (n > commit) throw notFound(`to ${n} is beyond the commit index ${commit}`);
     this.provable(from);
-    const path = consistencyProof(this.store.readNode, from, n).map(toHex);
+    const path = consistencyProof(this.readNode, from, n).map(toHex);
     const cp = this.checkpointBySize(n);
     return {
       from, to: n, path, root_from: this.root(from), root_to: this.root(n),
@@ -188,7 +222,7 @@ export class Reader implements LedgerReader {
 
   /** root(size) of the committed tree, hex; size <= last_applied. */
   private root(size: number): string {
-    if (this.lastRoot?.size !== size) this.lastRoot = { size, root: toHex(rootAt(this.store.readNode, size)) };
+    if (this.lastRoot?.size !== size) this.lastRoot = { size, root: toHex(rootAt(this.readNode, size)) };
     return this.lastRoot.root;
   }
 
@@ -229,7 +263,7 @@ export class Reader implements LedgerReader {
 
   private inclusionPath(index: number, size: number): string[] {
     this.provable(index);
-    return inclusionProof(this.store.readNode, index - 1, size).map(toHex);
+    return inclusionProof(this.readNode, index - 1, size).map(toHex);
   }
 
   /**

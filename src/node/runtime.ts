@@ -12,7 +12,8 @@ import type { Logger } from "pino";
 import { Entry, EntryKind } from "../ledger/entry";
 import { decodeCheckpoint, encodeCheckpoint, signCheckpoint } from "../ledger/checkpoint";
 import { decodeRecord } from "../ledger/record";
-import { applyEntry, ApplyResult } from "../ledger/state-machine";
+import { applyEntry, ApplyResult, StateStore } from "../ledger/state-machine";
+import { SubjectCommitments } from "./subjects";
 import { toHex } from "../ledger/bytes";
 import { decodeConfig } from "../ledger/config";
 import { ClusterConfig, Member, Message, Prng, ProposeResult, RawNode, ReadState, Ready, Role } from "../raft";
@@ -129,6 +130,11 @@ export class LedgerRuntime {
   /** Stops the snapshot being made in a worker; null when none is. */
   private stopSnapshot: (() => void) | null = null;
 
+  /** subjects_root: the tree of the applied state and its copy at the latest applied checkpoint. */
+  readonly subjects: SubjectCommitments;
+  /** The store as apply writes it: subject writes also reach the subjects tree. */
+  private readonly state: StateStore;
+
   constructor(dd: DataDir, private readonly opts: RuntimeOptions) {
     assert(opts.checkpointEvery >= 1, "checkpointEvery must be >= 1");
     this.store = dd.store;
@@ -139,6 +145,9 @@ export class LedgerRuntime {
     this.secretKey = dd.key.secretKey;
     this.log = opts.logger.child({ node_id: this.nodeId });
     this.storage = new RaftStorage(this.store, this.clusterId, this.log);
+    this.subjects = new SubjectCommitments(this.store);
+    this.state = this.subjects.tracking(this.store);
+    this.loadSubjects();
     // Entries committed but not applied before a crash are applied first, from the store.
     this.applyFromStore();
     // A prune applied before a crash finishes now, before the core reads the log's anchor.
@@ -391,7 +400,7 @@ export class LedgerRuntime {
     let applied: Array<[Entry, ApplyResult]> = [];
     let pruned = false;
     this.storage.persist(rd, (c) => this.keysOf(c), rd.committedEntries.length === 0 ? null : () => {
-      applied = rd.committedEntries.map((e) => [e, applyEntry(this.store, e)]);
+      applied = rd.committedEntries.map((e) => [e, this.apply(e)]);
       // A recorded prune moves history_from in the same transaction as its apply (deterministic).
       for (const e of rd.committedEntries) if (markPruned(this.store, e)) pruned = true;
       this.storage.markApplied(rd.committedEntries[rd.committedEntries.length - 1].index);
@@ -399,6 +408,7 @@ export class LedgerRuntime {
     if (rd.snapshot !== null) {
       this.lastSnapshotIndex = rd.snapshot.meta.index;
       this.historyFrom = this.store.historyFrom();
+      this.loadSubjects();
     }
     for (const m of rd.messages) if (!early.has(m)) this.transport.send(m);
     this.raw.advance(rd);
@@ -430,6 +440,21 @@ export class LedgerRuntime {
     this.appliedNotify = index;
   }
 
+  /** Applies one committed entry (the ones before it applied); a checkpoint whose subjects_root is not the state's halts the node. */
+  private apply(e: Entry): ApplyResult {
+    const result = applyEntry(this.state, e);
+    const problem = this.subjects.applied(e);
+    if (problem !== null) throw new VerificationFailure(e.index, problem);
+    return result;
+  }
+
+  /** Rebuilds the subjects trees from the store (start-up, an installed snapshot). */
+  private loadSubjects(): void {
+    const applied = this.lastApplied();
+    const problem = this.subjects.load(applied, this.store.latestCheckpoint(this.clusterId, applied));
+    if (problem !== null) throw new VerificationFailure(this.store.latestCheckpoint(this.clusterId, applied)?.index ?? 0, problem);
+  }
+
   /** Applies (last_applied, commit_index] from the store: recovery after a crash mid-apply. */
   private applyFromStore(): void {
     const hard = this.storage.durable();
@@ -439,7 +464,7 @@ export class LedgerRuntime {
       assert(entries.length === to - from + 1, `committed entries ${from}..${to} missing from the store`);
       this.storage.transaction(() => {
         for (const e of entries) {
-          applyEntry(this.store, e);
+          this.apply(e);
           markPruned(this.store, e);
         }
         this.storage.markApplied(to);
@@ -531,9 +556,11 @@ export class LedgerRuntime {
     // Sign only what is durable here: nothing may be waiting in the core's unstable tail.
     if (!due || this.raw.status().lastIndex !== this.storage.lastIndex()) return;
     const head = this.storage.treeHead();
+    // The state after entry head.size: the applied state with the durable tail replayed on a copy.
+    const subjectsRoot = this.subjects.rootAfter(this.store.entries(this.lastApplied() + 1, head.size));
     const cp = signCheckpoint({
       v: 1, cluster: this.clusterId, size: head.size, root: toHex(head.root), head: toHex(head.head),
-      term: this.raw.status().term, signer: this.nodeId, ts: this.stamp(),
+      term: this.raw.status().term, signer: this.nodeId, ts: this.stamp(), subjects_root: subjectsRoot,
     }, this.secretKey);
     const r = this.propose(EntryKind.Checkpoint, encodeCheckpoint(cp));
     if (r !== null && r.ok) assert(r.index === head.size + 1, `checkpoint landed at ${r.index}, expected ${head.size + 1}`);

@@ -90,6 +90,8 @@ interface CheckpointRow {
   signer: string;
   ts: string;
   sig: string;
+  /** Absent (no column) in a data dir from before migration 0004; null for a checkpoint without it. */
+  subjects_root?: string | null;
 }
 
 /** Bytes from a BLOB column; a TEXT value (a tampered row) is taken as its UTF-8 bytes. */
@@ -107,7 +109,8 @@ function toEntry(r: LogRow): Entry {
 }
 
 function toCheckpoint(r: CheckpointRow, cluster: string): StoredCheckpoint {
-  return { v: 1, cluster, size: r.size, root: r.root, head: r.head, term: r.term, signer: r.signer, ts: r.ts, sig: r.sig, index: r.idx };
+  const base = { v: 1 as const, cluster, size: r.size, root: r.root, head: r.head, term: r.term, signer: r.signer, ts: r.ts };
+  return typeof r.subjects_root === "string" ? { ...base, subjects_root: r.subjects_root, sig: r.sig, index: r.idx } : { ...base, sig: r.sig, index: r.idx };
 }
 
 export interface StoreOptions {
@@ -120,6 +123,7 @@ export class Store implements StateStore, ChainSource {
   readonly db: Db;
   readonly readonly: boolean;
   private readonly s: Record<string, Statement>;
+  private cpInsert: Statement | undefined;
 
   constructor(file: string, options: StoreOptions = {}) {
     this.readonly = options.readonly === true;
@@ -147,7 +151,6 @@ export class Store implements StateStore, ChainSource {
       anchorGet: p("SELECT idx, term, hash FROM log_anchor WHERE id = 1"),
       nodeGet: p("SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?"),
       nodePut: p("INSERT OR REPLACE INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)"),
-      cpInsert: p("INSERT INTO checkpoints (idx, size, root, head, term, signer, ts, sig) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
       cpLatest: p("SELECT * FROM checkpoints ORDER BY idx DESC LIMIT 1"),
       cpLatestUpTo: p("SELECT * FROM checkpoints WHERE idx <= ? ORDER BY idx DESC LIMIT 1"),
       cpBySize: p("SELECT * FROM checkpoints WHERE size = ?"),
@@ -159,6 +162,8 @@ export class Store implements StateStore, ChainSource {
       srecPut: p("INSERT INTO subject_records (subject, version, idx) VALUES (?, ?, ?)"),
       srecList: p("SELECT version, idx FROM subject_records WHERE subject = ? AND idx >= ? ORDER BY version LIMIT ?"),
       srecAll: p("SELECT subject, version, idx FROM subject_records"),
+      subjInOrder: p("SELECT s.subject AS subject, s.version AS version, s.head AS head, r.idx AS first FROM subjects s JOIN subject_records r ON r.subject = s.subject AND r.version = 1 ORDER BY r.idx"),
+      srecBetween: p("SELECT subject, version, idx FROM subject_records WHERE idx > ? AND idx <= ? ORDER BY idx"),
       srecHashesBefore: p("SELECT l.hash AS hash FROM subject_records s JOIN log l ON l.idx = s.idx WHERE s.subject = ? AND s.idx < ? ORDER BY s.version"),
       dedupGet: p("SELECT key, digest, idx, term, hash FROM dedup WHERE key = ?"),
       dedupPut: p("INSERT INTO dedup (key, digest, idx, term, hash) VALUES (?, ?, ?, ?, ?)"),
@@ -375,7 +380,10 @@ export class Store implements StateStore, ChainSource {
   }
 
   insertCheckpoint(index: number, cp: Checkpoint): void {
-    this.s.cpInsert.run(index, cp.size, cp.root, cp.head, cp.term, cp.signer, cp.ts, cp.sig);
+    // Prepared on first use: a read-only opener (verify-chain years later) may hold a data dir from
+    // before migration 0004, whose checkpoints table has no subjects_root column to name.
+    this.cpInsert ??= this.db.prepare("INSERT INTO checkpoints (idx, size, root, head, term, signer, ts, sig, subjects_root) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    this.cpInsert.run(index, cp.size, cp.root, cp.head, cp.term, cp.signer, cp.ts, cp.sig, cp.subjects_root ?? null);
   }
 
   /** The latest checkpoint entry at or before log index `upTo` (default: any). */
@@ -439,6 +447,18 @@ export class Store implements StateStore, ChainSource {
   /** The entry hashes of a subject's records before a log index, in version order (to chain its subject heads). */
   *subjectHashesBefore(subject: string, beforeIndex: number): IterableIterator<Uint8Array> {
     for (const r of this.s.srecHashesBefore.iterate(subject, beforeIndex) as IterableIterator<{ hash: Buffer }>) yield u8(r.hash);
+  }
+
+  /** Every subject row in the order of its first record (subjects_root's leaf order), with that record's index. */
+  *subjectsInOrder(): IterableIterator<{ subject: string; version: number; head: Uint8Array; first: number }> {
+    for (const r of this.s.subjInOrder.iterate() as IterableIterator<{ subject: string; version: number; head: Buffer; first: number }>) {
+      yield { subject: r.subject, version: r.version, head: u8(r.head), first: r.first };
+    }
+  }
+
+  /** The records (subject, version, index) applied at log indices in (after, upTo], in index order. */
+  subjectRecordsBetween(after: number, upTo: number): Array<{ subject: string; version: number; index: number }> {
+    return (this.s.srecBetween.all(after, upTo) as Array<{ subject: string; version: number; idx: number }>).map((r) => ({ subject: r.subject, version: r.version, index: r.idx }));
   }
 
   /** A subject's records (version, index) from a log index on, at most limit. */

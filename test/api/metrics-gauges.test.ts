@@ -26,6 +26,7 @@ function fakeNode(k: Knobs): NodeInfo {
     config: () => ({ v: 1, voters: [], learners: [] }),
     figures: () => k.figures,
     drainTickLags: () => k.lags.splice(0),
+    tickLateMs: () => 0,
     onApplied: () => () => undefined,
   };
 }

@@ -15,7 +15,7 @@ import Database from "better-sqlite3";
 import type { Database as Db } from "better-sqlite3";
 import { isAppendAck, postRecord } from "../support/ledger-client";
 import { ProcessResult, Server, cleanupAll, getJson, makeTempDir, parseJsonOutput, pollUntil, runCli, startServer, withFailureContext } from "../support/server";
-import { CheckpointPayload, bufToHex, canonicalJson, entryHash, genesisHash, leafHash, merkleRoot } from "../support/independent";
+import { CheckpointPayload, bufToHex, canonicalJson, entryHash, genesisHash, leafHash, merkleRoot, replayLog, subjectsRootOfState } from "../support/independent";
 import { KIND_CHECKPOINT, KIND_RECORD, LogRow, clusterIdOf, logRows, rebuildCheckpointTable, rebuildMerkle, replayState, resign } from "../verify/forger";
 
 jest.setTimeout(120_000);
@@ -62,10 +62,12 @@ function rewrite(db: Db, secretKeyHex: string, edit: (rows: LogRow[]) => void): 
   let prev: Buffer = genesisHash(clusterIdOf(db));
   const leaves: Buffer[] = [];
   const update = db.prepare("UPDATE log SET payload = ?, hash = ? WHERE idx = ?");
-  for (const r of rows) {
+  for (const [i, r] of rows.entries()) {
     if (r.kind === KIND_CHECKPOINT) {
       const cp = JSON.parse(r.payload.toString("utf8")) as CheckpointPayload;
       const body = { ...cp, size: r.idx - 1, root: bufToHex(merkleRoot(leaves, r.idx - 1)), head: bufToHex(prev) };
+      // A thorough forger also commits the rewritten state: subjects_root of the replay of the rows before it.
+      if (cp.subjects_root !== undefined) body.subjects_root = bufToHex(subjectsRootOfState(replayLog(rows.slice(0, i), clusterIdOf(db))));
       r.payload = Buffer.from(canonicalJson(resign(body, secretKeyHex)), "utf8");
     }
     r.hash = entryHash(r.idx, r.term, r.kind, prev, r.payload);

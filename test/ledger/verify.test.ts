@@ -43,7 +43,7 @@ type Spec =
   | { kind: "noop"; term: number }
   | { kind: "record"; term: number; subject: string; key?: string; raw?: string }
   | { kind: "config"; term: number; voters: Node[]; learners?: Node[]; raw?: string }
-  | { kind: "checkpoint"; term: number; signer: Node; patch?: Partial<ind.CheckpointPayload>; signWith?: Node; raw?: string };
+  | { kind: "checkpoint"; term: number; signer: Node; patch?: Partial<ind.CheckpointPayload>; signWith?: Node; raw?: string; subjects?: boolean };
 
 const KIND = { noop: 0, record: 1, config: 2, checkpoint: 3 } as const;
 
@@ -103,7 +103,10 @@ function build(specs: Spec[], opts: { lastApplied?: number } = {}): Chain {
     if (s.kind === "checkpoint") {
       const body = {
         v: 1, cluster: CLUSTER, size: index - 1, root: ind.merkleRoot(leafHashes).toString("hex"), head: prev.toString("hex"),
-        term: s.term, signer: s.signer.id, ts: TS, ...s.patch,
+        term: s.term, signer: s.signer.id, ts: TS,
+        // subjects: sign the independent subjects_root of the state after the entries before it.
+        ...(s.subjects === true ? { subjects_root: ind.subjectsRootOfState(ind.replayLog(entries.map((e) => ({ idx: e.index, term: e.term, kind: e.kind, payload: e.payload, hash: e.hash })), CLUSTER)).toString("hex") } : {}),
+        ...s.patch,
       };
       const sig = cryptoSign(null, ind.checkpointMessage({ ...body, sig: "" }), (s.signWith ?? s.signer).priv).toString("hex");
       const cp = { ...body, sig, ...(s.patch?.sig === undefined ? {} : { sig: s.patch.sig }) };
@@ -456,6 +459,34 @@ describe("verifyChain refuses a broken data dir: ok false, the first bad index, 
   });
 });
 
+describe("subjects_root: a checkpoint that signs one must sign the replayed state's", () => {
+  // BASE with both checkpoints signing the independent subjects_root (the retry at 7 changes nothing).
+  const SIGNED = BASE.map((x) => (x.kind === "checkpoint" ? { ...x, subjects: true } : x));
+
+  test("the independent roots verify, from genesis and from a snapshot, and they differ between the two checkpoints", () => {
+    const c = build(SIGNED);
+    const roots = c.checkpointRows.map((cp) => cp.subjects_root);
+    expect(roots.every((r) => typeof r === "string" && /^[0-9a-f]{64}$/.test(r))).toBe(true);
+    expect(new Set(roots).size).toBe(2);
+    expect(verifyChain(source(c))).toMatchObject({ ok: true, checkpoints: 2 });
+    const fromSnap = compacted(6, N1, {}, build(SIGNED));
+    expect(verifyChain(source(fromSnap), { from: "snapshot" })).toMatchObject({ ok: true, checkpoints: 1 });
+  });
+
+  test("a stale or foreign subjects_root, properly signed, is a violation at the checkpoint naming the replayed root", () => {
+    const first = build(SIGNED).checkpointRows[0].subjects_root as string;
+    const c = build(withSpec(9, { kind: "checkpoint", term: 2, signer: N2, patch: { subjects_root: first } }));
+    // The state after 8 of this chain (its entry 5 signs no subjects_root, so its hashes differ from SIGNED's).
+    const right = build(withSpec(9, { kind: "checkpoint", term: 2, signer: N2, subjects: true })).checkpointRows[1].subjects_root as string;
+    expectBad(verifyChain(source(c)), 9, new RegExp(`^checkpoint subjects_root ${first} differs from the replayed state's ${right}$`));
+  });
+
+  test("a checkpoint past last_applied is not held to a state this data dir has not applied", () => {
+    const c = build(withSpec(9, { kind: "checkpoint", term: 2, signer: N2, patch: { subjects_root: "00".repeat(32) } }), { lastApplied: 7 });
+    expect(verifyChain(source(c))).toMatchObject({ ok: true, last_applied: 7 });
+  });
+});
+
 describe("the checkpoints table must equal the log's CHECKPOINT entries", () => {
   test("a row at an index with no CHECKPOINT entry", () => {
     const c = base();
@@ -578,8 +609,7 @@ function snapshotAt(c: Chain, at: number, signer: Node = N1, overrides: Partial<
 }
 
 /** The chain compacted to `at`: entries up to it gone, the snapshot and anchor in place. */
-function compacted(at: number, signer: Node = N1, overrides: Partial<SnapshotDoc> = {}): Chain {
-  const c = base();
+function compacted(at: number, signer: Node = N1, overrides: Partial<SnapshotDoc> = {}, c: Chain = base()): Chain {
   const snap = snapshotAt(c, at, signer, overrides);
   c.snapshot = snap.bytes;
   c.anchor = { index: at, term: c.entries[at - 1].term, hash: c.entries[at - 1].hash };

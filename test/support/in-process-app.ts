@@ -37,6 +37,8 @@ export interface InProcessOptions {
   readonly wrap?: (deps: RouteDeps) => RouteDeps;
   /** The app's logger (request lines, errors); the node and the audit log nothing. Default: silent. */
   readonly logger?: Logger;
+  /** A data dir to open again (a restart); close() then leaves it for the caller. Default: a new temp dir, removed on close. */
+  readonly dir?: string;
 }
 
 /** The body limit `serve` uses by default (DESIGN.md: a record body is at most 64 KiB by default). */
@@ -46,7 +48,7 @@ let clock = Date.parse("2026-01-01T00:00:00Z");
 
 /** Starts node + app; the node is leader (its NOOP applied) when this resolves. */
 export async function startInProcessApp(o: InProcessOptions = {}): Promise<InProcessApp> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "resonetics-api-inproc-"));
+  const dir = o.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "resonetics-api-inproc-"));
   const logger = pino({ level: "silent" });
   const dd = openDataDir(dir, "127.0.0.1:0");
   const node = new RaftLedgerNode(dd, {
@@ -71,7 +73,7 @@ export async function startInProcessApp(o: InProcessOptions = {}): Promise<InPro
       closed = true;
       await closeServer(server);
       await node.close();
-      fs.rmSync(dir, { recursive: true, force: true });
+      if (o.dir === undefined) fs.rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -210,15 +210,18 @@ export interface CheckpointPayload {
   signer: string;
   ts: string;
   sig: string;
+  /** The subjects commitment after entry size; absent in checkpoints from before it. */
+  subjects_root?: string;
 }
 
-/** The exact signed bytes: "resonetics/checkpoint/v1\n" || canonical_json(body without sig). */
+/**
+ * The exact signed bytes: "resonetics/checkpoint/v1\n" || canonical_json(body without sig), the
+ * body being the payload's fields (the API's `index` is the entry's place in the log, not signed).
+ */
 export function checkpointMessage(cp: CheckpointPayload): Buffer {
-  const { v, cluster, size, root, head, term, signer, ts } = cp;
-  return Buffer.concat([
-    Buffer.from("resonetics/checkpoint/v1\n", "utf8"),
-    Buffer.from(canonicalJson({ v, cluster, size, root, head, term, signer, ts }), "utf8"),
-  ]);
+  const { v, cluster, size, root, head, term, signer, ts, subjects_root } = cp;
+  const body = subjects_root === undefined ? { v, cluster, size, root, head, term, signer, ts } : { v, cluster, size, root, head, term, signer, ts, subjects_root };
+  return Buffer.concat([Buffer.from("resonetics/checkpoint/v1\n", "utf8"), Buffer.from(canonicalJson(body), "utf8")]);
 }
 
 const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
@@ -307,6 +310,21 @@ export function stateRootOf(subjects: Iterable<IndSubjectRow>, dedup: Iterable<I
     ...[...dedup].sort((a, b) => byCodeUnits(a.key, b.key)).map(dedupRowJson),
   ];
   return merkleRoot(rows.map((row) => leafHash(sha256(STATE_TAG, Buffer.from(row, "utf8")))));
+}
+
+/**
+ * subjects_root (DESIGN.md "State machine", as built): the RFC 9162 root over one leaf per subject,
+ * in the order of each subject's first record in the log; leaf data = "resonetics/subject/v1" ||
+ * canonical_json({head, subject, version}), the tree leaf SHA-256(0x00 || leaf data).
+ */
+export const subjectLeafHash = (subject: string, version: number, head: Uint8Array): Buffer =>
+  leafHash(Buffer.concat([Buffer.from("resonetics/subject/v1", "utf8"), Buffer.from(canonicalJson({ head: bufToHex(head), subject, version }), "utf8")]));
+
+/** subjects_root of a replayed state: its subjects in the order of their first record (their first index). */
+export function subjectsRootOfState(s: IndState): Buffer {
+  const first = (subject: string): number => (s.records.get(subject) ?? [])[0] ?? Number.MAX_SAFE_INTEGER;
+  const rows = [...s.subjects.values()].sort((a, b) => first(a.subject) - first(b.subject));
+  return merkleRoot(rows.map((r) => subjectLeafHash(r.subject, r.version, r.head)));
 }
 
 /** state_root of a replayed state. */

@@ -30,7 +30,9 @@ function entryProblem(e: unknown): string | null {
 
 function cpProblem(c: unknown, cluster: string): string | null {
   const x = c as J;
-  if (keysOf(x) !== "cluster,head,index,root,sig,signer,size,term,ts,v") return "checkpoint keys";
+  // subjects_root: in every checkpoint since it existed (DESIGN.md departure, README "Checking that a subject's history is complete").
+  if (keysOf(x) !== "cluster,head,index,root,sig,signer,size,term,ts,v" && keysOf(x) !== "cluster,head,index,root,sig,signer,size,subjects_root,term,ts,v") return "checkpoint keys";
+  if (x.subjects_root !== undefined && !HEX64.test(String(x.subjects_root))) return "checkpoint fields";
   if (x.v !== 1 || x.cluster !== cluster || typeof x.size !== "number" || x.index !== x.size + 1) return "checkpoint fields";
   if (!HEX64.test(String(x.root)) || !HEX64.test(String(x.head)) || typeof x.signer !== "string" || typeof x.ts !== "string" || typeof x.term !== "number") return "checkpoint fields";
   return null;

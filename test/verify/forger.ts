@@ -71,11 +71,11 @@ export function rebuildMerkle(db: Database): void {
 /** The checkpoints table re-derived from the CHECKPOINT entries in the log. */
 export function rebuildCheckpointTable(db: Database): void {
   db.prepare("DELETE FROM checkpoints").run();
-  const insert = db.prepare("INSERT INTO checkpoints (idx, size, root, head, term, signer, ts, sig) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+  const insert = db.prepare("INSERT INTO checkpoints (idx, size, root, head, term, signer, ts, sig, subjects_root) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
   for (const r of logRows(db)) {
     if (r.kind !== KIND_CHECKPOINT) continue;
     const cp = JSON.parse(r.payload.toString("utf8")) as CheckpointPayload;
-    insert.run(r.idx, cp.size, cp.root, cp.head, cp.term, cp.signer, cp.ts, cp.sig);
+    insert.run(r.idx, cp.size, cp.root, cp.head, cp.term, cp.signer, cp.ts, cp.sig, cp.subjects_root ?? null);
   }
 }
 
