@@ -1,13 +1,14 @@
 // Issue 10, acceptance 1: snapshots compress recovery, never history. A real node with
 // --snapshot-every 2000 takes 10,000 records (written concurrently, in batches) and is restarted
-// twice; afterwards it still holds and serves its whole history (GET /v1/records/5 and its
-// inclusion proof, history_from 1), it lists its last three snapshot anchors (GET /v1/snapshots,
+// twice; afterwards it still holds and serves its whole history (GET /v1/records/5, its
+// inclusion proof and its receipt, which the independent verifier checks; history_from 1), it lists its last three snapshot anchors (GET /v1/snapshots,
 // newest first), the audit verifies from each of them (audit/verify?from=<index>), and offline
 // verify-chain exits 0 from genesis and from each anchor.
 import * as path from "node:path";
 import Database from "better-sqlite3";
 import { postRecord } from "../support/ledger-client";
-import { HttpResult, Server, cleanupAll, http, makeTempDir, mapPool, parseJsonOutput, pollUntil, runVerifyChain, startServer, withFailureContext } from "../support/server";
+import { HttpResult, Server, cleanupAll, http, makeTempDir, mapPool, parseJsonOutput, pollUntil, runCli, runVerifyChain, startServer, withFailureContext } from "../support/server";
+import { IndTrust, independentReceiptProblem } from "../support/receipt-verifier";
 
 // ~25 s of writes on an idle 2-core machine; several times that when the machine is shared.
 jest.setTimeout(240_000);
@@ -85,6 +86,12 @@ test("10,000 records, --snapshot-every 2000, two restarts: full history served a
     expect({ status: five.status, index: (five.json as { index?: number }).index }).toEqual({ status: 200, index: 5 });
     const proof = await get("/v1/proofs/inclusion/5");
     expect({ status: proof.status, body: proof.json }).toMatchObject({ status: 200, body: { index: 5, leaf_hash: expect.stringMatching(/^[0-9a-f]{64}$/) } });
+    // And its receipt, checked offline by the independent verifier against the exported trust file.
+    const receipt = await get("/v1/receipts/5");
+    expect(receipt.status).toBe(200);
+    const exported = await runCli(["trust", "export", dir]);
+    expect({ code: exported.code, stderr: exported.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(independentReceiptProblem(Buffer.from(receipt.text, "utf8"), JSON.parse(exported.stdout) as IndTrust)).toBeNull();
 
     // The worker may still be making a snapshot of the last records; one finished after the list
     // below would drop its oldest anchor. Wait until none is due: the newest within SNAPSHOT_EVERY of
