@@ -114,6 +114,14 @@ beforeAll(async () => {
       }
     };
     const stopAndRead = async (srv: Server): Promise<void> => {
+      // The last record may have made a checkpoint due (K entries after the latest one): the node
+      // appends it after answering that record, so wait for it, and the log the stop leaves is the
+      // one the status below describes. Not due (fewer than K since), none comes: the interval is an hour.
+      await pollUntil("no checkpoint due", async () => {
+        const st = await getJson<{ commit_index: number }>(srv.baseUrl, "/v1/status");
+        const cp = await getJson<{ index: number }>(srv.baseUrl, "/v1/checkpoints/latest");
+        return st.commit_index - cp.index < CHECKPOINT_EVERY ? true : undefined;
+      }, 600, 50);
       const status = await getJson<{ commit_index: number }>(srv.baseUrl, "/v1/status");
       const stopped = await srv.stop();
       if (stopped.forced || stopped.code !== 0) throw new Error(`server did not stop cleanly: ${JSON.stringify(stopped)}`);
