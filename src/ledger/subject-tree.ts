@@ -102,6 +102,11 @@ export class SubjectTree {
     return at === undefined ? undefined : this.leaves[at].leaf;
   }
 
+  /** The leaves in tree order (the order of each subject's first record). */
+  *leavesInOrder(): IterableIterator<SubjectLeaf> {
+    for (const x of this.leaves) yield x.leaf;
+  }
+
   /** subjects_root: the RFC 9162 root over the leaves (the empty tree's root when there are none). */
   root(): Uint8Array {
     return this.leaves.length === 0 ? emptyRoot() : rootAt((level, index) => this.node(level, index), this.leaves.length);

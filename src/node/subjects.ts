@@ -109,9 +109,11 @@ export class SubjectCommitments {
     if (later.size === 0) return this.live;
     const tree = new SubjectTree();
     let hashed = 0;
-    for (const r of this.store.subjectsInOrder()) {
-      if (r.first > size) break; // leaf order is first-record order: this one and all after it came later
+    // The live tree's leaves, in first-record order: no second scan of the subjects table.
+    for (const r of this.live.leavesInOrder()) {
       const first = later.get(r.subject);
+      // Its first record came after `size`: so did every later leaf's (leaf order is first-record order).
+      if (first?.version === 1) break;
       if (first === undefined) {
         tree.set(r.subject, r.version, r.head);
         continue;

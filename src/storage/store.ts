@@ -162,7 +162,7 @@ export class Store implements StateStore, ChainSource {
       srecPut: p("INSERT INTO subject_records (subject, version, idx) VALUES (?, ?, ?)"),
       srecList: p("SELECT version, idx FROM subject_records WHERE subject = ? AND idx >= ? ORDER BY version LIMIT ?"),
       srecAll: p("SELECT subject, version, idx FROM subject_records"),
-      subjInOrder: p("SELECT s.subject AS subject, s.version AS version, s.head AS head, r.idx AS first FROM subjects s JOIN subject_records r ON r.subject = s.subject AND r.version = 1 ORDER BY r.idx"),
+      subjInOrder: p("SELECT s.subject AS subject, s.version AS version, s.head AS head FROM subjects s JOIN subject_records r ON r.subject = s.subject AND r.version = 1 ORDER BY r.idx"),
       srecBetween: p("SELECT subject, version, idx FROM subject_records WHERE idx > ? AND idx <= ? ORDER BY idx"),
       srecHashesBefore: p("SELECT l.hash AS hash FROM subject_records s JOIN log l ON l.idx = s.idx WHERE s.subject = ? AND s.idx < ? ORDER BY s.version"),
       dedupGet: p("SELECT key, digest, idx, term, hash FROM dedup WHERE key = ?"),
@@ -449,10 +449,10 @@ export class Store implements StateStore, ChainSource {
     for (const r of this.s.srecHashesBefore.iterate(subject, beforeIndex) as IterableIterator<{ hash: Buffer }>) yield u8(r.hash);
   }
 
-  /** Every subject row in the order of its first record (subjects_root's leaf order), with that record's index. */
-  *subjectsInOrder(): IterableIterator<{ subject: string; version: number; head: Uint8Array; first: number }> {
-    for (const r of this.s.subjInOrder.iterate() as IterableIterator<{ subject: string; version: number; head: Buffer; first: number }>) {
-      yield { subject: r.subject, version: r.version, head: u8(r.head), first: r.first };
+  /** Every subject row in the order of its first record (subjects_root's leaf order). */
+  *subjectsInOrder(): IterableIterator<{ subject: string; version: number; head: Uint8Array }> {
+    for (const r of this.s.subjInOrder.iterate() as IterableIterator<{ subject: string; version: number; head: Buffer }>) {
+      yield { subject: r.subject, version: r.version, head: u8(r.head) };
     }
   }
 
