@@ -1,8 +1,11 @@
 /**
  * Peer transport: one persistent outbound WebSocket per peer on its /v1/raft endpoint, carrying
  * frames one way (this node → peer); inbound connections carry the peers' frames to us.
- * Each connection starts with a mutual Ed25519 challenge-response: the dialer proves it holds the
- * key of a node in the current configuration, and the listener proves it is the peer dialed.
+ * Each connection starts with a mutual Ed25519 challenge-response (src/node/peer-session.ts): the
+ * dialer proves it holds the key of a node in the current configuration, the listener proves it is
+ * the peer dialed, both over an X25519 exchange and the TLS channel binding; every frame after it
+ * carries an HMAC under the session key, so nothing on the path can change, inject, replay or
+ * reorder one. With TLS (wss://) the certificate is not checked: the node key decides.
  * Send queues are bounded: a slow or absent peer loses frames (Raft retransmits), never memory.
  *
  * The endpoint is open to anyone who can reach the port, so everything before authentication is
@@ -17,7 +20,8 @@ import { randomBytes } from "node:crypto";
 import WebSocket, { WebSocketServer } from "ws";
 import type { Logger } from "pino";
 import { sign, verifySignature } from "../ledger/keys";
-import { fromHex, toHex, utf8 } from "../ledger/bytes";
+import { fromHex, toHex } from "../ledger/bytes";
+import { BINDING_NONE, channelBinding, dialerAuthMessage, FrameOpener, FrameSealer, KeyExchange, KX_HEX, listenerAuthMessage, TAG_BYTES, Transcript } from "./peer-session";
 import { decodeFrame, encodeFrame } from "./peer-codec";
 import { LedgerError } from "../util/errors";
 import { closeReason } from "../util/close-reason";
@@ -27,7 +31,7 @@ export const RAFT_PATH = "/v1/raft";
 
 /**
  * Bytes a dialer may send before it has authenticated. Its one frame before then is the auth
- * message: two ids, a 64-hex nonce and a 128-hex signature, ~300 bytes with framing (a legit
+ * message: two ids, a 64-hex nonce, a 64-hex X25519 key and a 128-hex signature, ~370 bytes with framing (a legit
  * dialer sends nothing else until our "ok"). 4 KiB leaves room for long ids while a stranger can
  * make us hold at most 4 KiB (times UNAUTHENTICATED_MAX: 64 KiB in all). Counted on the raw socket,
  * so ws never buffers more than one read (<= 64 KiB) of a larger frame before the connection ends.
@@ -86,16 +90,13 @@ export interface PeerTransportOptions<M extends { readonly to: string; readonly 
   readonly maxBufferedBytes?: number;
   readonly handshakeTimeoutMs?: number;
   readonly maxUnauthenticated?: number;
+  /** Dial peers over TLS (wss://). Every node of a cluster uses TLS or none. */
+  readonly tls?: boolean;
 }
 
-interface Challenge { t: "challenge"; node: string; cluster: string; nonce: string }
-interface Auth { t: "auth"; node: string; cluster: string; nonce: string; sig: string }
+interface Challenge { t: "challenge"; node: string; cluster: string; nonce: string; kx: string }
+interface Auth { t: "auth"; node: string; cluster: string; nonce: string; kx: string; sig: string }
 interface AuthOk { t: "ok"; sig: string }
-
-const dialerMessage = (cluster: string, from: string, to: string, nonce: string): Uint8Array =>
-  utf8(`resonetics/peer-auth/v1\n${cluster}\n${from}\n${to}\n${nonce}`);
-const listenerMessage = (cluster: string, from: string, to: string, nonce: string): Uint8Array =>
-  utf8(`resonetics/peer-auth-reply/v1\n${cluster}\n${from}\n${to}\n${nonce}`);
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null;
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -127,7 +128,8 @@ function containFaults<A extends unknown[]>(ws: WebSocket, log: Logger, fn: (...
 /** Outbound link to one peer: connect, authenticate, drain the queue; reconnect with backoff. */
 class PeerLink {
   private ws: WebSocket | null = null;
-  private ready = false;
+  /** Tags this connection's frames; set once the listener proved its key (null: not ready). */
+  private sealer: FrameSealer | null = null;
   private queue: string[] = [];
   private backoffMs = 50;
   private timer: NodeJS.Timeout | null = null;
@@ -145,7 +147,7 @@ class PeerLink {
 
   send(frame: string): void {
     // The receiver would drop the link on a frame over its limit, and the retry would too: drop it here, loudly.
-    if (frame.length > FRAME_BYTES_MAX / 3 && Buffer.byteLength(frame) > FRAME_BYTES_MAX) {
+    if (frame.length > FRAME_BYTES_MAX / 3 && Buffer.byteLength(frame) + TAG_BYTES > FRAME_BYTES_MAX) {
       this.oversized++;
       this.t.log.error({ peer: this.id, bytes: Buffer.byteLength(frame), max: FRAME_BYTES_MAX }, "frame exceeds the peer frame limit; not sent");
       return;
@@ -160,9 +162,11 @@ class PeerLink {
 
   private drain(): void {
     const ws = this.ws;
-    if (!this.ready || ws === null) return;
+    const sealer = this.sealer;
+    if (sealer === null || ws === null) return;
     // Each write's callback drains again, so a socket that was full takes more once it empties.
-    while (this.queue.length > 0 && ws.bufferedAmount < this.t.maxBufferedBytes) ws.send(this.queue.shift() as string, this.afterWrite);
+    // Sealed as sent: the tags' sequence is the order the listener receives them in.
+    while (this.queue.length > 0 && ws.bufferedAmount < this.t.maxBufferedBytes) ws.send(sealer.seal(Buffer.from(this.queue.shift() as string, "utf8")), this.afterWrite);
   }
 
   private connect(): void {
@@ -172,13 +176,23 @@ class PeerLink {
       this.retry();
       return;
     }
-    const ws = new WebSocket(`ws://${info.address}${RAFT_PATH}`, {
+    const tls = this.t.opts.tls === true;
+    const ws = new WebSocket(`${tls ? "wss" : "ws"}://${info.address}${RAFT_PATH}`, {
       perMessageDeflate: false, handshakeTimeout: this.t.handshakeTimeoutMs, maxPayload: DIALER_RECEIVE_BYTES_MAX,
+      // The certificate may be self-signed or of any CA: the listener proves the configured node
+      // key over this very TLS session (its exporter is in what it signs), which is what counts.
+      ...(tls ? { rejectUnauthorized: false, minVersion: "TLSv1.3" as const } : {}),
     });
     this.ws = ws;
+    let socket: unknown = null;
+    ws.once("upgrade", (res: http.IncomingMessage) => {
+      socket = res.socket;
+    });
+    const kx = new KeyExchange();
     const myNonce = toHex(randomBytes(32));
     const deadline = setTimeout(() => ws.terminate(), this.t.handshakeTimeoutMs);
     let stage: "challenge" | "ok" | "open" = "challenge";
+    let transcript: Transcript | null = null;
     ws.on("message", containFaults(ws, this.t.log, (data) => {
       let v: unknown;
       try {
@@ -190,27 +204,37 @@ class PeerLink {
       }
       if (stage === "challenge") {
         const c = v as Partial<Challenge>;
-        if (!isObj(v) || c.t !== "challenge" || c.node !== this.id || c.cluster !== this.t.opts.clusterId || typeof c.nonce !== "string" || !HEX64.test(c.nonce)) {
+        if (!isObj(v) || c.t !== "challenge" || c.node !== this.id || c.cluster !== this.t.opts.clusterId || typeof c.nonce !== "string" || !HEX64.test(c.nonce) || typeof c.kx !== "string" || !KX_HEX.test(c.kx)) {
           this.t.log.warn({ peer: this.id, got: isObj(v) ? v.node : undefined }, "peer at this address is not the node dialed");
           ws.terminate();
           return;
         }
-        const sig = toHex(sign(dialerMessage(this.t.opts.clusterId, this.t.opts.nodeId, this.id, c.nonce), this.t.opts.secretKey));
-        const auth: Auth = { t: "auth", node: this.t.opts.nodeId, cluster: this.t.opts.clusterId, nonce: myNonce, sig };
+        const binding = channelBinding(socket);
+        if (binding === null) {
+          this.t.log.warn({ peer: this.id }, "peer link is not TLS 1.3; its session cannot be bound");
+          ws.terminate();
+          return;
+        }
+        transcript = {
+          cluster: this.t.opts.clusterId, dialer: this.t.opts.nodeId, listener: this.id,
+          listenerNonce: c.nonce, listenerKx: c.kx, dialerNonce: myNonce, dialerKx: kx.publicHex, binding,
+        };
+        const sig = toHex(sign(dialerAuthMessage(transcript), this.t.opts.secretKey));
+        const auth: Auth = { t: "auth", node: this.t.opts.nodeId, cluster: this.t.opts.clusterId, nonce: myNonce, kx: kx.publicHex, sig };
         ws.send(JSON.stringify(auth));
         stage = "ok";
-      } else if (stage === "ok") {
+      } else if (stage === "ok" && transcript !== null) {
         const ok = v as Partial<AuthOk>;
-        const msg = listenerMessage(this.t.opts.clusterId, this.id, this.t.opts.nodeId, myNonce);
-        if (!isObj(v) || ok.t !== "ok" || !verifyHex(ok.sig, msg, info.publicKey)) {
-          this.t.log.warn({ peer: this.id }, "peer failed to prove its key; dropping the connection");
+        const key = kx.sessionKey(transcript.listenerKx, transcript);
+        if (!isObj(v) || ok.t !== "ok" || !verifyHex(ok.sig, listenerAuthMessage(transcript), info.publicKey) || key === null) {
+          this.t.log.warn({ peer: this.id }, "peer failed to prove its key over this session; dropping the connection");
           this.t.authFailures++;
           ws.terminate();
           return;
         }
         clearTimeout(deadline);
         stage = "open";
-        this.ready = true;
+        this.sealer = new FrameSealer(key);
         this.backoffMs = 50;
         this.drain();
       } else {
@@ -221,7 +245,7 @@ class PeerLink {
     }));
     ws.on("close", () => {
       clearTimeout(deadline);
-      this.ready = false;
+      this.sealer = null;
       this.ws = null;
       this.retry();
     });
@@ -304,6 +328,8 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
   refused = 0;
   /** Outbound connections whose listener failed to prove the dialed peer's key. */
   authFailures = 0;
+  /** Frames from an authenticated peer whose session tag failed (each one dropped its connection). */
+  badFrames = 0;
   private closed = false;
 
   constructor(readonly opts: PeerTransportOptions<M>) {
@@ -384,7 +410,9 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
     socket.once("close", gate.authenticated);
     // Added before ws's own 'data' listener, so it sees every byte (head included: ws re-reads it) first.
     socket.on("data", meter);
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, remote, gate));
+    // Taken from the socket the upgrade arrived on: a TLS 1.3 session's exporter, "none" on a plain one.
+    const binding = channelBinding(socket);
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, remote, gate, binding));
   }
 
   /** Queues msg for msg.to; dropped when the peer's queue is full or the transport is closed. */
@@ -417,7 +445,7 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
     return { unauthenticated: this.unauthenticated, authenticated };
   }
 
-  private accept(ws: WebSocket, remote: string, gate: PreAuthGate): void {
+  private accept(ws: WebSocket, remote: string, gate: PreAuthGate, binding: string | null): void {
     if (this.closed) {
       ws.terminate();
       return;
@@ -458,9 +486,11 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
       }
     });
     const nonce = toHex(randomBytes(32));
-    const challenge: Challenge = { t: "challenge", node: this.opts.nodeId, cluster: this.opts.clusterId, nonce };
+    const kx = new KeyExchange();
+    let opener: FrameOpener | null = null;
+    const challenge: Challenge = { t: "challenge", node: this.opts.nodeId, cluster: this.opts.clusterId, nonce, kx: kx.publicHex };
     ws.send(JSON.stringify(challenge));
-    ws.on("message", containFaults(ws, this.log, (data) => {
+    ws.on("message", containFaults(ws, this.log, (data: Buffer, isBinary: boolean) => {
       // A cut connection may still deliver what was in its last read: none of it counts.
       if (state === "refused" || gate.cut) return;
       if (state === "handshake") {
@@ -472,7 +502,7 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
           return;
         }
         const a = v as Partial<Auth>;
-        if (!isObj(v) || a.t !== "auth" || typeof a.node !== "string" || a.cluster !== this.opts.clusterId || typeof a.nonce !== "string" || !HEX64.test(a.nonce)) {
+        if (!isObj(v) || a.t !== "auth" || typeof a.node !== "string" || a.cluster !== this.opts.clusterId || typeof a.nonce !== "string" || !HEX64.test(a.nonce) || typeof a.kx !== "string" || !KX_HEX.test(a.kx)) {
           refuse("handshake is not for this cluster");
           return;
         }
@@ -481,10 +511,25 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
           refuse(`node ${JSON.stringify(a.node.slice(0, 64))} is not in the configuration`);
           return;
         }
-        if (!verifyHex(a.sig, dialerMessage(this.opts.clusterId, a.node, this.opts.nodeId, nonce), info.publicKey)) {
-          refuse(`signature does not verify against ${a.node}'s configured key`);
+        if (binding === null) {
+          refuse("the peer link is TLS older than 1.3, whose session cannot be bound");
           return;
         }
+        const transcript: Transcript = {
+          cluster: this.opts.clusterId, dialer: a.node, listener: this.opts.nodeId, listenerNonce: nonce, listenerKx: kx.publicHex, dialerNonce: a.nonce, dialerKx: a.kx, binding,
+        };
+        // A signature made over another TLS session (a relay, a terminating proxy) or over other
+        // X25519 keys (a man in the middle) fails here like a wrong key does.
+        if (!verifyHex(a.sig, dialerAuthMessage(transcript), info.publicKey)) {
+          refuse(`signature does not verify against ${a.node}'s configured key over this session`);
+          return;
+        }
+        const key = kx.sessionKey(a.kx, transcript);
+        if (key === null) {
+          refuse(`${a.node} offered an unusable key exchange`);
+          return;
+        }
+        opener = new FrameOpener(key);
         clearTimeout(deadline);
         state = "open";
         peer = a.node;
@@ -496,14 +541,20 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
           this.log.warn({ peer, remote, max: AUTHENTICATED_PER_PEER_MAX }, "too many connections from one peer; cutting its oldest");
           list[0].terminate(); // its 'close' removes it from the list
         }
-        const ok: AuthOk = { t: "ok", sig: toHex(sign(listenerMessage(this.opts.clusterId, this.opts.nodeId, a.node, a.nonce), this.opts.secretKey)) };
+        const ok: AuthOk = { t: "ok", sig: toHex(sign(listenerAuthMessage(transcript), this.opts.secretKey)) };
         ws.send(JSON.stringify(ok));
-        this.log.info({ peer, remote }, "peer authenticated");
+        this.log.info({ peer, remote, tls: binding !== BINDING_NONE }, "peer authenticated");
+        return;
+      }
+      const body = isBinary && opener !== null ? opener.open(data) : null;
+      if (body === null) {
+        this.badFrames++;
+        refuse(`frame from ${peer} failed its session tag (changed, injected, replayed or reordered on the way)`);
         return;
       }
       let msg: unknown;
       try {
-        msg = decodeFrame(data.toString());
+        msg = decodeFrame(body.toString("utf8"));
       } catch (err) {
         refuse(`malformed frame from ${peer} (${(err as Error).message.slice(0, 60)})`);
         return;

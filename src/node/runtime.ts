@@ -45,6 +45,8 @@ export interface RuntimeOptions {
   readonly readyMaxLag?: number;
   /** Peer addresses that override the configuration's (tests put fault proxies in between). */
   readonly peerAddresses?: ReadonlyMap<string, string>;
+  /** Dial peers over TLS (wss://): set when this node serves TLS; every node of a cluster does or none. */
+  readonly peerTls?: boolean;
   /** Called once when storage failed (disk full, EIO): the process should exit for its supervisor. */
   readonly onStorageFault?: (reason: string) => void;
   readonly now: () => Date;
@@ -168,7 +170,7 @@ export class LedgerRuntime {
     this.bootstrapPeers = bootCfg === null ? [] : [...bootCfg.voters, ...bootCfg.learners];
     this.transport = new PeerTransport<Message>({
       nodeId: this.nodeId, clusterId: this.clusterId, secretKey: this.secretKey, logger: this.log.child({ component: "transport" }),
-      peer: (id) => this.peerInfo(id), isMessage: isRaftMessage,
+      peer: (id) => this.peerInfo(id), isMessage: isRaftMessage, tls: opts.peerTls === true,
       onMessage: (m) => this.input(() => this.step(m)),
     });
     this.log = this.log.child({ term: this.raw.status().term });

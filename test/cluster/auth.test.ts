@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { TestCluster } from "../support/cluster";
 import { cleanupAll, getJson, http, parseJsonOutput, pollUntil, runVerifyChain, withFailureContext } from "../support/server";
-import { RaftPeerSocket, closeAllRaftPeers, listenerAuthMessage, waitForLogLine } from "../support/raft-peer";
+import { PeerTranscript, RaftPeerSocket, closeAllRaftPeers, listenerAuthMessage, waitForLogLine } from "../support/raft-peer";
 import { canonicalJson, entryHash, hexToBuf, verifyEd25519 } from "../support/independent";
 import { generateKeyPair } from "../../src/ledger/keys";
 import { encodeFrame } from "../../src/node/peer-codec";
@@ -154,8 +154,9 @@ describe("peer authentication on real nodes (acceptance 5)", () => {
       const answer = await sock.nextMessageOrClose();
       expect(answer).toEqual({ message: { t: "ok", sig: expect.stringMatching(/^[0-9a-f]{128}$/) as unknown } });
       const ok = (answer as { message: { sig: string } }).message;
-      // The follower proved its own key over our nonce: we really talk to it, authenticated.
-      expect(verifyEd25519(targetKey, listenerAuthMessage(q.cluster, target, leader, nonce), ok.sig)).toBe(true);
+      // The follower proved its own key over our nonce and X25519 key: we really talk to it, authenticated.
+      expect(sock.transcript).toMatchObject({ cluster: q.cluster, dialer: leader, listener: target, dialerNonce: nonce });
+      expect(verifyEd25519(targetKey, listenerAuthMessage(sock.transcript as PeerTranscript), ok.sig)).toBe(true);
 
       // 1: a record whose claimed hash is random bytes.
       const p1 = forgedPayload("forged-random-hash");
@@ -164,7 +165,7 @@ describe("peer authentication on real nodes (acceptance 5)", () => {
       const h2 = entryHash(q.last + 1, q.term, KIND_RECORD, hexToBuf(prev.hash), forgedPayload("the-payload-that-was-hashed"));
       const p2 = forgedPayload("the-payload-that-was-sent");
       for (const [payload, hash] of [[p1, h1], [p2, h2]] as const) {
-        expect(sock.sendText(appendFrame(leader, target, q, prev, { payload, hash }))).toBe(true);
+        expect(sock.sendFrame(appendFrame(leader, target, q, prev, { payload, hash }))).toBe(true);
         const hex = hash.toString("hex");
         await waitForLogLine(server, `verification failed for the entry claiming ${hex}`, (l) => l.includes("verification failed") && l.includes(hex));
       }

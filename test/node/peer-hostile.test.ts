@@ -7,10 +7,10 @@ import * as http from "node:http";
 import pino from "pino";
 import { cleanupAll, http as request, makeTempDir, pollUntil, startServer, Server } from "../support/server";
 import { RawConn, parseServerFrames, upgradeRequest, wsFrame, textFrame, ServerFrame } from "../support/hostile-ws";
-import { RaftPeerSocket, closeAllRaftPeers, dialerAuthMessage } from "../support/raft-peer";
+import { RaftPeerSocket, closeAllRaftPeers } from "../support/raft-peer";
 import { AUTHENTICATED_PER_PEER_MAX, PeerTransport, PeerInfo, PRE_AUTH_BYTES_MAX, RAFT_PATH, UNAUTHENTICATED_MAX } from "../../src/node/peer-transport";
 import { routeUpgrades } from "../../src/api/upgrade";
-import { generateKeyPair, KeyPair, sign } from "../../src/ledger/keys";
+import { generateKeyPair, KeyPair } from "../../src/ledger/keys";
 import { toHex } from "../../src/ledger/bytes";
 
 jest.setTimeout(60_000);
@@ -182,9 +182,7 @@ afterEach(async () => {
 
 /** An auth message from `from` over the listener's challenge, with `pad` extra characters. */
 function authText(peer: RaftPeerSocket, from: KeyPair, fromId: string, pad: number): string {
-  const c = peer.challenge;
-  const sig = toHex(sign(dialerAuthMessage(c.cluster, fromId, c.node, c.nonce), from.secretKey));
-  return JSON.stringify({ t: "auth", node: fromId, cluster: c.cluster, nonce: "0".repeat(64), sig, pad: "x".repeat(pad) });
+  return peer.authText(fromId, from.secretKey, "0".repeat(64), { pad: "x".repeat(pad) });
 }
 
 describe("the peer transport's limits", () => {

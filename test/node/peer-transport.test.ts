@@ -6,6 +6,7 @@ import { PeerTransport, PeerInfo, RAFT_PATH } from "../../src/node/peer-transpor
 import { generateKeyPair, KeyPair, sign } from "../../src/ledger/keys";
 import { toHex } from "../../src/ledger/bytes";
 import { decodeFrame, encodeFrame } from "../../src/node/peer-codec";
+import { dialerAuthMessage, PeerTranscript, x25519 } from "../support/raft-peer";
 
 interface Msg { readonly type: "Ping"; readonly from: string; readonly to: string; readonly n: number; readonly data: Uint8Array }
 const isMsg = (v: unknown): v is Msg => typeof v === "object" && v !== null && (v as Msg).type === "Ping";
@@ -56,8 +57,8 @@ interface RawDial { readonly ok: boolean; readonly code: number | null; readonly
 
 /**
  * Dials port as node `from` of cluster `cluster`, answering the listener's challenge with a
- * signature by `key` over the DESIGN.md peer-auth message, written here by hand so the test can
- * claim any cluster with a valid signature (a real PeerTransport refuses to try).
+ * signature by `key` over the documented v2 transcript, written by hand (test/support/raft-peer.ts)
+ * so the test can claim any cluster with a valid signature (a real PeerTransport refuses to try).
  */
 function rawDial(port: number, from: string, cluster: string, key: KeyPair): Promise<RawDial> {
   return new Promise((resolve, reject) => {
@@ -66,11 +67,13 @@ function rawDial(port: number, from: string, cluster: string, key: KeyPair): Pro
       ws.terminate();
       reject(new Error(`raw dial as ${from}@${cluster}: no answer within 5 s`));
     }, 5000);
+    const kx = x25519();
     ws.on("message", (data) => {
-      const v = JSON.parse(data.toString()) as { t: string; node?: string; nonce?: string };
+      const v = JSON.parse(data.toString()) as { t: string; node: string; nonce: string; kx: string };
       if (v.t === "challenge") {
-        const msg = new TextEncoder().encode(`resonetics/peer-auth/v1\n${cluster}\n${from}\n${v.node}\n${v.nonce}`);
-        ws.send(JSON.stringify({ t: "auth", node: from, cluster, nonce: randomBytes(32).toString("hex"), sig: toHex(sign(msg, key.secretKey)) }));
+        const nonce = randomBytes(32).toString("hex");
+        const t: PeerTranscript = { cluster, dialer: from, listener: v.node, listenerNonce: v.nonce, listenerKx: v.kx, dialerNonce: nonce, dialerKx: kx.publicHex, binding: "none" };
+        ws.send(JSON.stringify({ t: "auth", node: from, cluster, nonce, kx: kx.publicHex, sig: toHex(sign(dialerAuthMessage(t), key.secretKey)) }));
       } else if (v.t === "ok") {
         clearTimeout(timer);
         ws.terminate();

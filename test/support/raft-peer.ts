@@ -5,6 +5,8 @@
  * Also a bounded wait on a server's log lines (its stdout tail), to see what the node logged.
  */
 import WebSocket from "ws";
+import { createHash, createHmac, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, KeyObject } from "node:crypto";
+import { TLSSocket } from "node:tls";
 import { sign } from "../../src/ledger/keys";
 import { Server, pollUntil } from "./server";
 
@@ -13,6 +15,7 @@ export interface Challenge {
   readonly node: string;
   readonly cluster: string;
   readonly nonce: string;
+  readonly kx: string;
 }
 
 export interface CloseInfo {
@@ -23,13 +26,56 @@ export interface CloseInfo {
 const HANDSHAKE_WAIT_MS = 10_000;
 const MESSAGES_MAX = 1000;
 
-/** The bytes a dialer signs (peer-transport's dialer message, written out from its documented format). */
-export const dialerAuthMessage = (cluster: string, from: string, to: string, nonce: string): Uint8Array =>
-  Buffer.from(`resonetics/peer-auth/v1\n${cluster}\n${from}\n${to}\n${nonce}`, "utf8");
+/**
+ * The handshake transcript both ends sign, written out here from its documented format
+ * (src/node/peer-session.ts's header), not imported, so a change of the format fails these tests.
+ */
+export interface PeerTranscript {
+  readonly cluster: string;
+  readonly dialer: string;
+  readonly listener: string;
+  readonly listenerNonce: string;
+  readonly listenerKx: string;
+  readonly dialerNonce: string;
+  readonly dialerKx: string;
+  readonly binding: string;
+}
 
-/** The bytes a listener signs in its "ok" reply over the dialer's nonce. */
-export const listenerAuthMessage = (cluster: string, from: string, to: string, nonce: string): Uint8Array =>
-  Buffer.from(`resonetics/peer-auth-reply/v1\n${cluster}\n${from}\n${to}\n${nonce}`, "utf8");
+const transcriptText = (t: PeerTranscript): string =>
+  [t.cluster, t.dialer, t.listener, t.listenerNonce, t.listenerKx, t.dialerNonce, t.dialerKx, t.binding].join("\n");
+
+/** The bytes a dialer signs. */
+export const dialerAuthMessage = (t: PeerTranscript): Uint8Array => Buffer.from(`resonetics/peer-auth/v2\n${transcriptText(t)}`, "utf8");
+
+/** The bytes a listener signs in its "ok" reply. */
+export const listenerAuthMessage = (t: PeerTranscript): Uint8Array => Buffer.from(`resonetics/peer-auth-reply/v2\n${transcriptText(t)}`, "utf8");
+
+/** RFC 9266 tls-exporter of a TLS 1.3 socket, "none" for a plain one. */
+export function bindingOf(socket: unknown): string {
+  if (!(socket instanceof TLSSocket)) return "none";
+  return `tls-exporter:${socket.exportKeyingMaterial(32, "EXPORTER-Channel-Binding", Buffer.alloc(0)).toString("hex")}`;
+}
+
+/** A fresh X25519 key pair, its public half as 64 hex. */
+export function x25519(): { secret: KeyObject; publicHex: string } {
+  const { privateKey, publicKey } = generateKeyPairSync("x25519");
+  return { secret: privateKey, publicHex: Buffer.from(publicKey.export({ format: "jwk" }).x as string, "base64url").toString("hex") };
+}
+
+/** HKDF-SHA256(X25519(secret, peer), salt = SHA-256(transcript), info = "resonetics/peer-frames/v1"). */
+export function sessionKey(secret: KeyObject, peerHex: string, t: PeerTranscript): Buffer {
+  const peer = createPublicKey({ key: { kty: "OKP", crv: "X25519", x: Buffer.from(peerHex, "hex").toString("base64url") }, format: "jwk" });
+  const shared = diffieHellman({ privateKey: secret, publicKey: peer });
+  const salt = createHash("sha256").update(transcriptText(t), "utf8").digest();
+  return Buffer.from(hkdfSync("sha256", shared, salt, Buffer.from("resonetics/peer-frames/v1", "utf8"), 32));
+}
+
+/** HMAC-SHA256(key, u64be(seq) || body) || body: a frame as the dialer sends it. */
+export function sealFrame(key: Buffer, seq: number, body: Buffer): Buffer {
+  const s = Buffer.alloc(8);
+  s.writeBigUInt64BE(BigInt(seq));
+  return Buffer.concat([createHmac("sha256", key).update(s).update(body).digest(), body]);
+}
 
 const open = new Set<WebSocket>();
 
@@ -39,8 +85,12 @@ export class RaftPeerSocket {
   readonly messages: unknown[] = [];
   readonly closed: Promise<CloseInfo>;
   private waiters: Array<() => void> = [];
+  private readonly kx = x25519();
+  /** Set by authText/sendAuth: what this dialer signed. */
+  transcript: PeerTranscript | null = null;
+  private seq = 0;
 
-  private constructor(private readonly ws: WebSocket, readonly challenge: Challenge) {
+  private constructor(private readonly ws: WebSocket, readonly challenge: Challenge, readonly binding: string) {
     this.closed = new Promise<CloseInfo>((resolve) => {
       ws.once("close", (code: number, reason: Buffer) => resolve({ code, reason: reason.toString("utf8") }));
     });
@@ -50,10 +100,17 @@ export class RaftPeerSocket {
     });
   }
 
-  /** Connects to ws://127.0.0.1:port/v1/raft and waits for the node's challenge. */
-  static async connect(port: number): Promise<RaftPeerSocket> {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/raft`, { perMessageDeflate: false, handshakeTimeout: HANDSHAKE_WAIT_MS });
+  /** Connects to ws://127.0.0.1:port/v1/raft (wss:// with tls) and waits for the node's challenge. */
+  static async connect(port: number, opts: { tls?: boolean } = {}): Promise<RaftPeerSocket> {
+    const scheme = opts.tls === true ? "wss" : "ws";
+    const ws = new WebSocket(`${scheme}://127.0.0.1:${port}/v1/raft`, {
+      perMessageDeflate: false, handshakeTimeout: HANDSHAKE_WAIT_MS, ...(opts.tls === true ? { rejectUnauthorized: false } : {}),
+    });
     open.add(ws);
+    let socket: unknown = null;
+    ws.once("upgrade", (res) => {
+      socket = res.socket;
+    });
     ws.once("close", () => open.delete(ws));
     ws.on("error", () => {
       // surfaces as a close (or a failed connect below); the test asserts on those
@@ -69,20 +126,38 @@ export class RaftPeerSocket {
         reject(new Error(`127.0.0.1:${port}/v1/raft closed (${code}) before its challenge`));
       });
     });
-    return new RaftPeerSocket(ws, challenge);
+    return new RaftPeerSocket(ws, challenge, bindingOf(socket));
   }
 
-  /** Sends {t:"auth"} claiming `nodeId`, signed with secretKey over the node's challenge; nonce is ours (64 hex). */
-  sendAuth(nodeId: string, secretKey: Uint8Array, nonce: string): void {
+  /**
+   * The {t:"auth"} text claiming `nodeId`, signed with secretKey over the transcript of this
+   * connection (our nonce and X25519 key, its challenge, the binding); `extra` adds members.
+   */
+  authText(nodeId: string, secretKey: Uint8Array, nonce: string, extra: Record<string, unknown> = {}): string {
     const c = this.challenge;
-    const sig = Buffer.from(sign(dialerAuthMessage(c.cluster, nodeId, c.node, c.nonce), secretKey)).toString("hex");
-    this.sendText(JSON.stringify({ t: "auth", node: nodeId, cluster: c.cluster, nonce, sig }));
+    const t: PeerTranscript = { cluster: c.cluster, dialer: nodeId, listener: c.node, listenerNonce: c.nonce, listenerKx: c.kx, dialerNonce: nonce, dialerKx: this.kx.publicHex, binding: this.binding };
+    this.transcript = t;
+    const sig = Buffer.from(sign(dialerAuthMessage(t), secretKey)).toString("hex");
+    return JSON.stringify({ t: "auth", node: nodeId, cluster: c.cluster, nonce, kx: this.kx.publicHex, sig, ...extra });
+  }
+
+  /** Sends {t:"auth"} claiming `nodeId` (see authText); nonce is ours (64 hex). */
+  sendAuth(nodeId: string, secretKey: Uint8Array, nonce: string): void {
+    this.sendText(this.authText(nodeId, secretKey, nonce));
   }
 
   /** Sends one text frame if the socket is still open; false when it was already closing or closed. */
   sendText(text: string): boolean {
     if (this.ws.readyState !== WebSocket.OPEN) return false;
     this.ws.send(text);
+    return true;
+  }
+
+  /** Sends one frame after the handshake as a peer does: binary, tagged under the session key with the next sequence number. */
+  sendFrame(text: string): boolean {
+    if (this.transcript === null) throw new Error("sendFrame before sendAuth");
+    if (this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(sealFrame(sessionKey(this.kx.secret, this.challenge.kx, this.transcript), this.seq++, Buffer.from(text, "utf8")));
     return true;
   }
 
