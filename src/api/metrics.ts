@@ -28,6 +28,7 @@ export function createMetrics(node: NodeInfo): Metrics {
   sample("resonetics_writes_refused_total", "writes and reads refused at once because a bound was reached (503 overloaded)", (g) => g.set(node.figures().writesRefused));
   sample("resonetics_peer_frames_dropped_total", "frames dropped because a peer's send queue was full", (g) => g.set(node.figures().peerFramesDropped));
   sample("resonetics_peer_connections_refused_total", "inbound peer connections refused", (g) => g.set(node.figures().peerConnectionsRefused));
+  sample("resonetics_peer_frames_rejected_total", "peer frames that failed their session tag (changed, injected, replayed or reordered on the way); each dropped its link", (g) => g.set(node.figures().peerFramesRejected));
   sample("resonetics_tick_lag_max_seconds", "the latest a Raft tick fired after its time in the last 60 s", (g) => g.set(node.figures().tickLag.max));
   sample("resonetics_clock_behind_log_seconds", "how far this node's clock was behind the log's last timestamp at its latest stamp (it stamps the log's time then)", (g) => g.set(node.figures().clockBehindLogSeconds));
   new Summary({

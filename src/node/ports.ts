@@ -166,6 +166,8 @@ export interface NodeFigures {
   readonly writesRefused: number;
   readonly peerFramesDropped: number;
   readonly peerConnectionsRefused: number;
+  /** Frames from authenticated peers that failed their session tag (changed, injected, replayed or reordered on the way). */
+  readonly peerFramesRejected: number;
   /** How late the Raft tick timer fired over the last minute. */
   readonly tickLag: LagSummary;
   /** How far this node's clock was behind the log's last ts when it last stamped one (0: not behind). */

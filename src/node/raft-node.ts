@@ -74,7 +74,7 @@ export class RaftLedgerNode implements NodeInfo {
     return {
       commitIndex: this.rt.commitIndex(), lastApplied: this.rt.lastApplied(),
       uncommittedBytes: w.uncommittedBytes, pendingWrites: w.pendingWrites, writesRefused: w.refused,
-      peerFramesDropped: this.rt.peers.dropped(), peerConnectionsRefused: this.rt.peers.refused,
+      peerFramesDropped: this.rt.peers.dropped(), peerConnectionsRefused: this.rt.peers.refused, peerFramesRejected: this.rt.peers.badFrames,
       tickLag: this.rt.tickLag.summary(performance.now()),
       clockBehindLogSeconds: this.rt.clockBehindLogSeconds(),
     };

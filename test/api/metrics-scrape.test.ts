@@ -114,6 +114,7 @@ describe("GET /metrics", () => {
       resonetics_halted: "gauge",
       resonetics_peer_frames_dropped_total: "gauge",
       resonetics_peer_connections_refused_total: "gauge",
+      resonetics_peer_frames_rejected_total: "gauge",
       resonetics_appends_total: "counter",
       resonetics_append_seconds: "histogram",
     };
@@ -135,7 +136,8 @@ describe("GET /metrics", () => {
       halted: one("resonetics_halted").value,
       dropped: one("resonetics_peer_frames_dropped_total").value,
       refused: one("resonetics_peer_connections_refused_total").value,
-    }).toEqual({ term: st.term, commit: lastIndex, applied: lastIndex, leader: 1, halted: 0, dropped: 0, refused: 0 });
+      rejected: one("resonetics_peer_frames_rejected_total").value,
+    }).toEqual({ term: st.term, commit: lastIndex, applied: lastIndex, leader: 1, halted: 0, dropped: 0, refused: 0, rejected: 0 });
     expect(st.term).toBeGreaterThanOrEqual(1);
   }));
 
