@@ -49,7 +49,8 @@ export function errorHandler(logger: Logger) {
     if (e.code === "too_many_requests") res.setHeader("Retry-After", String(e.details?.retry_after_s ?? 1));
     const leaderAddress = e.details?.leader_address;
     if (e.code === "not_leader" && typeof leaderAddress === "string") {
-      res.setHeader("Location", `http://${leaderAddress}${req.originalUrl}`);
+      // The leader serves the scheme this node does: every node of a cluster uses TLS or none.
+      res.setHeader("Location", `${req.protocol}://${leaderAddress}${req.originalUrl}`);
     }
     res.status(status).json({ error: e.code, message: e.message, ...(e.details ?? {}) });
   };

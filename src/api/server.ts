@@ -1,5 +1,6 @@
 /** The HTTP server: express app with request logging, the v1 routes, health and readiness. */
 import * as http from "node:http";
+import * as https from "node:https";
 import type { Duplex } from "node:stream";
 import express, { NextFunction, Request, Response } from "express";
 import { pinoHttp } from "pino-http";
@@ -9,10 +10,13 @@ import { errorHandler, STATUS } from "./errors";
 import { MethodRouter, RouteDeps, v1Routes } from "./routes";
 import { createMetrics } from "./metrics";
 import { parseQuery } from "./params";
+import { requireClientCertificate } from "./client-cert";
 
 export interface AppOptions {
   /** --cors-origin: the one browser origin allowed to call the API (none by default). */
   readonly corsOrigin?: string;
+  /** --tls-client-ca: every request needs a verified client certificate (401 otherwise). */
+  readonly clientCertificates?: boolean;
 }
 
 /** Headers a browser honours for CORS; the API takes no cookies, so credentials stay off. */
@@ -57,6 +61,7 @@ export function createApp(deps: RouteDeps, logger: Logger, opts: AppOptions = {}
     },
   }));
   app.use(commonHeaders(opts));
+  if (opts.clientCertificates === true) app.use(requireClientCertificate());
   const top = new MethodRouter();
   // Alive (DESIGN.md "Health"): the process runs. A halted node is alive and says why in /ready
   // and /v1/status; restarting it would not cure a verification failure.
@@ -98,6 +103,40 @@ const SERVER_LIMITS = {
   connectionsCheckingIntervalMs: 1_000,
 } as const;
 
+/** TLS settings of the HTTPS server, each against an old client or a slow or hostile one. */
+const TLS_LIMITS = {
+  /** TLS 1.0 and 1.1 are deprecated (RFC 8996); every client of a 2020s stack speaks 1.2 or 1.3. */
+  minVersion: "TLSv1.2",
+  /**
+   * A handshake must finish within 10 s (Node's default is 120 s): a socket that never completes
+   * one holds a connection slot of maxConnections for less; a real one takes a few round trips.
+   */
+  handshakeTimeoutMs: 10_000,
+} as const;
+
+/** What the HTTPS server listens with (PEM); with clientCa, clients are asked for a certificate. */
+export interface HttpsCredentials {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  /**
+   * Client certificates are requested and verified against this CA, but a handshake without one
+   * is not refused: the check is per request (requireClientCertificate), so /v1/raft, where peers
+   * authenticate with their node keys, can be exempt.
+   */
+  readonly clientCa?: Buffer;
+}
+
+/** Options of https.createServer for these credentials. */
+function httpsOptions(tls: HttpsCredentials): https.ServerOptions {
+  return {
+    cert: tls.cert,
+    key: tls.key,
+    minVersion: TLS_LIMITS.minVersion,
+    handshakeTimeout: TLS_LIMITS.handshakeTimeoutMs,
+    ...(tls.clientCa === undefined ? {} : { ca: tls.clientCa, requestCert: true, rejectUnauthorized: false }),
+  };
+}
+
 /** Answers a request Node's parser refused (bad HTTP, headers too large, timeout) with JSON, then closes. */
 function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   if (err.code === "ECONNRESET" || !socket.writable) {
@@ -113,10 +152,14 @@ function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     `X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`);
 }
 
-/** Listens on host:port (0 picks a free port) and resolves with the bound port. */
-export function listen(app: express.Express, host: string, port: number): Promise<{ server: http.Server; port: number }> {
+/**
+ * Listens on host:port (0 picks a free port) and resolves with the bound port: HTTPS with `tls`,
+ * else plain HTTP, with the same limits either way (an https.Server is an http.Server with TLS).
+ */
+export function listen(app: express.Express, host: string, port: number, tls?: HttpsCredentials): Promise<{ server: http.Server; port: number }> {
   return new Promise((resolve, reject) => {
-    const server = http.createServer({ connectionsCheckingInterval: SERVER_LIMITS.connectionsCheckingIntervalMs }, app);
+    const options = { connectionsCheckingInterval: SERVER_LIMITS.connectionsCheckingIntervalMs };
+    const server: http.Server = tls === undefined ? http.createServer(options, app) : https.createServer({ ...options, ...httpsOptions(tls) }, app);
     server.maxConnections = SERVER_LIMITS.maxConnections;
     server.headersTimeout = SERVER_LIMITS.headersTimeoutMs;
     server.requestTimeout = SERVER_LIMITS.requestTimeoutMs;

@@ -1,10 +1,12 @@
 /** The `resonetics` command line. Every flag also reads an environment variable. */
 import { Command, InvalidArgumentError, Option } from "commander";
-import { checkPortFree, serve } from "./serve";
+import { checkCleartextExposure, checkPortFree, serve } from "./serve";
 import { verifyChainCommand } from "./verify-chain";
 import { trustExportCommand } from "./trust";
 import { receiptCommand, verifyReceiptCommand } from "./receipt";
-import { checkWritable, initCluster, lockDataDir, StartRefused } from "../node/data-dir";
+import { checkWritable, clusterNodeIds, initCluster, lockDataDir, StartRefused } from "../node/data-dir";
+import { ClusterCertificates, installClusterCertificates, installNodeTls, loadTlsMaterial, makeClusterCertificates, readCaBundle, readCertificatePair, readClusterCertificates } from "../node/tls";
+import type { TlsClientOptions } from "../client/http";
 import { prepareJoin, requestMembership } from "../node/join";
 import { useNativeCrypto } from "../node/native-crypto";
 import { MAX_PENDING_WRITES_DEFAULT, MAX_UNCOMMITTED_BYTES_DEFAULT } from "../node/writes";
@@ -37,6 +39,10 @@ interface ServeFlags {
   logLevel: string;
   publicAudit: boolean;
   corsOrigin?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
+  insecure: boolean;
 }
 
 /** pino's levels: anything else is a usage error (exit 2) naming --log-level, not a crash at start. */
@@ -87,17 +93,37 @@ function envFlag(cmd: Command, name: string): boolean {
 }
 
 /** A refused start (data dir held, unwritable, half-initialized; port in use) exits 2 with its reason (75 for a full disk); false then. */
-async function refusedExits2(p: Promise<void>): Promise<boolean> {
+async function refusedExits2(p: Promise<void>, refusing = "refusing to start"): Promise<boolean> {
   try {
     await p;
     return true;
   } catch (e) {
     if (!(e instanceof StartRefused)) throw e;
-    err(`resonetics: refusing to start: ${e.message}\n`);
+    err(`resonetics: ${refusing}: ${e.message}\n`);
     process.exitCode = e.exitCode;
     return false;
   }
 }
+
+/**
+ * --cacert, --cert, --key of a client command, read and checked (the CA parses, the key is the
+ * certificate's); a missing or bad file is a usage error (exit 2) naming it. Undefined: none given.
+ */
+function clientTls(cmd: Command, o: { cacert?: string; cert?: string; key?: string }): TlsClientOptions | undefined {
+  if ((o.cert === undefined) !== (o.key === undefined)) {
+    return cmd.error("error: --cert and --key go together: a client certificate needs its key", { exitCode: 2, code: "commander.invalidArgument" });
+  }
+  try {
+    const pair = o.cert !== undefined && o.key !== undefined ? readCertificatePair(o.cert, o.key) : undefined;
+    const ca = o.cacert === undefined ? undefined : readCaBundle(o.cacert);
+    return ca === undefined && pair === undefined ? undefined : { ...(ca === undefined ? {} : { ca }), ...(pair ?? {}) };
+  } catch (e) {
+    if (!(e instanceof StartRefused)) throw e;
+    return cmd.error(`error: ${e.message}`, { exitCode: 2, code: "commander.invalidArgument" });
+  }
+}
+
+const INSECURE_HELP = "serve plain HTTP on an address that is not loopback (the token and records cross the network in clear)";
 
 export function program(): Command {
   const p = new Command("resonetics").description("Resonetics: a verifiable, hash-chained audit-log ledger");
@@ -123,9 +149,15 @@ export function program(): Command {
     .addOption(new Option("--log-level <level>", "pino log level").env("RESONETICS_LOG_LEVEL").default("info").choices(LOG_LEVELS))
     .addOption(new Option("--public-audit", "GET /v1/audit/verify without a token (default: admin or audit.token)").env("RESONETICS_PUBLIC_AUDIT").default(false))
     .addOption(new Option("--cors-origin <origin>", "let this one browser origin call the API (CORS is off by default)").env("RESONETICS_CORS_ORIGIN").argParser(origin))
+    .addOption(new Option("--tls-cert <file>", "serve HTTPS with this PEM certificate (chain), with --tls-key (default: <data-dir>/tls/node.crt when present). " +
+      "A TLS node dials its peers with wss://: every node of a cluster serves TLS, or none does").env("RESONETICS_TLS_CERT"))
+    .addOption(new Option("--tls-key <file>", "the PEM private key of --tls-cert (default: <data-dir>/tls/node.key)").env("RESONETICS_TLS_KEY"))
+    .addOption(new Option("--tls-client-ca <file>", "require a client certificate signed by this CA on every client request (not on /v1/raft: peers use their node keys)").env("RESONETICS_TLS_CLIENT_CA"))
+    .addOption(new Option("--insecure", INSECURE_HELP).env("RESONETICS_INSECURE").default(false))
     .action(async (o: ServeFlags, cmd: Command) => {
       const publicAudit = cmd.getOptionValueSource("publicAudit") === "env" ? envFlag(cmd, "RESONETICS_PUBLIC_AUDIT") : o.publicAudit;
-      await refusedExits2(serve({ ...o, peers: typeof o.peers === "string" ? peerList(o.peers) : o.peers, bodyLimitBytes: o.bodyLimit, publicAudit }));
+      const insecure = cmd.getOptionValueSource("insecure") === "env" ? envFlag(cmd, "RESONETICS_INSECURE") : o.insecure;
+      await refusedExits2(serve({ ...o, peers: typeof o.peers === "string" ? peerList(o.peers) : o.peers, bodyLimitBytes: o.bodyLimit, publicAudit, insecure }));
     });
   p.command("cluster")
     .description("cluster set-up")
@@ -135,10 +167,20 @@ export function program(): Command {
     .requiredOption("--nodes <n>", "number of nodes (1..9)", int(1, 9))
     .addOption(new Option("--base-port <port>", "node i listens on base-port + i - 1").default(7001).argParser(int(1, 65535)))
     .addOption(new Option("--host <host>", "address the nodes listen on").default("127.0.0.1"))
-    .action((o: { dir: string; nodes: number; basePort: number; host: string }) => {
-      const r = initCluster(o.dir, o.nodes, o.host, o.basePort);
-      out(`cluster ${r.clusterId}: ${r.dirs.length} nodes\n`);
-      r.dirs.forEach((d, i) => out(`  n${i + 1}: resonetics serve --data-dir ${d} --host ${o.host} --port ${o.basePort + i}\n`));
+    .addOption(new Option("--tls-generate", "make a cluster CA (DIR/ca.crt, DIR/ca.key) and a certificate per node (its tls/ dir) with openssl: the nodes serve HTTPS").conflicts("tlsDir"))
+    .addOption(new Option("--tls-dir <dir>", "use existing certificates: <dir>/ca.crt and <dir>/n<i>.crt, <dir>/n<i>.key per node, copied into each node's tls/"))
+    .action(async (o: { dir: string; nodes: number; basePort: number; host: string; tlsGenerate?: boolean; tlsDir?: string }) => {
+      await refusedExits2(Promise.resolve().then(() => {
+        const ids = clusterNodeIds(o.nodes);
+        // Made or read (and checked) before any node dir is written: a failure leaves nothing behind.
+        const certs: ClusterCertificates | undefined = o.tlsGenerate === true ? makeClusterCertificates(ids.map((id) => ({ id, host: o.host })))
+          : o.tlsDir !== undefined ? readClusterCertificates(path.resolve(o.tlsDir), ids) : undefined;
+        const r = initCluster(o.dir, o.nodes, o.host, o.basePort);
+        const ca = certs === undefined ? undefined : installClusterCertificates(o.dir, certs);
+        out(`cluster ${r.clusterId}: ${r.dirs.length} nodes${ca === undefined ? "" : ", serving HTTPS (certificates in each node's tls/)"}\n`);
+        r.dirs.forEach((d, i) => out(`  n${i + 1}: resonetics serve --data-dir ${d} --host ${o.host} --port ${o.basePort + i}\n`));
+        if (ca !== undefined) out(`clients trust the cluster CA ${ca.caPath}: curl --cacert ${ca.caPath} https://${o.host}:${o.basePort}/v1/status\n`);
+      }), "cluster init refused");
     });
   p.command("join")
     .description("join a running cluster: prepare this node's data dir from a member, serve, and ask the leader to add it")
@@ -149,19 +191,33 @@ export function program(): Command {
     .addOption(new Option("--host <host>", "address to listen on").default("127.0.0.1"))
     .requiredOption("--port <port>", "port to listen on", int(1, 65535))
     .addOption(new Option("--log-level <level>", "pino log level").env("RESONETICS_LOG_LEVEL").default("info").choices(LOG_LEVELS))
-    .action(async (o: { dataDir: string; id: string; seed: string; tokenFile: string; host: string; port: number; logLevel: string }) => {
-      const spec = { dir: o.dataDir, id: o.id, address: `${o.host}:${o.port}`, seed: o.seed, adminToken: readFileSync(o.tokenFile, "utf8").trim() };
+    .addOption(new Option("--tls-cert <file>", "this node's PEM certificate, copied into its data dir's tls/ and served (the cluster's nodes serve TLS, or none does)"))
+    .addOption(new Option("--tls-key <file>", "the PEM private key of --tls-cert"))
+    .addOption(new Option("--cacert <file>", "the CA to trust for an https:// --seed (copied to tls/ca.crt)"))
+    .addOption(new Option("--insecure", INSECURE_HELP).env("RESONETICS_INSECURE").default(false))
+    .action(async (o: { dataDir: string; id: string; seed: string; tokenFile: string; host: string; port: number; logLevel: string; tlsCert?: string; tlsKey?: string; cacert?: string; insecure: boolean }, cmd: Command) => {
+      const insecure = cmd.getOptionValueSource("insecure") === "env" ? envFlag(cmd, "RESONETICS_INSECURE") : o.insecure;
+      const tls = clientTls(cmd, { cacert: o.cacert });
+      const spec = { dir: o.dataDir, id: o.id, address: `${o.host}:${o.port}`, seed: o.seed, adminToken: readFileSync(o.tokenFile, "utf8").trim(), tls };
       const dir = path.resolve(o.dataDir);
-      // serve's own checks, before prepareJoin writes the data dir: the port, writability, the lock.
-      const checked = await refusedExits2(checkPortFree(o.host, o.port).then(() => {
+      // serve's own checks, before prepareJoin writes the data dir: the TLS material, plain HTTP on a
+      // non-loopback address, the port, writability, the lock.
+      let material: ReturnType<typeof loadTlsMaterial>;
+      const checked = await refusedExits2(Promise.resolve().then(async () => {
+        material = loadTlsMaterial(dir, { cert: o.tlsCert, key: o.tlsKey });
+        checkCleartextExposure(o.host, material !== undefined, insecure);
+        await checkPortFree(o.host, o.port);
         checkWritable(dir);
         lockDataDir(dir);
       }));
       if (!checked) return;
       const { publicKey } = await prepareJoin(spec);
+      // Served from the data dir from now on, so a restart (`serve --data-dir`) keeps TLS.
+      if (material !== undefined && material.from === "flag") installNodeTls(dir, material, tls?.ca === undefined ? undefined : Buffer.from(tls.ca));
       const served = await refusedExits2(serve({
         dataDir: o.dataDir, host: o.host, port: o.port, checkpointEvery: 1000, checkpointIntervalMs: 1000, snapshotEvery: 100_000, snapshotsKeep: SNAPSHOTS_KEEP_DEFAULT,
         tickMs: 50, writeTimeoutMs: 5000, maxUncommittedBytes: MAX_UNCOMMITTED_BYTES_DEFAULT, maxPendingWrites: MAX_PENDING_WRITES_DEFAULT, readyMaxLag: 1000, peers: new Map(), bodyLimitBytes: 65536, logLevel: o.logLevel, publicAudit: false,
+        insecure,
       }));
       if (!served) return;
       const r = await requestMembership(spec, publicKey);
@@ -192,10 +248,14 @@ export function program(): Command {
     .addOption(new Option("--token-file <file>", "a token file (receipts need none by default)").env("RESONETICS_TOKEN_FILE"))
     .addOption(new Option("--wait-ms <ms>", "keep asking this long while no checkpoint covers the index").env("RESONETICS_WAIT_MS").default(0).argParser(int(0, 3_600_000)))
     .addOption(new Option("-o, --output <format>", "json (the receipt is JSON either way)").choices(["json", "text"]).default("json"))
-    .action(async (index: number, o: { endpoints: string; tokenFile?: string; waitMs: number }) => {
+    .addOption(new Option("--cacert <file>", "trust this CA for https:// endpoints (instead of the system's store)").env("RESONETICS_CACERT"))
+    .addOption(new Option("--cert <file>", "client certificate, for a node started with --tls-client-ca").env("RESONETICS_CERT"))
+    .addOption(new Option("--key <file>", "the private key of --cert").env("RESONETICS_KEY"))
+    .action(async (index: number, o: { endpoints: string; tokenFile?: string; waitMs: number; cacert?: string; cert?: string; key?: string }, cmd: Command) => {
       const endpoints = o.endpoints.split(",").map((u) => u.trim()).filter((u) => u.length > 0);
       const token = o.tokenFile === undefined ? undefined : readFileSync(o.tokenFile, "utf8").trim();
-      process.exitCode = await receiptCommand(index, { endpoints, waitMs: o.waitMs, timeoutMs: 10_000, ...(token === undefined ? {} : { token }) }, out, err);
+      const tls = clientTls(cmd, o);
+      process.exitCode = await receiptCommand(index, { endpoints, waitMs: o.waitMs, timeoutMs: 10_000, ...(token === undefined ? {} : { token }), ...(tls === undefined ? {} : { tls }) }, out, err);
     });
   p.command("verify-receipt")
     .description("verify a receipt offline against a trust file (exit 0 verified, 1 does not verify, 2 usage/unreadable)")

@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import { parseTrustFile } from "../ledger/trust";
 import { verifyReceiptBytes } from "../ledger/receipt";
 import type { Writer } from "./verify-chain";
+import { Fetch, fetchWith, TlsClientOptions } from "../client/http";
 
 export interface ReceiptCliOptions {
   readonly endpoints: readonly string[];
@@ -13,6 +14,8 @@ export interface ReceiptCliOptions {
   /** Keep asking while the node answers 202 (no checkpoint covers the index yet), at most this long. */
   readonly waitMs: number;
   readonly timeoutMs: number;
+  /** --cacert, --cert, --key: for https:// endpoints. */
+  readonly tls?: TlsClientOptions;
 }
 
 /** Polls between 202 answers: the server's Retry-After, but at most this often and at least this rarely. */
@@ -21,8 +24,8 @@ const RETRY_MAX_MS = 5000;
 
 type Fetched = { kind: "receipt"; text: string } | { kind: "pending"; message: string; retryMs: number } | { kind: "refused"; status: number; message: string };
 
-async function fetchOnce(base: string, index: number, o: ReceiptCliOptions): Promise<Fetched> {
-  const res = await fetch(`${base.replace(/\/+$/, "")}/v1/receipts/${index}`, {
+async function fetchOnce(fetcher: Fetch, base: string, index: number, o: ReceiptCliOptions): Promise<Fetched> {
+  const res = await fetcher(`${base.replace(/\/+$/, "")}/v1/receipts/${index}`, {
     headers: o.token === undefined ? {} : { authorization: `Bearer ${o.token}` },
     signal: AbortSignal.timeout(o.timeoutMs),
   });
@@ -46,13 +49,14 @@ async function fetchOnce(base: string, index: number, o: ReceiptCliOptions): Pro
 export async function receiptCommand(index: number, o: ReceiptCliOptions, out: Writer, err: Writer): Promise<number> {
   const deadline = Date.now() + o.waitMs;
   const failures: string[] = [];
+  const fetcher = fetchWith(o.tls);
   // Ends: each round either answers, or waits at least RETRY_MIN_MS, until the deadline.
   for (;;) {
     let pending: Extract<Fetched, { kind: "pending" }> | null = null;
     for (const base of o.endpoints) {
       let r: Fetched;
       try {
-        r = await fetchOnce(base, index, o);
+        r = await fetchOnce(fetcher, base, index, o);
       } catch (e) {
         failures.push(`${base}: ${(e as Error).message}`);
         continue;

@@ -12,6 +12,8 @@ import { routeUpgrades, UpgradeHandler } from "../api/upgrade";
 import { RAFT_PATH } from "../node/peer-transport";
 import { AuditRunner } from "../api/audit";
 import { EXIT_STORAGE_FAULT, isTransientFault, storageFaultCode } from "../node/storage-fault";
+import { loadTlsMaterial, TlsMaterial } from "../node/tls";
+import { withClientCertificate } from "../api/client-cert";
 
 export interface ServeOptions {
   readonly dataDir: string;
@@ -38,6 +40,13 @@ export interface ServeOptions {
   readonly publicAudit: boolean;
   /** --cors-origin: the one browser origin allowed (none by default). */
   readonly corsOrigin?: string;
+  /** --tls-cert / --tls-key: serve HTTPS with these (both or neither); absent: <data-dir>/tls/ when it has them. */
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  /** --tls-client-ca: every client request needs a certificate that verifies against this CA (not /v1/raft). */
+  readonly tlsClientCa?: string;
+  /** --insecure: plain HTTP on an address that is not loopback. */
+  readonly insecure: boolean;
 }
 
 /** Fields that may hold a secret, wherever a log call puts them. */
@@ -72,6 +81,31 @@ export function checkPortFree(host: string, port: number): Promise<void> {
   });
 }
 
+/** 127.0.0.0/8 and ::1 (an IPv4-mapped ::ffff:127.x too): what never leaves the machine. */
+const LOOPBACK = new net.BlockList();
+LOOPBACK.addSubnet("127.0.0.0", 8, "ipv4");
+LOOPBACK.addAddress("::1", "ipv6");
+
+/** True for a loopback address or "localhost"; any other name may resolve to a public address. */
+export function isLoopbackHost(host: string): boolean {
+  if (host.toLowerCase() === "localhost") return true;
+  const family = net.isIP(host);
+  return family !== 0 && LOOPBACK.check(host, family === 4 ? "ipv4" : "ipv6");
+}
+
+/**
+ * Refuses plain HTTP on an address other machines can reach, unless --insecure says so: the admin
+ * token in every write's Authorization header, and every record, would cross the network in clear.
+ */
+export function checkCleartextExposure(host: string, tls: boolean, insecure: boolean): void {
+  if (tls || insecure || isLoopbackHost(host)) return;
+  throw new StartRefused(
+    `refusing to serve plain HTTP on ${host}, which is not a loopback address: the admin token and every record would cross the network in clear. ` +
+      "Serve TLS (--tls-cert and --tls-key, or `cluster init --tls-generate`), or pass --insecure (RESONETICS_INSECURE=1) when something else encrypts the link (a TLS proxy, a VPN)",
+    host,
+  );
+}
+
 /** Flags first; on a cluster data dir, the node's own address in the configuration (DESIGN.md, Command line). */
 function listenAddress(o: ServeOptions, dir: string): ListenAddress {
   const configured = o.host !== undefined && o.port !== undefined ? null : configuredAddress(dir);
@@ -81,24 +115,33 @@ function listenAddress(o: ServeOptions, dir: string): ListenAddress {
   return { host: o.host ?? split?.host ?? DEFAULT_HOST, port: o.port ?? split?.port ?? DEFAULT_PORT, hostFrom: from(o.host), portFrom: from(o.port) };
 }
 
+interface Preflight {
+  readonly addr: ListenAddress;
+  readonly tls: TlsMaterial | undefined;
+}
+
 /**
- * Everything checked before the node writes or listens: the port (before anything is written, when
- * the data dir is still to be initialized), that the data dir can be written, and its lock.
+ * Everything checked before the node writes or listens: the TLS material (it reads nothing the start
+ * writes), plain HTTP on a non-loopback address and the port (before anything is written, when the
+ * data dir is still to be initialized), that the data dir can be written, and its lock.
  */
-async function preflight(o: ServeOptions, dir: string): Promise<ListenAddress> {
+async function preflight(o: ServeOptions, dir: string): Promise<Preflight> {
+  const tls = loadTlsMaterial(dir, { cert: o.tlsCert, key: o.tlsKey, clientCa: o.tlsClientCa });
   const fresh = !fs.existsSync(path.join(dir, DB_FILE));
   if (fresh) {
     const addr = listenAddress(o, dir); // no configuration yet: flags, else the defaults
+    checkCleartextExposure(addr.host, tls !== undefined, o.insecure);
     await checkPortFree(addr.host, addr.port);
     checkWritable(dir);
     lockDataDir(dir);
-    return addr;
+    return { addr, tls };
   }
   checkWritable(dir);
   lockDataDir(dir);
   const addr = listenAddress(o, dir);
+  checkCleartextExposure(addr.host, tls !== undefined, o.insecure);
   await checkPortFree(addr.host, addr.port);
-  return addr;
+  return { addr, tls };
 }
 
 /** After a storage fault the process exits within this long even if closing hangs on the failing disk. */
@@ -125,7 +168,7 @@ export async function serve(o: ServeOptions): Promise<void> {
   // Redaction is the second line of defence: no code path logs a token or key on purpose.
   const logger = pino({ level: o.logLevel, base: { pid: process.pid }, redact: { paths: REDACTED, censor: "[redacted]" } });
   const dir = path.resolve(o.dataDir);
-  const addr = await preflight(o, dir);
+  const { addr, tls } = await preflight(o, dir);
   const dd = openOrRefuse(dir, `${addr.host}:${addr.port}`);
   if (dd.created) logger.info({ data_dir: dd.dir, cluster: dd.clusterId }, "initialized a new single-node cluster");
   let exitForSupervisor = (): void => process.exit(EXIT_STORAGE_FAULT);
@@ -135,7 +178,8 @@ export async function serve(o: ServeOptions): Promise<void> {
     tickMs: o.tickMs, electionTick: 10, heartbeatTick: 2,
     checkpointEvery: o.checkpointEvery, checkpointIntervalMs: o.checkpointIntervalMs, snapshotEvery: o.snapshotEvery, snapshotsKeep: o.snapshotsKeep,
     writeTimeoutMs: o.writeTimeoutMs, maxUncommittedBytes: o.maxUncommittedBytes, maxPendingWrites: o.maxPendingWrites, readyMaxLag: o.readyMaxLag,
-    peerAddresses: o.peers, now: () => new Date(), logger: logger.child({ component: "node" }),
+    // A TLS node dials its peers with wss://: every node of a cluster serves TLS, or none does.
+    peerAddresses: o.peers, peerTls: tls !== undefined, now: () => new Date(), logger: logger.child({ component: "node" }),
     // The storage-fault policy (src/node/storage-fault.ts): stop acknowledging at once (done), let the
     // answers already decided (503s) go out, then exit for the supervisor.
     onStorageFault: () => exitForSupervisor(),
@@ -144,10 +188,12 @@ export async function serve(o: ServeOptions): Promise<void> {
   const audit = new AuditRunner({
     start: (job, onProgress, onNote) => node.reader.audit(job, onProgress, onNote), adminToken: dd.adminToken, auditToken: dd.auditToken, publicAudit: o.publicAudit, logger: log.child({ component: "audit" }),
   });
-  const app = createApp({ node, writes: node.writes, reader: node.reader, types: new RecordTypes(), adminToken: dd.adminToken, bodyLimitBytes: o.bodyLimitBytes, audit }, log, o.corsOrigin === undefined ? {} : { corsOrigin: o.corsOrigin });
+  const clientCertificates = tls?.clientCa !== undefined;
+  const app = createApp({ node, writes: node.writes, reader: node.reader, types: new RecordTypes(), adminToken: dd.adminToken, bodyLimitBytes: o.bodyLimitBytes, audit }, log,
+    { clientCertificates, ...(o.corsOrigin === undefined ? {} : { corsOrigin: o.corsOrigin }) });
   let bound: Awaited<ReturnType<typeof listen>>;
   try {
-    bound = await listen(app, addr.host, addr.port);
+    bound = await listen(app, addr.host, addr.port, tls);
   } catch (err) {
     // The port was free a moment ago (checkPortFree): another process took it since.
     await node.close();
@@ -156,8 +202,13 @@ export async function serve(o: ServeOptions): Promise<void> {
   const { server, port } = bound;
   const stream = new EntryStream(node.reader, node, log.child({ component: "stream" }));
   // One 'upgrade' listener: exact path → endpoint; any other path gets a JSON 404 and is closed.
-  routeUpgrades(server, new Map<string, UpgradeHandler>([[RAFT_PATH, node.peers], [STREAM_PATH, stream]]), log.child({ component: "upgrade" }));
-  log.info({ host: addr.host, port, host_from: addr.hostFrom, port_from: addr.portFrom, data_dir: dd.dir, term: node.currentTerm(), admin_token_file: path.join(dd.dir, TOKEN_FILE) }, "listening");
+  // /v1/raft takes no client certificate: peers authenticate with their Ed25519 node keys.
+  routeUpgrades(server, new Map<string, UpgradeHandler>([[RAFT_PATH, node.peers], [STREAM_PATH, clientCertificates ? withClientCertificate(stream) : stream]]), log.child({ component: "upgrade" }));
+  // A failed handshake (plain HTTP on this port, a timeout, an untrusted server certificate at the
+  // client) ends that socket; the reason is for debugging, never an error of the server.
+  if (tls !== undefined) server.on("tlsClientError", (err: Error) => log.debug({ err: err.message }, "TLS handshake failed"));
+  log.info({ host: addr.host, port, host_from: addr.hostFrom, port_from: addr.portFrom, tls: tls !== undefined, tls_from: tls?.from ?? null,
+    client_certificates: clientCertificates, data_dir: dd.dir, term: node.currentTerm(), admin_token_file: path.join(dd.dir, TOKEN_FILE) }, "listening");
   let stopping = false;
   const stop = (signal: string, exitCode = 0): void => {
     if (stopping) return;

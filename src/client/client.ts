@@ -10,6 +10,7 @@ import { verifyConsistency, verifyInclusion } from "../ledger/merkle-verify";
 import { Checkpoint, verifyCheckpointSignature } from "../ledger/checkpoint";
 import type { RecordRequest } from "../ledger/record";
 import type { EntryView } from "../api/views";
+import { Fetch, fetchWith, TlsClientOptions } from "./http";
 
 export interface ClientOptions {
   /** Base URLs of the nodes, e.g. http://127.0.0.1:8080; the first is tried first. */
@@ -20,6 +21,8 @@ export interface ClientOptions {
   /** Attempts per call before giving up (redirects do not count). */
   readonly maxAttempts?: number;
   readonly backoffMs?: number;
+  /** CA to trust and client certificate for https:// URLs (--cacert, --cert, --key). */
+  readonly tls?: TlsClientOptions;
 }
 
 export interface AppendAck {
@@ -64,6 +67,7 @@ export class LedgerClient {
   private readonly timeoutMs: number;
   private readonly maxAttempts: number;
   private readonly backoffMs: number;
+  private readonly fetch: Fetch;
 
   constructor(private readonly opts: ClientOptions) {
     if (opts.urls.length === 0) throw new TypeError("LedgerClient needs at least one URL");
@@ -71,6 +75,7 @@ export class LedgerClient {
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.maxAttempts = opts.maxAttempts ?? 8;
     this.backoffMs = opts.backoffMs ?? 50;
+    this.fetch = fetchWith(opts.tls);
   }
 
   /** Appends a record; retries reuse one idempotency key, so it lands at most once. */
@@ -134,7 +139,7 @@ export class LedgerClient {
     for (let attempt = 0; attempt < this.maxAttempts; ) {
       let res: Response;
       try {
-        res = await fetch(base + path, {
+        res = await this.fetch(base + path, {
           method,
           redirect: "manual",
           signal: AbortSignal.timeout(this.timeoutMs),

@@ -16,6 +16,7 @@ import { CompactRange } from "../ledger/merkle";
 import { LedgerError } from "../util/errors";
 import { assert } from "../util/assert";
 import { EXIT_STORAGE_FAULT, isTransientFault, storageFaultCode } from "./storage-fault";
+import { TLS_DIR } from "./tls";
 
 export const DB_FILE = "ledger.db";
 export const KEY_FILE = "node.key";
@@ -268,7 +269,9 @@ export function prepareDataDir(dir: string, address: string): boolean {
     checkInitialized(dir);
     return false;
   }
-  const stray = fs.readdirSync(dir).filter((n) => !UNINITIALIZED_ALLOWED.has(n) && !n.startsWith(PROBE_PREFIX)).sort();
+  // tls/ may be put in place before the first start (the node's certificate: tls.ts). TLS_DIR is read
+  // here, at call time, not in UNINITIALIZED_ALLOWED: tls.ts imports this module too.
+  const stray = fs.readdirSync(dir).filter((n) => !UNINITIALIZED_ALLOWED.has(n) && n !== TLS_DIR && !n.startsWith(PROBE_PREFIX)).sort();
   if (stray.length > 0) {
     const shown = stray.slice(0, STRAY_SHOWN_MAX).map((n) => path.join(dir, n)).join(", ");
     throw new StartRefused(`${shown}${stray.length > STRAY_SHOWN_MAX ? ` and ${stray.length - STRAY_SHOWN_MAX} more` : ""} ${stray.length === 1 ? "exists" : "exist"} without ${DB_FILE}: refusing to initialize over ${stray.length === 1 ? "it" : "them"} (move ${stray.length === 1 ? "it" : "them"} away, or point --data-dir at the node's directory)`, dir);
@@ -382,10 +385,13 @@ export function initNodeDir(spec: NodeDirSpec): void {
   recoverInterruptedInit(dir);
 }
 
+/** The node ids `cluster init` gives N nodes: n1..nN (also their data dirs' names). */
+export const clusterNodeIds = (nodes: number): string[] => Array.from({ length: nodes }, (_, i) => `n${i + 1}`);
+
 /** `resonetics cluster init`: N data dirs DIR/n1..nN sharing cluster id, genesis config, admin and audit token. */
 export function initCluster(root: string, nodes: number, host: string, basePort: number): { clusterId: string; dirs: string[] } {
   assert(Number.isInteger(nodes) && nodes >= 1 && nodes <= 9, "a cluster has 1 to 9 nodes");
-  const ids = Array.from({ length: nodes }, (_, i) => `n${i + 1}`);
+  const ids = clusterNodeIds(nodes);
   for (const id of ids) {
     const d = path.join(root, id);
     if (fs.existsSync(d) && fs.readdirSync(d).length > 0) throw new LedgerError("conflict", `${d} is not empty: refusing to overwrite a node`);

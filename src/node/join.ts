@@ -8,6 +8,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { LedgerClient } from "../client/client";
+import type { TlsClientOptions } from "../client/http";
 import { entryHash, EntryKind, genesisHash } from "../ledger/entry";
 import { generateKeyPair } from "../ledger/keys";
 import { decodeConfig, encodeConfig, ClusterConfig } from "../ledger/config";
@@ -23,6 +24,8 @@ export interface JoinSpec {
   /** A member's base URL, e.g. http://127.0.0.1:7001. */
   readonly seed: string;
   readonly adminToken: string;
+  /** --cacert: the CA to trust for an https:// seed. */
+  readonly tls?: TlsClientOptions;
 }
 
 /** Creates the joining node's data dir (once); returns its public key. */
@@ -37,7 +40,7 @@ export async function prepareJoin(spec: JoinSpec): Promise<{ publicKey: string; 
       store.close();
     }
   }
-  const client = new LedgerClient({ urls: [spec.seed], token: spec.adminToken });
+  const client = new LedgerClient({ urls: [spec.seed], token: spec.adminToken, tls: spec.tls });
   const status = await client.request("GET", "/v1/status") as { cluster?: unknown };
   if (typeof status.cluster !== "string") throw new LedgerError("bad_request", `${spec.seed} did not answer with a cluster id`);
   const genesis = await client.request("GET", "/v1/records/1?consistency=local") as { term: number; kind: string; hash: string; payload_b64: string };
@@ -59,6 +62,6 @@ export async function prepareJoin(spec: JoinSpec): Promise<{ publicKey: string; 
 
 /** Asks the cluster (through any member; redirects reach the leader) to add this node. */
 export async function requestMembership(spec: JoinSpec, publicKey: string): Promise<unknown> {
-  const client = new LedgerClient({ urls: [spec.seed], token: spec.adminToken, timeoutMs: 120_000, maxAttempts: 20 });
+  const client = new LedgerClient({ urls: [spec.seed], token: spec.adminToken, timeoutMs: 120_000, maxAttempts: 20, tls: spec.tls });
   return client.request("POST", "/v1/admin/members", { id: spec.id, address: spec.address, public_key: publicKey });
 }

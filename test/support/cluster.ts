@@ -5,7 +5,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { makeTempDir, runCli, startServer, Server, getJson, pollUntil } from "./server";
+import { makeTempDir, runCli, startServer, Server, getJson, pollUntil, trustTestCa } from "./server";
 import { freePortRange } from "../../scripts/bench-lib";
 
 export { freePortRange };
@@ -34,6 +34,8 @@ export interface ClusterOptions {
   readonly nodeEnv?: (id: string) => Readonly<Record<string, string>>;
   /** Runs after `cluster init`, before any node starts (e.g. to put a data dir on its own filesystem). */
   readonly beforeStart?: (c: TestCluster) => void | Promise<void>;
+  /** `cluster init --tls-generate`: every node serves HTTPS (and dials its peers with wss://); http() trusts the CA. */
+  readonly tls?: boolean;
 }
 
 export class TestCluster {
@@ -51,8 +53,9 @@ export class TestCluster {
   static async start(nodes: number, opts: ClusterOptions = {}): Promise<TestCluster> {
     const root = makeTempDir();
     const basePort = await freePortRange(nodes);
-    const r = await runCli(["cluster", "init", "--dir", root, "--nodes", String(nodes), "--base-port", String(basePort)], 60_000);
+    const r = await runCli(["cluster", "init", "--dir", root, "--nodes", String(nodes), "--base-port", String(basePort), ...(opts.tls === true ? ["--tls-generate"] : [])], 60_000);
     if (r.code !== 0) throw new Error(`cluster init failed (${r.code}): ${r.stderr}${r.stdout}`);
+    if (opts.tls === true) trustTestCa(fs.readFileSync(path.join(root, "ca.crt")));
     const ids = Array.from({ length: nodes }, (_, i) => `n${i + 1}`);
     const token = fs.readFileSync(path.join(root, "n1", "admin.token"), "utf8").trim();
     const c = new TestCluster(root, ids, basePort, token, opts);
@@ -70,7 +73,7 @@ export class TestCluster {
   }
 
   url(id: string): string {
-    return `http://127.0.0.1:${this.port(id)}`;
+    return `${this.opts.tls === true ? "https" : "http"}://127.0.0.1:${this.port(id)}`;
   }
 
   urls(): string[] {

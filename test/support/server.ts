@@ -9,6 +9,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as readline from "node:readline";
+import { Fetch, fetchWith } from "../../src/client/http";
 
 export const REPO_ROOT = path.resolve(__dirname, "..", "..");
 /** The project's own bin (compiled dist/, or the sources through tsx when dist/ is stale): what a user runs. */
@@ -306,6 +307,7 @@ export async function startServer(dir: string, opts: StartOptions = {}): Promise
     `--- stdout (tail) ---\n${out.text()}\n--- stderr (tail) ---\n${err.text()}`;
   stderrLines.on("line", (l) => err.push(l));
 
+  let tls = false;
   const port = await new Promise<number>((resolve, reject) => {
     let settled = false;
     const finish = (f: () => void): void => {
@@ -330,6 +332,7 @@ export async function startServer(dir: string, opts: StartOptions = {}): Promise
       const r = rec as Record<string, unknown>;
       if (r !== null && typeof r === "object" && r.msg === "listening" && typeof r.port === "number") {
         const p = r.port;
+        tls = r.tls === true;
         finish(() => resolve(p));
       }
     });
@@ -357,7 +360,7 @@ export async function startServer(dir: string, opts: StartOptions = {}): Promise
   return {
     dir,
     port,
-    baseUrl: `http://127.0.0.1:${port}`,
+    baseUrl: `${tls ? "https" : "http"}://127.0.0.1:${port}`,
     token,
     pid: child.pid ?? -1,
     exited,
@@ -476,6 +479,28 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
+/** CAs of test clusters (self-generated), trusted by http() for https:// URLs; bounded: a few per test file. */
+const testCas: Buffer[] = [];
+const TEST_CAS_MAX = 100;
+/** undici's fetch with an Agent that trusts every registered CA; rebuilt when one is added. */
+let httpsFetch: Fetch | null = null;
+
+/** Makes http() (and everything built on it) trust this CA for https:// URLs. */
+export function trustTestCa(pem: Buffer | string): void {
+  const b = Buffer.from(pem);
+  if (testCas.some((c) => c.equals(b))) return;
+  if (testCas.length >= TEST_CAS_MAX) throw new Error(`more than ${TEST_CAS_MAX} test CAs registered: a test registers one per request?`);
+  testCas.push(b);
+  httpsFetch = null;
+}
+
+/** The fetch for a URL: the global one for http:// (exactly as before), one trusting the test CAs for https://. */
+function fetchFor(url: string): Fetch {
+  if (!url.startsWith("https:")) return fetch;
+  httpsFetch ??= fetchWith({ ca: Buffer.concat(testCas.flatMap((c) => [c, Buffer.from("\n")])) });
+  return httpsFetch;
+}
+
 /** One HTTP request with a bounded time; json is the parsed body or undefined when it is not JSON. */
 export async function http(baseUrl: string, method: string, urlPath: string, opts: RequestOptions = {}): Promise<HttpResult> {
   const headers: Record<string, string> = { ...(opts.headers ?? {}) };
@@ -485,7 +510,7 @@ export async function http(baseUrl: string, method: string, urlPath: string, opt
     body = JSON.stringify(opts.json);
     if (!Object.keys(headers).some((h) => h.toLowerCase() === "content-type")) headers["content-type"] = "application/json";
   }
-  const res = await fetch(baseUrl + urlPath, {
+  const res = await fetchFor(baseUrl)(baseUrl + urlPath, {
     method,
     headers,
     body,
