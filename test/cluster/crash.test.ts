@@ -69,7 +69,7 @@ const nowMs = (): number => performance.now();
 async function writerLoop(c: TestCluster, phase: string, writer: number, writes: Write[], stopped: () => boolean): Promise<void> {
   // Each writer starts at a different node and knows all of them; the client follows 307s itself.
   const urls = c.urls().map((_, i, all) => all[(i + writer) % all.length]);
-  const client = new LedgerClient({ urls, token: c.token, timeoutMs: 4000, maxAttempts: 8, backoffMs: 50 });
+  const client = new LedgerClient({ urls, token: c.token, timeoutMs: 4000, maxAttempts: 8, backoffMs: 50, tls: c.clientTls() });
   for (let i = 0; i < WRITES_PER_WRITER_MAX && !stopped(); i++) {
     const value = `${phase}-w${writer}-${i}`;
     const w: Write = { writer, value, key: `crash-${SEED}-${value}`, call: nowMs(), ret: null, ack: null, error: null, unexpected: false };
@@ -101,9 +101,9 @@ const sameEntry = (a: EntryJson, b: EntryJson): boolean =>
 
 type LogOp = Operation<LogInput, LogOutput>;
 
-async function crashRun(mode: "leader" | "random"): Promise<void> {
+async function crashRun(mode: "leader" | "random", tls = false): Promise<void> {
   const rng = prng(SEED ^ (mode === "leader" ? 0x1ead : 0x5eed));
-  const c = await TestCluster.start(3, { serveArgs: ["--checkpoint-every", "50", "--checkpoint-interval-ms", "200"] });
+  const c = await TestCluster.start(3, { tls, serveArgs: ["--checkpoint-every", "50", "--checkpoint-interval-ms", "200"] });
   clusters.push(c);
   const writes: Write[] = [];
   const faults: Fault[] = [];
@@ -114,7 +114,7 @@ async function crashRun(mode: "leader" | "random"): Promise<void> {
   const acked = (): number => writes.reduce((n, w) => n + (w.ack === null ? 0 : 1), 0);
   const context = (): string => {
     const unknown = writes.filter((w) => w.ack === null);
-    return `reproduce: RESONETICS_SEED=${SEED} npx jest test/cluster/crash.test.ts -t '${mode}'\n` +
+    return `reproduce: RESONETICS_SEED=${SEED} npx jest test/cluster/crash.test.ts -t '${tls ? "over TLS" : mode}'\n` +
       `seed ${SEED}; mode ${mode}; phase ${phase}; cluster root ${c.root}\n` +
       `stats ${JSON.stringify(stats)}; writes ${writes.length}, acknowledged ${acked()}, unknown ${unknown.length}` +
       (unknown.length > 0 ? ` (e.g. ${unknown.slice(0, 5).map((w) => `${w.value}: ${w.error}`).join("; ")})` : "") + "\n" +
@@ -160,7 +160,7 @@ async function crashRun(mode: "leader" | "random"): Promise<void> {
     const barrierWriter = WRITERS;
     const barrier: Write = { writer: barrierWriter, value: `${mode}-barrier`, key: `crash-${SEED}-${mode}-barrier`, call: nowMs(), ret: null, ack: null, error: null, unexpected: false };
     writes.push(barrier);
-    barrier.ack = await new LedgerClient({ urls: c.urls(), token: c.token, timeoutMs: 5000, maxAttempts: 12 })
+    barrier.ack = await new LedgerClient({ urls: c.urls(), token: c.token, timeoutMs: 5000, maxAttempts: 12, tls: c.clientTls() })
       .append({ type: "policy.set", subject: "barrier", data: { name: barrier.value, value: 0 } }, barrier.key);
     barrier.ret = nowMs();
     const leader = await c.leader();
@@ -272,4 +272,6 @@ async function crashRun(mode: "leader" | "random"): Promise<void> {
 describe("kill -9 under concurrent writes on a 3-node cluster (acceptance 2)", () => {
   test(`the leader, ${FAULTS} times: nothing acknowledged is lost, nodes agree, chains verify, history linearizable`, () => crashRun("leader"));
   test(`a seeded random node, ${FAULTS} times: the same guarantees`, () => crashRun("random"));
+  // Issue 12, acceptance 1: the same run over TLS on every link (HTTPS clients, wss peers with bound handshakes).
+  test(`over TLS, the leader, ${FAULTS} times: the same guarantees`, () => crashRun("leader", true));
 });

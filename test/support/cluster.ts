@@ -76,6 +76,11 @@ export class TestCluster {
     return `${this.opts.tls === true ? "https" : "http"}://127.0.0.1:${this.port(id)}`;
   }
 
+  /** What a client of this cluster needs to trust it: its CA on a TLS cluster, nothing on a plain one. */
+  clientTls(): { ca: Buffer } | undefined {
+    return this.opts.tls === true ? { ca: fs.readFileSync(path.join(this.root, "ca.crt")) } : undefined;
+  }
+
   urls(): string[] {
     return this.ids.map((id) => this.url(id));
   }
