@@ -4,18 +4,22 @@
  * clients at 1, 16 and 64 concurrency with 256-byte records sent to the leader; committed appends/s
  * and client-side p50/p99. When `etcd` is on PATH (Debian's etcd-server), the same client code puts
  * 256-byte values through a 3-node etcd's v3 HTTP/JSON gateway in the same run, and the two are
- * printed side by side with the ratio. The systems run one after the other, never together, so
- * neither steals the other's CPU; each gets its own warm-up. It prints figures and the machine; it
- * never passes or fails on them.
+ * printed side by side with the ratio. Unless --tls 0, a second 3-node Resonetics cluster made by
+ * `cluster init --tls-generate` (clients over HTTPS with keep-alive trusting its ca.crt, peers over
+ * wss) takes the same load with the same bodies and client code, and a "TLS cost" table sets it beside
+ * the plain run (issue 12, acceptance 5). The runs go one after the other, never together, so none
+ * steals another's CPU; each gets its own warm-up. It prints figures and the machine; it never passes
+ * or fails on them.
  *
  *   npm run bench -- [--clients 1,16,64] [--ops 3000,10000,10000] [--warmup 1000]
- *                    [--systems resonetics,etcd] [--etcd-bin etcd] [--level-timeout-s 180]
+ *                    [--systems resonetics,etcd] [--tls 1] [--etcd-bin etcd] [--level-timeout-s 180]
  *                    [--timeout-s 1500] [--log-level warn] [--keep]
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { execFileSync } from "node:child_process";
+import * as tls from "node:tls";
 import {
   Answer, Client, LoadResult, OwnedProcess, adminToken, fmtInt, fmtMs, freePortRange, initClusterDirs, killOwned,
   NodeStatus, loadAverage, machine, nodeStatus, parseFlags, pinoLevel, pollUntil, requestJson, runLoad, scriptLog, startClusterNode, table,
@@ -27,7 +31,7 @@ const NODES = 3;
 const SUBJECTS = 1000;
 const STARTUP_TIMEOUT_MS = 60_000;
 /** SIGTERM → SIGKILL grace: an etcd leader stopping with its peers first tries to hand over leadership. */
-const STOP_TIMEOUT_MS: Record<SystemName, number> = { resonetics: 5_000, etcd: 15_000 };
+const STOP_TIMEOUT_MS: Record<RunName, number> = { resonetics: 5_000, "resonetics-tls": 5_000, etcd: 15_000 };
 const REQUEST_TIMEOUT_MS = 30_000;
 /** Warn-or-worse log lines kept per process for the report (all are counted). */
 const LOG_SAMPLES_MAX = 5;
@@ -35,12 +39,16 @@ const LOG_SAMPLES_MAX = 5;
 const DESIGN_ETCD = "etcd 3.4 in DESIGN.md: 360/s at 1 client, 1,510/s at 16, 2,690/s at 64";
 
 type SystemName = "resonetics" | "etcd";
+/** A run of the report: a system of --systems, or Resonetics again over TLS (--tls 1). */
+type RunName = SystemName | "resonetics-tls";
 
 interface Options {
   clients: number[];
   ops: number[];
   warmup: number;
   systems: SystemName[];
+  /** Also run Resonetics over TLS (after the plain run, with the same load) and print the TLS cost. */
+  tls: boolean;
   etcdBin: string;
   levelTimeoutMs: number;
   timeoutMs: number;
@@ -50,7 +58,7 @@ interface Options {
 
 function options(): Options {
   const f = parseFlags({
-    whole: { warmup: [1000, 0], "level-timeout-s": [180, 1], "timeout-s": [1500, 10] },
+    whole: { warmup: [1000, 0], tls: [1, 0], "level-timeout-s": [180, 1], "timeout-s": [1500, 10] },
     text: { clients: "1,16,64", ops: "3000,10000,10000", systems: "resonetics,etcd", "etcd-bin": "etcd" },
     logLevel: "warn",
   });
@@ -62,8 +70,9 @@ function options(): Options {
   const ops = clients.map((_, i) => opsRaw.length === 1 ? opsRaw[0] : opsRaw[i]);
   const systems = f.systems.split(",").map((x) => x.trim()).filter((x) => x.length > 0);
   for (const s of systems) if (s !== "resonetics" && s !== "etcd") throw new Error(`--systems: unknown system ${s} (resonetics, etcd)`);
+  if (f.tls > 1) throw new Error(`--tls must be 0 (skip the TLS run) or 1, got ${f.tls}`);
   return {
-    clients, ops, warmup: f.warmup, systems: systems as SystemName[], etcdBin: f.etcdBin,
+    clients, ops, warmup: f.warmup, systems: systems as SystemName[], tls: f.tls === 1, etcdBin: f.etcdBin,
     levelTimeoutMs: f.levelTimeoutS * 1000, timeoutMs: f.timeoutS * 1000, logLevel: f.logLevel, keep: f.keep,
   };
 }
@@ -107,7 +116,7 @@ class Complaints {
 
 /** What a run of one system produced: the measured levels and notes for the anomaly list. */
 interface SystemRun {
-  readonly name: SystemName;
+  readonly name: RunName;
   readonly setup: string;
   readonly warm: LoadResult | null;
   readonly levels: LoadResult[];
@@ -118,6 +127,8 @@ interface SystemRun {
 interface Target {
   readonly port: number;
   readonly token: string | null;
+  /** The CA to trust: the ops go over HTTPS (the TLS run); absent: plain HTTP. */
+  readonly ca?: Buffer;
   readonly path: string;
   readonly body: (i: number) => string;
   readonly ok: (status: number) => boolean;
@@ -132,18 +143,18 @@ interface Target {
  * moves mid-level, the op that learns it counts as failed and the following ops go to the new one
  * (as a real client would), so one election does not turn the rest of the level into redirects.
  */
-async function drive(name: SystemName, t: Target, o: Options, notes: string[]): Promise<{ warm: LoadResult | null; levels: LoadResult[] }> {
+async function drive(name: RunName, t: Target, o: Options, notes: string[]): Promise<{ warm: LoadResult | null; levels: LoadResult[] }> {
   let seq = 0;
   let port = t.port;
   const loadOnce = async (requests: number, clients: number): Promise<LoadResult> => {
-    const clientsUsed = [new Client(port, t.token, clients)];
+    const clientsUsed = [new Client(port, t.token, clients, t.ca)];
     const send = async (): Promise<Answer> => {
       const a = await clientsUsed[clientsUsed.length - 1].request("POST", t.path, t.body(seq++), {}, REQUEST_TIMEOUT_MS);
       const next = t.redirect?.(a);
       if (next !== undefined && next !== port && clientsUsed.length < 20) {
         notes.push(`${name} at ${clients} clients: redirected from :${port} to the new leader at :${next} at op #${seq} of the bench`);
         port = next;
-        clientsUsed.push(new Client(port, t.token, clients));
+        clientsUsed.push(new Client(port, t.token, clients, t.ca));
       }
       return a;
     };
@@ -177,7 +188,7 @@ async function drive(name: SystemName, t: Target, o: Options, notes: string[]): 
 }
 
 /** Stops every process (SIGTERM, then SIGKILL after STOP_TIMEOUT_MS) and notes any that needed it. */
-async function stopAll(name: SystemName, procs: readonly OwnedProcess[], notes: string[]): Promise<void> {
+async function stopAll(name: RunName, procs: readonly OwnedProcess[], notes: string[]): Promise<void> {
   const results = await Promise.all(procs.map(async (p) => ({ p, s: await p.stop(STOP_TIMEOUT_MS[name]) })));
   const forced = results.filter((r) => r.s.forced).map((r) => r.p.name);
   if (forced.length > 0) notes.push(`${name}: ${forced.join(", ")} did not exit within ${STOP_TIMEOUT_MS[name] / 1000} s of SIGTERM and were SIGKILLed`);
@@ -186,17 +197,43 @@ async function stopAll(name: SystemName, procs: readonly OwnedProcess[], notes: 
   for (const r of failed) notes.push(`${name}: ${r.p.name} exited with ${JSON.stringify(r.s)} on SIGTERM`);
 }
 
-function noteComplaints(name: SystemName, byProc: ReadonlyMap<string, Complaints>, notes: string[]): void {
+function noteComplaints(name: RunName, byProc: ReadonlyMap<string, Complaints>, notes: string[]): void {
   for (const [id, c] of byProc) {
     if (c.count === 0) continue;
     notes.push(`${name} ${id}: ${c.count} warn-or-worse log lines under load; first ${c.samples.length}:\n      ${c.samples.join("\n      ")}`);
   }
 }
 
-async function benchResonetics(o: Options, root: string): Promise<SystemRun> {
+/**
+ * The TLS version, cipher and key exchange a client of the node at port gets: what the TLS run's
+ * figures were measured with (a session of its own, verified against ca as the bench client does).
+ * 5 s: a loopback handshake takes milliseconds; the bound only keeps a wedged node from hanging the bench.
+ */
+function tlsSession(port: number, ca: Buffer, timeoutMs = 5_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: "127.0.0.1", port, ca }, () => {
+      const cipher = socket.getCipher();
+      const kx = socket.getEphemeralKeyInfo();
+      const exchange = kx !== null && "name" in kx ? `, ${String(kx.name)} key exchange` : "";
+      socket.end();
+      resolve(`${socket.getProtocol() ?? "unknown protocol"} ${cipher.standardName}${exchange}`);
+    });
+    socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`TLS handshake with :${port} took over ${timeoutMs} ms`)));
+    socket.once("error", reject);
+  });
+}
+
+/**
+ * A 3-node Resonetics cluster under the load of drive(): plain, or (secure) made by `cluster init
+ * --tls-generate` so the clients speak HTTPS trusting its ca.crt and the nodes talk over wss.
+ */
+async function benchResonetics(o: Options, root: string, secure: boolean): Promise<SystemRun> {
+  const name: RunName = secure ? "resonetics-tls" : "resonetics";
   const notes: string[] = [];
   const basePort = await freePortRange(NODES);
-  const nodes = await initClusterDirs(path.join(root, "resonetics"), NODES, basePort);
+  const nodes = await initClusterDirs(path.join(root, name), NODES, basePort, { tls: secure });
+  const ca = nodes[0].ca;
+  if (secure !== (ca !== undefined)) throw new Error(`${name}: cluster init ${secure ? "wrote no" : "unexpectedly wrote a"} cluster CA`);
   const token = adminToken(nodes[0]);
   const complaints = new Map<string, Complaints>(nodes.map((n) => [n.id, new Complaints()]));
   const procs = nodes.map((n) => startClusterNode(n, o.logLevel, (stream, line) => {
@@ -205,15 +242,16 @@ async function benchResonetics(o: Options, root: string): Promise<SystemRun> {
     if ((level !== undefined && level >= 40) || (level === undefined && stream === "stderr")) complaints.get(n.id)!.add(line);
   }));
   try {
-    log(`resonetics: 3 nodes on 127.0.0.1:${basePort}-${basePort + NODES - 1}, waiting for a leader`);
+    log(`${name}: 3 nodes on 127.0.0.1:${basePort}-${basePort + NODES - 1}${secure ? " (HTTPS, wss between nodes)" : ""}, waiting for a leader`);
     const leader = await waitForLeader(nodes, STARTUP_TIMEOUT_MS).catch((e: unknown) => {
       throw new Error(`${(e as Error).message}\n${procs.map((p) => `${p.name} (${p.running() ? "running" : JSON.stringify(p.status())}): ${[...p.stderr.last(10), ...p.stdout.last(10)].join("\n  ")}`).join("\n")}`);
     });
     const first = await nodeStatus(leader);
-    log(`resonetics: leader ${leader.id} (term ${first.term})`);
+    log(`${name}: leader ${leader.id} (term ${first.term})`);
+    const session = ca === undefined ? null : await tlsSession(leader.port, ca);
     let known = { node: leader, term: first.term };
     const target: Target = {
-      port: leader.port, token, path: "/v1/records", body: resoneticsBody, ok: (s) => s === 201,
+      port: leader.port, token, ...(ca === undefined ? {} : { ca }), path: "/v1/records", body: resoneticsBody, ok: (s) => s === 201,
       redirect: (a) => {
         if (a.status !== 307) return undefined;
         const m = /"leader_address":"[^"]*:([0-9]+)"/.exec(a.body);
@@ -237,7 +275,7 @@ async function benchResonetics(o: Options, root: string): Promise<SystemRun> {
       },
     };
     for (const c of complaints.values()) c.armed = true;
-    const { warm, levels } = await drive("resonetics", target, o, notes);
+    const { warm, levels } = await drive(name, target, o, notes);
     for (const c of complaints.values()) c.armed = false;
     // Every node should hold the same committed log once the followers have applied it.
     const final = await nodeStatus(known.node);
@@ -245,15 +283,16 @@ async function benchResonetics(o: Options, root: string): Promise<SystemRun> {
       const st = await Promise.all(nodes.map((n) => nodeStatus(n)));
       return st.every((s) => s.last_applied >= final.commit_index) ? st : undefined;
     }, 20_000, 100).catch((e: unknown) => {
-      notes.push(`resonetics: ${(e as Error).message}`);
+      notes.push(`${name}: ${(e as Error).message}`);
       return null;
     });
     const logLine = converged === null ? "" : `, ${fmtInt(final.commit_index)} entries committed and applied on all ${NODES} nodes`;
-    const setup = `3 nodes (n1..n3), leader ${leader.id} at the start, SQLite WAL synchronous=FULL on each node, POST /v1/records, ${RECORD_BYTES} B JSON body${logLine}`;
-    return { name: "resonetics", setup, warm, levels, notes };
+    const transport = session === null ? "" : `cluster init --tls-generate, HTTPS keep-alive from the clients (${session}), wss between the nodes, `;
+    const setup = `3 nodes (n1..n3), ${transport}leader ${leader.id} at the start, SQLite WAL synchronous=FULL on each node, POST /v1/records, ${RECORD_BYTES} B JSON body${logLine}`;
+    return { name, setup, warm, levels, notes };
   } finally {
-    await stopAll("resonetics", procs, notes);
-    noteComplaints("resonetics", complaints, notes);
+    await stopAll(name, procs, notes);
+    noteComplaints(name, complaints, notes);
   }
 }
 
@@ -343,21 +382,39 @@ async function benchEtcd(o: Options, root: string, bin: string): Promise<SystemR
   }
 }
 
-function report(o: Options, runs: readonly SystemRun[], header: string[], tail: string[]): string {
-  const lines = [...header, ""];
-  const res = runs.find((r) => r.name === "resonetics");
-  const etcd = runs.find((r) => r.name === "etcd");
+/**
+ * Two runs level by level: committed ops/s, p50 and p99 of each, and the ratio of their committed
+ * ops/s (ratio(left, right)); "-" where a run is missing.
+ */
+function sideBySide(
+  clients: readonly number[], left: { readonly label: string; readonly run: SystemRun | undefined }, right: { readonly label: string; readonly run: SystemRun | undefined },
+  ratio: { readonly label: string; readonly of: (left: LoadResult, right: LoadResult) => number },
+): string {
   // Only answers that mean "committed" count; a level with other answers is marked and explained below.
   const flag = (r: LoadResult): string => (r.errors > 0 || r.cutShort ? "*" : "");
   const cell = (r: LoadResult | undefined): string[] => r === undefined ? ["-", "-", "-"] : [`${flag(r)}${fmtInt(r.okPerSecond)}`, fmtMs(r.okP50Ms), fmtMs(r.okP99Ms)];
-  const rows: string[][] = [["clients", "resonetics ops/s", "p50 ms", "p99 ms", "etcd ops/s", "p50 ms", "p99 ms", "ratio (res/etcd)"]];
-  o.clients.forEach((c, l) => {
-    const a = res?.levels[l];
-    const b = etcd?.levels[l];
-    rows.push([String(c), ...cell(a), ...cell(b), a !== undefined && b !== undefined ? `${(a.okPerSecond / b.okPerSecond).toFixed(2)}x` : "-"]);
+  const rows: string[][] = [["clients", `${left.label} ops/s`, "p50 ms", "p99 ms", `${right.label} ops/s`, "p50 ms", "p99 ms", ratio.label]];
+  clients.forEach((c, l) => {
+    const a = left.run?.levels[l];
+    const b = right.run?.levels[l];
+    rows.push([String(c), ...cell(a), ...cell(b), a !== undefined && b !== undefined ? `${ratio.of(a, b).toFixed(2)}x` : "-"]);
   });
-  lines.push(table(rows));
+  return table(rows);
+}
+
+function report(o: Options, runs: readonly SystemRun[], header: string[], tail: string[]): string {
+  const lines = [...header, ""];
+  const res = runs.find((r) => r.name === "resonetics");
+  const resTls = runs.find((r) => r.name === "resonetics-tls");
+  const etcd = runs.find((r) => r.name === "etcd");
+  lines.push(sideBySide(o.clients, { label: "resonetics", run: res }, { label: "etcd", run: etcd }, { label: "ratio (res/etcd)", of: (a, b) => a.okPerSecond / b.okPerSecond }));
   lines.push("ops/s = committed appends (resonetics 201, etcd 200) per second of the level; p50/p99 over those; * = the level also had failed or unsent ops (see anomalies)", "");
+  if (resTls === undefined) lines.push(`TLS cost: not measured (${o.tls ? "it needs resonetics in --systems" : "--tls 0"})`, "");
+  else {
+    lines.push("TLS cost (resonetics plain vs the same cluster over TLS, same load):");
+    lines.push(sideBySide(o.clients, { label: "plain", run: res }, { label: "TLS", run: resTls }, { label: "ratio (TLS/plain)", of: (plain, secure) => secure.okPerSecond / plain.okPerSecond }));
+    lines.push("TLS = cluster init --tls-generate: clients over HTTPS keep-alive (a handshake per connection, not per op), nodes over wss; ratio < 1.00x is what TLS costs; * as above", "");
+  }
   const detail: string[][] = [["run", "clients", "ops sent", "seconds", "committed", "committed/s", "p50 ms", "p99 ms", "max ms (all)", "errors", "statuses"]];
   for (const r of runs) {
     const row = (what: string, x: LoadResult): string[] => [
@@ -403,15 +460,20 @@ async function main(): Promise<void> {
     `machine: ${machine()}`,
     `load average at start: ${loadAverage()} (1/5/15 min; other work on this machine shares its ${os.cpus().length} cores)`,
     `load: closed loop, each client waits for its answer; ${o.clients.map((c, i) => `${fmtInt(o.ops[i])} ops at ${c}`).join(", ")} clients after ${fmtInt(o.warmup)} warm-up ops; ` +
-      `HTTP/1.1 keep-alive to the leader, one agent per level with maxSockets = clients; latency = client-side, request sent to answer received`,
+      `HTTP/1.1 keep-alive to the leader${o.tls ? " (HTTPS trusting the cluster's ca.crt for resonetics-tls)" : ""}, one agent per level with maxSockets = clients; latency = client-side, request sent to answer received`,
   ];
   const envs = Object.keys(process.env).filter((k) => k.startsWith("RESONETICS_"));
   if (envs.length > 0) header.push(`note: the Resonetics nodes inherit ${envs.join(", ")} from this environment`);
   const tail: string[] = [];
   const runs: SystemRun[] = [];
   try {
-    if (o.systems.includes("resonetics")) runs.push(await benchResonetics(o, root));
+    if (o.systems.includes("resonetics")) runs.push(await benchResonetics(o, root, false));
     tail.push(`load average after resonetics: ${loadAverage()}`);
+    // Right after the plain run, so the two meet the machine in as similar a state as the bench can give.
+    if (o.tls && o.systems.includes("resonetics")) {
+      runs.push(await benchResonetics(o, root, true));
+      tail.push(`load average after resonetics-tls: ${loadAverage()}`);
+    }
     if (o.systems.includes("etcd")) {
       if (etcdBin === null) tail.push(`etcd: not found (${o.etcdBin} on PATH); install Debian's etcd-server for the side-by-side figures`);
       else {

@@ -1,6 +1,6 @@
 /**
- * Shared pieces of the benchmarks: a real `resonetics serve` process, a keep-alive HTTP load
- * generator with per-request latencies, percentiles, the machine description and a plain table;
+ * Shared pieces of the benchmarks: a real `resonetics serve` process, a keep-alive HTTP (or HTTPS)
+ * load generator with per-request latencies, percentiles, the machine description and a plain table;
  * for the cluster benchmark and `npm run cluster`: owned child processes with bounded output tails
  * and bounded stops, free loopback ports, bounded polling, and the nodes of a `cluster init` dir.
  * Benchmarks print figures; they never pass or fail on them.
@@ -8,11 +8,13 @@
 import { ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as http from "node:http";
+import * as https from "node:https";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as readline from "node:readline";
 import { parseArgs } from "node:util";
+import { TLS_CA_FILE } from "../src/node/tls";
 
 export const REPO_ROOT = path.resolve(__dirname, "..");
 /** The project's own bin: the compiled dist/ (npm run build), as production runs it. */
@@ -102,31 +104,50 @@ export interface Answer {
   readonly body: string;
 }
 
-/** A keep-alive HTTP client for one server: at most maxSockets connections, reused. */
+/**
+ * One request to 127.0.0.1:port and its whole answer: HTTPS trusting `ca` (a cluster's ca.crt) when
+ * given, else plain HTTP; through `agent` (keep-alive, its own `ca`) or on a connection of its own (false).
+ */
+function exchange(
+  port: number, ca: Buffer | undefined, agent: http.Agent | false, method: string, urlPath: string,
+  headers: Record<string, string>, body: string | undefined, timeoutMs: number,
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const h: Record<string, string | number> = { ...headers };
+    if (body !== undefined) {
+      h["content-type"] = "application/json";
+      h["content-length"] = Buffer.byteLength(body);
+    }
+    const options: http.RequestOptions = { host: "127.0.0.1", port, method, path: urlPath, agent, headers: h, timeout: timeoutMs };
+    const onAnswer = (res: http.IncomingMessage): void => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }));
+      res.on("error", reject);
+    };
+    // An agent carries its own ca (and a per-request ca would only lengthen its connection-pool key).
+    const req = ca === undefined ? http.request(options, onAnswer) : https.request(agent === false ? { ...options, ca } : options, onAnswer);
+    req.on("timeout", () => req.destroy(new Error(`${method} :${port}${urlPath} timed out after ${timeoutMs} ms`)));
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+/** A keep-alive HTTP (or HTTPS) client for one server: at most maxSockets connections, reused. */
 export class Client {
   private readonly agent: http.Agent;
-  /** token null: no Authorization header (e.g. for etcd's gateway). */
-  constructor(private readonly port: number, private readonly token: string | null, maxSockets: number) {
-    this.agent = new http.Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets });
+  /**
+   * token null: no Authorization header (e.g. for etcd's gateway). ca: speak HTTPS and trust it (the
+   * cluster's ca.crt); absent: plain HTTP. The same class either way, so both are measured alike.
+   */
+  constructor(private readonly port: number, private readonly token: string | null, maxSockets: number, private readonly ca?: Buffer) {
+    const pool = { keepAlive: true, maxSockets, maxFreeSockets: maxSockets };
+    this.agent = ca === undefined ? new http.Agent(pool) : new https.Agent({ ...pool, ca });
   }
 
   request(method: string, urlPath: string, body?: string, headers: Record<string, string> = {}, timeoutMs = 30_000): Promise<Answer> {
-    return new Promise((resolve, reject) => {
-      const h: Record<string, string | number> = this.token === null ? { ...headers } : { ...headers, authorization: `Bearer ${this.token}` };
-      if (body !== undefined) {
-        h["content-type"] = "application/json";
-        h["content-length"] = Buffer.byteLength(body);
-      }
-      const req = http.request({ host: "127.0.0.1", port: this.port, method, path: urlPath, agent: this.agent, headers: h, timeout: timeoutMs }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }));
-        res.on("error", reject);
-      });
-      req.on("timeout", () => req.destroy(new Error(`${method} ${urlPath} timed out after ${timeoutMs} ms`)));
-      req.on("error", reject);
-      req.end(body);
-    });
+    const h = this.token === null ? headers : { ...headers, authorization: `Bearer ${this.token}` };
+    return exchange(this.port, this.ca, this.agent, method, urlPath, h, body, timeoutMs);
   }
 
   close(): void {
@@ -442,27 +463,17 @@ export async function pollUntil<T>(what: string, probe: () => Promise<T | undefi
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError === "" ? "" : ` (last error: ${lastError})`}`);
 }
 
-/** One request without keep-alive to 127.0.0.1:port, bounded in time; the body parsed as JSON. */
-export function requestJson<T>(port: number, method: string, urlPath: string, body?: string, timeoutMs = 2_000): Promise<{ status: number; json: T }> {
-  return new Promise((resolve, reject) => {
-    const headers: Record<string, string | number> = body === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(body) };
-    const req = http.request({ host: "127.0.0.1", port, method, path: urlPath, agent: false, headers, timeout: timeoutMs }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => {
-        const text = Buffer.concat(chunks).toString("utf8");
-        try {
-          resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) as T });
-        } catch {
-          reject(new Error(`${method} :${port}${urlPath} → ${res.statusCode}, not JSON: ${text.slice(0, 200)}`));
-        }
-      });
-      res.on("error", reject);
-    });
-    req.on("timeout", () => req.destroy(new Error(`${method} :${port}${urlPath} timed out after ${timeoutMs} ms`)));
-    req.on("error", reject);
-    req.end(body);
-  });
+/**
+ * One request without keep-alive to 127.0.0.1:port, bounded in time; the body parsed as JSON.
+ * ca: HTTPS trusting it (a TLS cluster node); absent: plain HTTP.
+ */
+export async function requestJson<T>(port: number, method: string, urlPath: string, body?: string, timeoutMs = 2_000, ca?: Buffer): Promise<{ status: number; json: T }> {
+  const a = await exchange(port, ca, false, method, urlPath, {}, body, timeoutMs);
+  try {
+    return { status: a.status, json: JSON.parse(a.body) as T };
+  } catch (e) {
+    throw new Error(`${method} :${port}${urlPath} → ${a.status}, not JSON (${(e as Error).message}): ${a.body.slice(0, 200)}`);
+  }
 }
 
 /** Runs the resonetics CLI as a process (bounded by timeoutMs) and collects its output. */
@@ -490,17 +501,24 @@ export interface ClusterNode {
   readonly id: string;
   readonly dir: string;
   readonly port: number;
+  /** The cluster CA (DIR/ca.crt) when the node serves HTTPS (cluster init --tls-generate); absent: plain HTTP. */
+  readonly ca?: Buffer;
 }
 
-export function clusterNodes(root: string, nodes: number, basePort: number): ClusterNode[] {
-  return Array.from({ length: nodes }, (_, i) => ({ id: `n${i + 1}`, dir: path.join(root, `n${i + 1}`), port: basePort + i }));
+export function clusterNodes(root: string, nodes: number, basePort: number, ca?: Buffer): ClusterNode[] {
+  return Array.from({ length: nodes }, (_, i) => ({ id: `n${i + 1}`, dir: path.join(root, `n${i + 1}`), port: basePort + i, ...(ca === undefined ? {} : { ca }) }));
 }
 
-/** `resonetics cluster init --dir root --nodes n --base-port p` as a process. */
-export async function initClusterDirs(root: string, nodes: number, basePort: number, timeoutMs = 60_000): Promise<ClusterNode[]> {
-  const r = await runCli(["cluster", "init", "--dir", root, "--nodes", String(nodes), "--base-port", String(basePort), "--host", "127.0.0.1"], timeoutMs);
+/**
+ * `resonetics cluster init --dir root --nodes n --base-port p` as a process; with tls, also
+ * --tls-generate (a cluster CA and a certificate per node), and the nodes carry root/ca.crt.
+ */
+export async function initClusterDirs(root: string, nodes: number, basePort: number, o: { readonly tls?: boolean; readonly timeoutMs?: number } = {}): Promise<ClusterNode[]> {
+  const tlsArgs = o.tls === true ? ["--tls-generate"] : [];
+  // 60 s by default: init writes a few small files, and --tls-generate adds a few openssl runs (each well under a second).
+  const r = await runCli(["cluster", "init", "--dir", root, "--nodes", String(nodes), "--base-port", String(basePort), "--host", "127.0.0.1", ...tlsArgs], o.timeoutMs ?? 60_000);
   if (r.code !== 0) throw new Error(`cluster init failed (exit ${r.code}): ${r.stderr}${r.stdout}`);
-  return clusterNodes(root, nodes, basePort);
+  return clusterNodes(root, nodes, basePort, o.tls === true ? fs.readFileSync(path.join(root, TLS_CA_FILE)) : undefined);
 }
 
 /** The cluster's admin token (cluster init gives every node the same one). */
@@ -528,7 +546,7 @@ export interface NodeStatus {
 }
 
 export async function nodeStatus(node: ClusterNode, timeoutMs = 2_000): Promise<NodeStatus> {
-  const r = await requestJson<NodeStatus>(node.port, "GET", "/v1/status", undefined, timeoutMs);
+  const r = await requestJson<NodeStatus>(node.port, "GET", "/v1/status", undefined, timeoutMs, node.ca);
   if (r.status !== 200) throw new Error(`GET ${node.id} /v1/status → ${r.status}`);
   return r.json;
 }
