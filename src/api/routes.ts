@@ -158,7 +158,8 @@ export function v1Routes(deps: RouteDeps): Router {
     }
     const stopTimer = deps.metrics?.appendSeconds.startTimer();
     try {
-      const result = await writes.append(valid.record, header ?? valid.clientKey);
+      // Any node takes a write: a follower forwards it to the leader, or with ?redirect=1 answers 307.
+      const result = await writes.appendOrForward(valid.record, header ?? valid.clientKey, req.query.redirect === "1");
       deps.metrics?.appends.inc({ result: result.duplicate ? "duplicate" : "created" });
       res.status(result.duplicate ? 200 : 201).json({ index: result.index, term: result.term, hash: result.hash });
     } catch (err) {

@@ -174,7 +174,10 @@ export async function serve(o: ServeOptions): Promise<void> {
   let exitForSupervisor = (): void => process.exit(EXIT_STORAGE_FAULT);
   // Starting writes too (recovering committed entries, finishing a recorded prune): a storage fault
   // there is a refused start with the storage-fault exit code, like one while opening.
+  // One set of record types: the API validates clients' bodies with it, the leader forwarded writes.
+  const types = new RecordTypes();
   const node = refuseOnStorageFault(dir, () => new RaftLedgerNode(dd, {
+    types,
     tickMs: o.tickMs, electionTick: 10, heartbeatTick: 2,
     checkpointEvery: o.checkpointEvery, checkpointIntervalMs: o.checkpointIntervalMs, snapshotEvery: o.snapshotEvery, snapshotsKeep: o.snapshotsKeep,
     writeTimeoutMs: o.writeTimeoutMs, maxUncommittedBytes: o.maxUncommittedBytes, maxPendingWrites: o.maxPendingWrites, readyMaxLag: o.readyMaxLag,
@@ -189,7 +192,7 @@ export async function serve(o: ServeOptions): Promise<void> {
     start: (job, onProgress, onNote) => node.reader.audit(job, onProgress, onNote), adminToken: dd.adminToken, auditToken: dd.auditToken, publicAudit: o.publicAudit, logger: log.child({ component: "audit" }),
   });
   const clientCertificates = tls?.clientCa !== undefined;
-  const app = createApp({ node, writes: node.writes, reader: node.reader, types: new RecordTypes(), adminToken: dd.adminToken, bodyLimitBytes: o.bodyLimitBytes, audit }, log,
+  const app = createApp({ node, writes: node.writes, reader: node.reader, types, adminToken: dd.adminToken, bodyLimitBytes: o.bodyLimitBytes, audit }, log,
     { clientCertificates, ...(o.corsOrigin === undefined ? {} : { corsOrigin: o.corsOrigin }) });
   let bound: Awaited<ReturnType<typeof listen>>;
   try {

@@ -32,6 +32,8 @@ export interface AppendResult {
 export interface LedgerWrites {
   /** Appends a validated record; resolves only after it is committed and applied here. */
   append(record: RecordRequest, idempotencyKey?: string): Promise<AppendResult>;
+  /** A client's append on any node: here when leading, else forwarded to the leader (redirect: not_leader instead). */
+  appendOrForward(record: RecordRequest, idempotencyKey: string | undefined, redirect: boolean): Promise<AppendResult>;
   /** ReadIndex: resolves once this leader confirmed its lead and applied up to the read index. */
   readBarrier(): Promise<void>;
   /** Adds a member as a learner. */

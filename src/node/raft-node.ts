@@ -4,12 +4,13 @@
  * inside. A single-node ledger is the same node with one voter.
  */
 import { performance } from "node:perf_hooks";
-import type { ClusterConfig, Message } from "../raft";
+import type { ClusterConfig } from "../raft";
 import type { DataDir } from "./data-dir";
 import type { PeerTransport } from "./peer-transport";
 import type { NodeFigures, NodeInfo, NodeStatus, Readiness } from "./ports";
 import { Reader } from "./reader";
-import { LedgerRuntime, RuntimeOptions } from "./runtime";
+import { LedgerRuntime, PeerMessage, RuntimeOptions } from "./runtime";
+import { RecordTypes } from "./record-types";
 import { MAX_PENDING_WRITES_DEFAULT, MAX_UNCOMMITTED_BYTES_DEFAULT, Writes } from "./writes";
 
 export type { AppendResult, NodeStatus } from "./ports";
@@ -21,6 +22,8 @@ export interface RaftNodeOptions extends RuntimeOptions {
   readonly maxUncommittedBytes?: number;
   /** Writes waiting for their fate, at most (default 4,096). */
   readonly maxPendingWrites?: number;
+  /** The record types a forwarded write is validated with on the leader (the API's own instance; default: schemas/). */
+  readonly types?: RecordTypes;
 }
 
 export class RaftLedgerNode implements NodeInfo {
@@ -41,11 +44,12 @@ export class RaftLedgerNode implements NodeInfo {
       writeTimeoutMs: opts.writeTimeoutMs,
       maxUncommittedBytes: opts.maxUncommittedBytes ?? MAX_UNCOMMITTED_BYTES_DEFAULT,
       maxPendingWrites: opts.maxPendingWrites ?? MAX_PENDING_WRITES_DEFAULT,
+      types: opts.types ?? new RecordTypes(),
     });
   }
 
   /** The transport takes over /v1/raft upgrades on the HTTP server. */
-  get peers(): PeerTransport<Message> {
+  get peers(): PeerTransport<PeerMessage> {
     return this.rt.peers;
   }
 

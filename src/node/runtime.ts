@@ -22,12 +22,18 @@ import { DataDir, DB_FILE } from "./data-dir";
 import { RaftStorage, VerificationFailure } from "./raft-storage";
 import { PeerTransport } from "./peer-transport";
 import { isRaftMessage } from "./raft-messages";
+import { ForwardMessage, isForwardMessage } from "./forward";
 import { createSnapshot, cutPrunedHistory, hasRetainedStart, markPruned, SNAPSHOTS_KEEP_DEFAULT } from "./snapshots";
 import { LagProbe } from "./lag-probe";
 import { snapshotInWorker } from "./snapshot-worker";
 import { storageFaultCode } from "./storage-fault";
 import type { NodeStatus, Readiness } from "./ports";
 import { assert } from "../util/assert";
+
+/** What peers send each other: Raft messages, and writes a follower forwards to the leader with their answers. */
+export type PeerMessage = Message | ForwardMessage;
+const isForward = (m: PeerMessage): m is ForwardMessage => m.type === "ForwardAppend" || m.type === "ForwardAnswer";
+const isPeerMessage = (v: unknown): v is PeerMessage => isRaftMessage(v) || isForwardMessage(v);
 
 export interface RuntimeOptions {
   readonly tickMs: number;
@@ -103,7 +109,9 @@ export class LedgerRuntime {
   private readonly secretKey: Uint8Array;
   private readonly storage: RaftStorage;
   private readonly raw: RawNode;
-  private readonly transport: PeerTransport<Message>;
+  private readonly transport: PeerTransport<PeerMessage>;
+  /** Who takes forwarded writes and their answers (src/node/forward.ts); until set, they are dropped. */
+  private forwardHandler: ((m: ForwardMessage) => void) | null = null;
   private log: Logger;
   private ticker: NodeJS.Timeout | null = null;
   private readonly listeners = new Set<ReadyListener>();
@@ -168,10 +176,11 @@ export class LedgerRuntime {
     const boot = this.store.getMeta("bootstrap_peers");
     const bootCfg = boot === undefined ? null : decodeConfig(Buffer.from(boot, "utf8"));
     this.bootstrapPeers = bootCfg === null ? [] : [...bootCfg.voters, ...bootCfg.learners];
-    this.transport = new PeerTransport<Message>({
+    this.transport = new PeerTransport<PeerMessage>({
       nodeId: this.nodeId, clusterId: this.clusterId, secretKey: this.secretKey, logger: this.log.child({ component: "transport" }),
-      peer: (id) => this.peerInfo(id), isMessage: isRaftMessage, tls: opts.peerTls === true,
-      onMessage: (m) => this.input(() => this.step(m)),
+      peer: (id) => this.peerInfo(id), isMessage: isPeerMessage, tls: opts.peerTls === true,
+      // Forwarded writes are not Raft input: they go to the writes module, off the Ready loop.
+      onMessage: (m) => (isForward(m) ? this.forwardHandler?.(m) : this.input(() => this.step(m))),
     });
     this.log = this.log.child({ term: this.raw.status().term });
     // A lone voter need not wait out an election timeout to lead.
@@ -199,8 +208,18 @@ export class LedgerRuntime {
   }
 
   /** The transport takes over /v1/raft upgrades on the HTTP server. */
-  get peers(): PeerTransport<Message> {
+  get peers(): PeerTransport<PeerMessage> {
     return this.transport;
+  }
+
+  /** Forwarded writes and their answers from authenticated peers go to `handler` (one: the writes module). */
+  onForward(handler: (m: ForwardMessage) => void): void {
+    this.forwardHandler = handler;
+  }
+
+  /** Sends a forwarded write or its answer to a peer, on this node's link to it. */
+  sendForward(m: ForwardMessage): void {
+    if (this.running) this.transport.send(m);
   }
 
   subscribe(l: ReadyListener): () => void {

@@ -17,6 +17,8 @@ import { assert } from "../util/assert";
 import type { AppendResult, LedgerWrites } from "./ports";
 import type { LedgerRuntime, ReadyListener } from "./runtime";
 import type { Reader } from "./reader";
+import type { RecordTypes } from "./record-types";
+import { Forwarder } from "./forward";
 
 export interface WritesOptions {
   /** How long a write waits for commit before answering 503 (the entry may still commit). */
@@ -25,6 +27,8 @@ export interface WritesOptions {
   readonly maxUncommittedBytes: number;
   /** Writes (records and membership changes) waiting for their fate, at most. */
   readonly maxPendingWrites: number;
+  /** Validates a record forwarded by a follower, as the API validates a client's. */
+  readonly types: RecordTypes;
 }
 
 /** Defaults: 32 MiB is ~100k typical records in flight, far above what a disk commits per second; 4,096 waiters at ~1 KiB each. */
@@ -58,8 +62,17 @@ export class Writes implements LedgerWrites, ReadyListener {
   private uncommitted = 0;
   private refusedCount = 0;
 
+  private readonly forwarder: Forwarder;
+
   constructor(private readonly rt: LedgerRuntime, private readonly reader: Reader, private readonly opts: WritesOptions) {
     rt.subscribe(this);
+    this.forwarder = new Forwarder(
+      { nodeId: rt.nodeId, leader: () => rt.leader(), send: (m) => rt.sendForward(m) },
+      // A forwarded record is validated here like a client's body, then appended as this leader's own write.
+      (record, key) => this.append(opts.types.validate(record).record, key),
+      { writeTimeoutMs: opts.writeTimeoutMs, maxPending: opts.maxPendingWrites },
+    );
+    rt.onForward((m) => this.forwarder.receive(m));
   }
 
   /** Bytes proposed and not yet applied; writes waiting; writes refused for the bounds so far. */
@@ -104,6 +117,7 @@ export class Writes implements LedgerWrites, ReadyListener {
   }
 
   stopped(reason: string): void {
+    this.forwarder.stopped(reason);
     for (const w of this.waiters.values()) w.reject(new LedgerError("unavailable", reason));
     this.waiters.clear();
     this.uncommitted = 0;
@@ -258,6 +272,17 @@ export class Writes implements LedgerWrites, ReadyListener {
       fate.then(clear, clear);
     }
     return this.withinWriteTimeout(fate);
+  }
+
+  /**
+   * A client's append on any node: appended here when this node leads; otherwise forwarded to the
+   * leader over the peer link and answered with the leader's answer, or, with redirect, refused with
+   * not_leader (a 307 to the leader). A halted or stopping node, or one that knows no leader, refuses.
+   */
+  appendOrForward(record: RecordRequest, idempotencyKey: string | undefined, redirect: boolean): Promise<AppendResult> {
+    const lead = this.rt.leader();
+    if (redirect || lead === null || lead === this.rt.nodeId || this.rt.halted !== null || !this.rt.running) return this.append(record, idempotencyKey);
+    return this.forwarder.forward(lead, record, idempotencyKey);
   }
 
   async readBarrier(): Promise<void> {

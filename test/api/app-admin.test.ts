@@ -51,6 +51,7 @@ beforeAll(async () => {
             swap.appended.push({ record, ...(key === undefined ? {} : { key }) });
             return { index: 77, term: 5, hash: "ab".repeat(32), duplicate: false };
           },
+          appendOrForward: (record: RecordRequest, key: string | undefined, redirect: boolean) => writes.appendOrForward(record, key, redirect),
           addMember: async (m: MemberInfo) => {
             swap.members.push(m.id);
             return { index: 40 };

@@ -20,7 +20,7 @@ describe("a 3-node cluster of real processes", () => {
     withFailureContext(() => `cluster root ${cluster.root}`, [cluster.root], async () => {
       const leader = await cluster.leader();
       expect(cluster.ids).toContain(leader);
-      // Each client starts at a different node: followers redirect to the leader.
+      // Each client starts at a different node: followers forward its writes to the leader.
       const acks = [];
       for (let i = 0; i < 60; i++) {
         const start = cluster.ids[i % 3];
@@ -29,15 +29,15 @@ describe("a 3-node cluster of real processes", () => {
       }
       const last = Math.max(...acks.map((a) => a.index));
       await cluster.converged(last);
-      // A follower answers a write with 307 + Location of the leader and a not_leader body.
+      // Asked to (?redirect=1), a follower answers a write with 307 + Location of the leader and a not_leader body.
       const follower = cluster.ids.find((id) => id !== leader) as string;
-      const res = await fetch(`${cluster.url(follower)}/v1/records`, {
+      const res = await fetch(`${cluster.url(follower)}/v1/records?redirect=1`, {
         method: "POST", redirect: "manual",
         headers: { "content-type": "application/json", authorization: `Bearer ${cluster.token}` },
         body: JSON.stringify({ type: "policy.set", subject: "x", data: { name: "a", value: 1 } }),
       });
       expect(res.status).toBe(307);
-      expect(res.headers.get("location")).toBe(`${cluster.url(leader)}/v1/records`);
+      expect(res.headers.get("location")).toBe(`${cluster.url(leader)}/v1/records?redirect=1`);
       expect(await res.json()).toMatchObject({ error: "not_leader", leader });
       // Same entries and hashes on every node up to the commit index (local reads, no redirect).
       const commit = Math.min(...(await cluster.statuses()).map((s) => s.last_applied));
