@@ -502,6 +502,10 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
           return;
         }
         const a = v as Partial<Auth>;
+        if (isObj(v) && a.t === "auth" && a.kx === undefined && a.cluster === this.opts.clusterId) {
+          refuse("the dialer speaks the peer protocol of an older version (no key exchange): every node of a cluster must run the same version");
+          return;
+        }
         if (!isObj(v) || a.t !== "auth" || typeof a.node !== "string" || a.cluster !== this.opts.clusterId || typeof a.nonce !== "string" || !HEX64.test(a.nonce) || typeof a.kx !== "string" || !KX_HEX.test(a.kx)) {
           refuse("handshake is not for this cluster");
           return;

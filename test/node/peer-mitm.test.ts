@@ -120,34 +120,33 @@ describe.each([
   });
 });
 
+/** Connects one accepted socket to the target, byte for byte both ways; an error on either side ends both. */
+function splice(down: net.Socket, up: net.Socket): void {
+  down.on("error", () => up.destroy());
+  up.on("error", () => down.destroy());
+  down.pipe(up);
+  up.pipe(down);
+}
+
+async function listenRelay(server: net.Server): Promise<number> {
+  await new Promise<void>((res) => server.listen(0, "127.0.0.1", res));
+  extraServers.push(server);
+  return (server.address() as net.AddressInfo).port;
+}
+
 /** A relay that terminates TLS from the dialer with its own certificate and opens its own session (TLS or plain) to the listener. */
 async function terminatingRelay(targetPort: number, upstreamTls: boolean): Promise<{ port: number; relayed: () => number }> {
   let relayed = 0;
   const server = tls.createServer({ cert: relayCert.cert, key: relayCert.key }, (down) => {
     relayed++;
-    const up = upstreamTls ? tls.connect({ host: "127.0.0.1", port: targetPort, rejectUnauthorized: false }) : net.connect(targetPort, "127.0.0.1");
-    down.on("error", () => up.destroy());
-    up.on("error", () => down.destroy());
-    down.pipe(up);
-    up.pipe(down);
+    splice(down, upstreamTls ? tls.connect({ host: "127.0.0.1", port: targetPort, rejectUnauthorized: false }) : net.connect(targetPort, "127.0.0.1"));
   });
-  await new Promise<void>((res) => server.listen(0, "127.0.0.1", res));
-  extraServers.push(server);
-  return { port: (server.address() as net.AddressInfo).port, relayed: () => relayed };
+  return { port: await listenRelay(server), relayed: () => relayed };
 }
 
 /** A relay that passes the bytes through untouched (the control: the path alone changes nothing). */
-async function tcpRelay(targetPort: number): Promise<number> {
-  const server = net.createServer((down) => {
-    const up = net.connect(targetPort, "127.0.0.1");
-    down.on("error", () => up.destroy());
-    up.on("error", () => down.destroy());
-    down.pipe(up);
-    up.pipe(down);
-  });
-  await new Promise<void>((res) => server.listen(0, "127.0.0.1", res));
-  extraServers.push(server);
-  return (server.address() as net.AddressInfo).port;
+function tcpRelay(targetPort: number): Promise<number> {
+  return listenRelay(net.createServer((down) => splice(down, net.connect(targetPort, "127.0.0.1"))));
 }
 
 describe("a relayed handshake (acceptance 3)", () => {
