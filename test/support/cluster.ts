@@ -5,7 +5,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { makeTempDir, runCli, startServer, Server, getJson, pollUntil, trustTestCa } from "./server";
+import { makeTempDir, runCli, startServer, Server, getJson, http, pollUntil, trustTestCa } from "./server";
 import { freePortRange } from "../../scripts/bench-lib";
 
 export { freePortRange };
@@ -127,13 +127,17 @@ export class TestCluster {
     return out.filter((s): s is StatusJson => s !== null);
   }
 
-  /** Waits until a running node is leader and every answering running node names it. */
+  /**
+   * Waits until a running node is leader, every answering running node names it, and it is ready
+   * (its own term's first entry applied: before that it answers writes 503 "applying earlier entries").
+   */
   async leader(attempts = 300): Promise<string> {
-    return pollUntil("a leader every running node agrees on", async () => {
+    return pollUntil("a ready leader every running node agrees on", async () => {
       const st = await this.statuses();
       const lead = st.find((s) => s.role === "leader");
-      if (lead === undefined) return undefined;
-      return st.every((s) => s.leader === lead.node_id && s.term === lead.term) ? lead.node_id : undefined;
+      if (lead === undefined || !st.every((s) => s.leader === lead.node_id && s.term === lead.term)) return undefined;
+      const ready = await http(this.url(lead.node_id), "GET", "/ready").catch(() => null);
+      return ready?.status === 200 ? lead.node_id : undefined;
     }, attempts, 50);
   }
 
