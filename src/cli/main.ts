@@ -1,12 +1,13 @@
 /** The `resonetics` command line. Every flag also reads an environment variable. */
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { checkCleartextExposure, checkPortFree, serve } from "./serve";
 import { verifyChainCommand } from "./verify-chain";
 import { trustExportCommand } from "./trust";
-import { receiptCommand, verifyReceiptCommand } from "./receipt";
+import { verifyReceiptCommand } from "./receipt";
+import { clientTls, int, withClientOptions } from "./client-options";
+import { addClientCommands } from "./client-commands";
 import { checkWritable, clusterNodeIds, initCluster, lockDataDir, StartRefused } from "../node/data-dir";
-import { ClusterCertificates, installClusterCertificates, installNodeTls, loadTlsMaterial, makeClusterCertificates, readCaBundle, readCertificatePair, readClusterCertificates } from "../node/tls";
-import type { TlsClientOptions } from "../client/http";
+import { ClusterCertificates, installClusterCertificates, installNodeTls, loadTlsMaterial, makeClusterCertificates, readClusterCertificates } from "../node/tls";
 import { prepareJoin, requestMembership } from "../node/join";
 import { useNativeCrypto } from "../node/native-crypto";
 import { MAX_PENDING_WRITES_DEFAULT, MAX_UNCOMMITTED_BYTES_DEFAULT } from "../node/writes";
@@ -59,15 +60,6 @@ function peerList(raw: string): Map<string, string> {
   return m;
 }
 
-function int(min: number, max: number) {
-  return (raw: string): number => {
-    if (!/^[0-9]+$/.test(raw)) throw new InvalidArgumentError(`expected a whole number, got ${raw}`);
-    const n = Number(raw);
-    if (n < min || n > max) throw new InvalidArgumentError(`expected ${min}..${max}, got ${raw}`);
-    return n;
-  };
-}
-
 /** A browser origin (scheme://host[:port], nothing else), as the Origin header carries it. */
 function origin(v: string): string {
   let u: URL;
@@ -105,28 +97,21 @@ async function refusedExits2(p: Promise<void>, refusing = "refusing to start"): 
   }
 }
 
-/**
- * --cacert, --cert, --key of a client command, read and checked (the CA parses, the key is the
- * certificate's); a missing or bad file is a usage error (exit 2) naming it. Undefined: none given.
- */
-function clientTls(cmd: Command, o: { cacert?: string; cert?: string; key?: string }): TlsClientOptions | undefined {
-  if ((o.cert === undefined) !== (o.key === undefined)) {
-    return cmd.error("error: --cert and --key go together: a client certificate needs its key", { exitCode: 2, code: "commander.invalidArgument" });
-  }
-  try {
-    const pair = o.cert !== undefined && o.key !== undefined ? readCertificatePair(o.cert, o.key) : undefined;
-    const ca = o.cacert === undefined ? undefined : readCaBundle(o.cacert);
-    return ca === undefined && pair === undefined ? undefined : { ...(ca === undefined ? {} : { ca }), ...(pair ?? {}) };
-  } catch (e) {
-    if (!(e instanceof StartRefused)) throw e;
-    return cmd.error(`error: ${e.message}`, { exitCode: 2, code: "commander.invalidArgument" });
-  }
+/** package.json's version, for --version: two folders up from src/cli/ and from dist/cli/ alike. */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(path.join(__dirname, "..", "..", "package.json"), "utf8")) as { version?: unknown };
+  return typeof pkg.version === "string" ? pkg.version : "unknown";
 }
 
 const INSECURE_HELP = "serve plain HTTP on an address that is not loopback (the token and records cross the network in clear)";
 
 export function program(): Command {
-  const p = new Command("resonetics").description("Resonetics: a verifiable, hash-chained audit-log ledger");
+  const p = new Command("resonetics").description("Resonetics: a verifiable, hash-chained audit-log ledger")
+    .version(packageVersion(), "--version", "print the version (package.json)")
+    // Options given before a command are the program's (the client set: `resonetics --endpoints URL get 4`);
+    // after it they are the command's own, so `join --token-file` stays join's.
+    .enablePositionalOptions();
+  withClientOptions(p, true);
   p.exitOverride();
   p.command("serve")
     .description("run a node (initializes a single-node cluster on an empty data dir)")
@@ -241,22 +226,7 @@ export function program(): Command {
     .action((dataDir: string) => {
       process.exitCode = trustExportCommand(dataDir, out, err);
     });
-  p.command("receipt")
-    .description("fetch the offline receipt of an entry to stdout (exit 0, 1 refused or not covered yet, 2 unreachable)")
-    .argument("<index>", "the entry's log index", int(1, Number.MAX_SAFE_INTEGER))
-    .addOption(new Option("--endpoints <urls>", "node URLs, comma-separated").env("RESONETICS_ENDPOINTS").makeOptionMandatory())
-    .addOption(new Option("--token-file <file>", "a token file (receipts need none by default)").env("RESONETICS_TOKEN_FILE"))
-    .addOption(new Option("--wait-ms <ms>", "keep asking this long while no checkpoint covers the index").env("RESONETICS_WAIT_MS").default(0).argParser(int(0, 3_600_000)))
-    .addOption(new Option("-o, --output <format>", "json (the receipt is JSON either way)").choices(["json", "text"]).default("json"))
-    .addOption(new Option("--cacert <file>", "trust this CA for https:// endpoints (instead of the system's store)").env("RESONETICS_CACERT"))
-    .addOption(new Option("--cert <file>", "client certificate, for a node started with --tls-client-ca").env("RESONETICS_CERT"))
-    .addOption(new Option("--key <file>", "the private key of --cert").env("RESONETICS_KEY"))
-    .action(async (index: number, o: { endpoints: string; tokenFile?: string; waitMs: number; cacert?: string; cert?: string; key?: string }, cmd: Command) => {
-      const endpoints = o.endpoints.split(",").map((u) => u.trim()).filter((u) => u.length > 0);
-      const token = o.tokenFile === undefined ? undefined : readFileSync(o.tokenFile, "utf8").trim();
-      const tls = clientTls(cmd, o);
-      process.exitCode = await receiptCommand(index, { endpoints, waitMs: o.waitMs, timeoutMs: 10_000, ...(token === undefined ? {} : { token }), ...(tls === undefined ? {} : { tls }) }, out, err);
-    });
+  addClientCommands(p, out, err);
   p.command("verify-receipt")
     .description("verify a receipt offline against a trust file (exit 0 verified, 1 does not verify, 2 usage/unreadable)")
     .argument("<receipt>", "the receipt file (resonetics receipt, or GET /v1/receipts/:index)")
@@ -274,13 +244,10 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await program().parseAsync(argv);
   } catch (e) {
-    const code = (e as { code?: string }).code;
-    if (code === "commander.helpDisplayed" || code === "commander.version" || code === "commander.help") {
-      process.exitCode = 0;
-      return;
-    }
-    if (typeof code === "string" && code.startsWith("commander.")) {
-      process.exitCode = 2;
+    if (e instanceof CommanderError) {
+      // --help and --version exit 0; help shown because a command is missing (exitCode 1) is a usage error, as is every other.
+      const asked = e.code === "commander.helpDisplayed" || e.code === "commander.version" || (e.code === "commander.help" && e.exitCode === 0);
+      process.exitCode = asked ? 0 : 2;
       return;
     }
     err(`resonetics: ${(e as Error).message}\n`);

@@ -7,6 +7,7 @@ import { parseTrustFile } from "../ledger/trust";
 import { verifyReceiptBytes } from "../ledger/receipt";
 import type { Writer } from "./verify-chain";
 import { Fetch, fetchWith, TlsClientOptions } from "../client/http";
+import { EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, unansweredReason } from "./client-options";
 
 export interface ReceiptCliOptions {
   readonly endpoints: readonly string[];
@@ -45,7 +46,10 @@ async function fetchOnce(fetcher: Fetch, base: string, index: number, o: Receipt
   return { kind: "refused", status: res.status, message };
 }
 
-/** Exit 0 printed, 1 the node refused or no checkpoint covers it yet, 2 no endpoint answered. */
+/**
+ * Exit 0 printed; 2 the node refused (a 4xx: no such entry, a client certificate missing); 3 no
+ * endpoint answered, a 5xx, or no checkpoint covers the index yet (when --wait-ms ran out).
+ */
 export async function receiptCommand(index: number, o: ReceiptCliOptions, out: Writer, err: Writer): Promise<number> {
   const deadline = Date.now() + o.waitMs;
   const failures: string[] = [];
@@ -58,27 +62,27 @@ export async function receiptCommand(index: number, o: ReceiptCliOptions, out: W
       try {
         r = await fetchOnce(fetcher, base, index, o);
       } catch (e) {
-        failures.push(`${base}: ${(e as Error).message}`);
+        failures.push(`${base}: ${unansweredReason(e as Error)}`);
         continue;
       }
       if (r.kind === "receipt") {
         out(r.text.endsWith("\n") ? r.text : `${r.text}\n`);
-        return 0;
+        return EXIT_OK;
       }
       if (r.kind === "refused") {
-        err(`receipt: ${base} answered ${r.status}: ${r.message}\n`);
-        return 1;
+        err(`resonetics receipt: ${base} answered ${r.status}: ${r.message}\n`);
+        return r.status >= 400 && r.status < 500 ? EXIT_USAGE : EXIT_UNAVAILABLE;
       }
       pending = r;
       break;
     }
     if (pending === null) {
-      err(`receipt: no endpoint answered: ${failures.slice(-3).join("; ")}\n`);
-      return 2;
+      err(`resonetics receipt: no endpoint answered: ${failures.slice(-3).join("; ")}\n`);
+      return EXIT_UNAVAILABLE;
     }
     if (Date.now() + pending.retryMs > deadline) {
-      err(`receipt: not yet: ${pending.message}; retry in ${Math.ceil(pending.retryMs / 1000)} s (or pass --wait-ms)\n`);
-      return 1;
+      err(`resonetics receipt: not yet: ${pending.message}; retry in ${Math.ceil(pending.retryMs / 1000)} s (or pass --wait-ms)\n`);
+      return EXIT_UNAVAILABLE;
     }
     await new Promise((r) => setTimeout(r, pending?.retryMs ?? RETRY_MIN_MS));
   }

@@ -2,15 +2,29 @@
  * A Resonetics client: follows a follower's redirect to the leader, retries writes idempotently
  * (one Idempotency-Key per logical append) with backoff, and verifies what it is given: entry
  * hashes against the chain formula, proofs against roots, checkpoints against the node key.
+ * With a state file (or a trust file) it also pins the last checkpoint it verified and checks every
+ * later checkpoint and read against it (checkpoint-guard.ts; docs/client.md).
  */
 import { randomUUID } from "node:crypto";
-import { entryHash, EntryKind, ENTRY_KIND_NAMES } from "../ledger/entry";
+import * as fs from "node:fs";
 import { bytesEqual, fromHex, toHex } from "../ledger/bytes";
 import { verifyConsistency, verifyInclusion } from "../ledger/merkle-verify";
 import { Checkpoint, verifyCheckpointSignature } from "../ledger/checkpoint";
 import type { RecordRequest } from "../ledger/record";
 import type { EntryView } from "../api/views";
 import { Fetch, fetchWith, TlsClientOptions } from "./http";
+// client commands (issue 13):
+import { ClusterConfig, configProblem, memberKeys } from "../ledger/config";
+import { decodeRecord } from "../ledger/record";
+import { SUBJECT_HEAD_ZERO } from "../ledger/state-machine";
+import { CheckpointJson, entryProblem, payloadOf, signatureProblem } from "./checks";
+import { Completeness, HistoryChain, HistoryJson, HistoryRecordJson } from "./history-chain";
+import { parseTrustFile, PinnedCheckpoint, TrustFile } from "../ledger/trust";
+import { ClientError } from "./errors";
+import { CheckpointGuard } from "./checkpoint-guard";
+import { ClientState, MemoryState } from "./state";
+
+export { ClientError, ForkError, RollbackError, StateFileError } from "./errors";
 
 export interface ClientOptions {
   /** Base URLs of the nodes, e.g. http://127.0.0.1:8080; the first is tried first. */
@@ -23,6 +37,18 @@ export interface ClientOptions {
   readonly backoffMs?: number;
   /** CA to trust and client certificate for https:// URLs (--cacert, --cert, --key). */
   readonly tls?: TlsClientOptions;
+  /**
+   * A JSON file (created 0600 if absent) where the client keeps, per cluster, the last checkpoint it
+   * verified; every later checkpoint must extend it and every read is checked against it, across
+   * restarts of the client. Without it (but with `trust`) the pins last as long as this object.
+   */
+  readonly stateFile?: string;
+  /**
+   * Whose signer keys count: a trust file (`resonetics trust export`), as a path or parsed. Without
+   * it, the genesis configuration the cluster serves the first time is trusted (trust on first
+   * use, recorded in the state file).
+   */
+  readonly trust?: string | TrustFile;
 }
 
 export interface AppendAck {
@@ -50,14 +76,6 @@ export interface ConsistencyJson {
   readonly root_to: string;
 }
 
-/** An answer the server gave that is an error (status + code), or one that failed to verify. */
-export class ClientError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string, readonly body?: unknown) {
-    super(message);
-    this.name = "ClientError";
-  }
-}
-
 const RETRYABLE = new Set([502, 503, 504]);
 const MAX_REDIRECTS = 5;
 
@@ -68,6 +86,8 @@ export class LedgerClient {
   private readonly maxAttempts: number;
   private readonly backoffMs: number;
   private readonly fetch: Fetch;
+  /** Pinned checkpoints and the checks against them; null without stateFile and trust (no pinning). */
+  private readonly guard: CheckpointGuard | null;
 
   constructor(private readonly opts: ClientOptions) {
     if (opts.urls.length === 0) throw new TypeError("LedgerClient needs at least one URL");
@@ -76,6 +96,11 @@ export class LedgerClient {
     this.maxAttempts = opts.maxAttempts ?? 8;
     this.backoffMs = opts.backoffMs ?? 50;
     this.fetch = fetchWith(opts.tls);
+    this.guard = opts.stateFile === undefined && opts.trust === undefined ? null : new CheckpointGuard(
+      opts.stateFile === undefined ? new MemoryState() : new ClientState(opts.stateFile),
+      opts.trust === undefined ? undefined : loadTrust(opts.trust),
+      { get: (p) => this.request("GET", p), entry: (i) => this.fetchEntry(i), url: () => this.urls[this.preferred] },
+    );
   }
 
   /** Appends a record; retries reuse one idempotency key, so it lands at most once. */
@@ -89,31 +114,43 @@ export class LedgerClient {
     return (await this.request("GET", "/v1/status")) as Record<string, unknown>;
   }
 
-  /** Fetches an entry and checks its hash against prev_hash and the payload bytes. */
+  /**
+   * Fetches an entry and checks its hash against prev_hash and the payload bytes. With pinning, the
+   * node's latest checkpoint is accepted first (a rollback or fork throws) and an entry it covers
+   * must be in its root; one after it is returned chained but not yet signed.
+   */
   async entry(index: number): Promise<EntryJson> {
+    if (this.guard === null) return this.fetchEntry(index);
+    const pin = await this.guard.sync();
+    const e = await this.fetchEntry(index);
+    await this.guard.proveEntry(pin, index, e.hash);
+    return e;
+  }
+
+  private async fetchEntry(index: number): Promise<EntryJson> {
     const e = (await this.request("GET", `/v1/records/${index}`)) as EntryJson;
-    const kind = ENTRY_KIND_NAMES.indexOf(e.kind as (typeof ENTRY_KIND_NAMES)[number]);
-    const prev = fromHex(e.prev_hash);
-    if (e.index !== index || kind < 0 || prev === null) throw new ClientError(0, "verification_failed", `entry ${index} is malformed`, e);
-    const h = entryHash(e.index, e.term, kind as EntryKind, prev, Buffer.from(e.payload_b64, "base64"));
-    if (toHex(h) !== e.hash) throw new ClientError(0, "verification_failed", `entry ${index}: hash does not match its contents`, e);
+    const problem = entryProblem(e, index);
+    if (problem !== null) throw new ClientError(0, "verification_failed", `entry ${index}: ${problem}`, e);
     return e;
   }
 
   /** An inclusion proof for entry index, verified against the root it names. */
   async inclusion(index: number, size?: number): Promise<InclusionJson> {
+    const pin = this.guard === null ? null : await this.guard.sync();
     const p = (await this.request("GET", `/v1/proofs/inclusion/${index}${size === undefined ? "" : `?size=${size}`}`)) as InclusionJson;
-    const e = await this.entry(index);
+    const e = await this.fetchEntry(index);
     const path = p.path.map((x) => fromHex(x));
     const root = fromHex(p.root);
     const ok = root !== null && path.every((x): x is Uint8Array => x !== null) &&
       verifyInclusion(index - 1, p.size, fromHex(e.hash) as Uint8Array, path as Uint8Array[], root);
     if (!ok) throw new ClientError(0, "verification_failed", `inclusion proof for ${index} in ${p.size} does not verify`, p);
+    if (this.guard !== null) await this.guard.proveRoot(pin, p.size, p.root);
     return p;
   }
 
   /** A consistency proof between two sizes, verified. */
   async consistency(from: number, to: number): Promise<ConsistencyJson> {
+    const pin = this.guard === null ? null : await this.guard.sync();
     const p = (await this.request("GET", `/v1/proofs/consistency?from=${from}&to=${to}`)) as ConsistencyJson;
     const path = p.path.map((x) => fromHex(x));
     const r1 = fromHex(p.root_from);
@@ -121,6 +158,7 @@ export class LedgerClient {
     const ok = r1 !== null && r2 !== null && path.every((x): x is Uint8Array => x !== null) &&
       verifyConsistency(from, to, path as Uint8Array[], r1, r2);
     if (!ok) throw new ClientError(0, "verification_failed", `consistency proof ${from} → ${to} does not verify`, p);
+    if (this.guard !== null) await this.guard.proveRoot(pin, p.to, p.root_to);
     return p;
   }
 
@@ -128,7 +166,30 @@ export class LedgerClient {
   async latestCheckpoint(publicKeyHex: string): Promise<Checkpoint & { index: number }> {
     const cp = (await this.request("GET", "/v1/checkpoints/latest")) as Checkpoint & { index: number };
     if (!verifyCheckpointSignature(cp, publicKeyHex)) throw new ClientError(0, "verification_failed", "checkpoint signature does not verify", cp);
+    if (this.guard !== null) await this.guard.observe(cp);
     return cp;
+  }
+
+  /** The node's latest checkpoint, accepted against the pinned one (needs stateFile or trust); the pin afterwards. */
+  async checkpoint(): Promise<PinnedCheckpoint> {
+    const pin = await this.pinning().sync();
+    if (pin === null) throw new ClientError(404, "not_found", "the node has signed no checkpoint yet");
+    return pin;
+  }
+
+  /** A checkpoint another answer carried as the node's latest (a subject's history): accepted like checkpoint()'s. */
+  async observeCheckpoint(value: unknown): Promise<PinnedCheckpoint> {
+    return this.pinning().observe(value);
+  }
+
+  /** The last verified checkpoint of this client's cluster (from the state file), if any yet. */
+  pinnedCheckpoint(): PinnedCheckpoint | undefined {
+    return this.guard?.pinned();
+  }
+
+  private pinning(): CheckpointGuard {
+    if (this.guard === null) throw new ClientError(0, "no_state", "this client pins nothing: give it stateFile or trust");
+    return this.guard;
   }
 
   /** One logical request: redirects followed by hand (to keep the token), retries with backoff. */
@@ -186,6 +247,98 @@ export class LedgerClient {
     }
     throw lastErr instanceof Error ? lastErr : new ClientError(0, "unavailable", "no node answered");
   }
+
+  // ================================================================ client commands (issue 13)
+  // What `resonetics members|list|history|checkpoint|proof` read, each verified before it is
+  // returned (src/client/checks.ts, history-chain.ts). Kept in this one block, apart from the
+  // methods above, which others extend at the same time.
+
+  /** GET /v1/admin/config: the configuration the node applies, each member's address and Ed25519 key. */
+  async members(): Promise<ClusterConfig> {
+    const c = await this.request("GET", "/v1/admin/config");
+    const bad = configProblem(c);
+    if (bad !== null) throw new ClientError(0, "bad_answer", `the configuration does not parse: ${bad}`, c);
+    return c as ClusterConfig;
+  }
+
+  /** A page of GET /v1/records (by index, or a subject's), every entry's hash recomputed, consecutive ones chained. */
+  async records(q: RecordsQuery): Promise<RecordsPage> {
+    const params = new URLSearchParams();
+    if (q.subject !== undefined) params.set("subject", q.subject);
+    if (q.from !== undefined) params.set("from", String(q.from));
+    if (q.limit !== undefined) params.set("limit", String(q.limit));
+    const query = params.toString();
+    const page = (await this.request("GET", `/v1/records${query === "" ? "" : `?${query}`}`)) as RecordsPage;
+    let prev: EntryJson | undefined;
+    for (const e of page.entries) {
+      const payload = payloadOf(e);
+      const bad = entryProblem(e, e.index) ??
+        (prev !== undefined && !(e.index > prev.index) ? `listed after entry ${prev.index}` : null) ??
+        (prev !== undefined && e.index === prev.index + 1 && e.prev_hash !== prev.hash ? `prev_hash is not the hash of entry ${prev.index}` : null) ??
+        (q.subject !== undefined && (payload === null || decodeRecord(payload)?.subject !== q.subject) ? `not a record of subject ${JSON.stringify(q.subject)}` : null);
+      if (bad !== null) throw new ClientError(0, "verification_failed", `entry ${e.index}: ${bad}`, e);
+      prev = e;
+    }
+    return page;
+  }
+
+  /** GET /v1/checkpoints/latest, its signature checked with the signer's key in the configuration. */
+  async signedCheckpoint(): Promise<CheckpointJson> {
+    const cp = (await this.request("GET", "/v1/checkpoints/latest")) as CheckpointJson;
+    const bad = signatureProblem(cp, memberKeys(await this.members()));
+    if (bad !== null) throw new ClientError(0, "verification_failed", `the latest checkpoint (index ${cp.index}): ${bad}`, cp);
+    return cp;
+  }
+
+  /** inclusion(), and the checkpoint the node attaches when one signs root(size): signed by a member, over that root. */
+  async signedInclusion(index: number, size?: number): Promise<InclusionJson & Signed> {
+    const p = (await this.inclusion(index, size)) as InclusionJson & Signed;
+    if (p.checkpoint !== undefined) await this.checkSigns(p.checkpoint, p.size, p.root);
+    return p;
+  }
+
+  /** consistency(), and the checkpoint the node attaches when one signs root(to), checked the same way. */
+  async signedConsistency(from: number, to: number): Promise<ConsistencyJson & Signed> {
+    const p = (await this.consistency(from, to)) as ConsistencyJson & Signed;
+    if (p.checkpoint !== undefined) await this.checkSigns(p.checkpoint, p.to, p.root_to);
+    return p;
+  }
+
+  /**
+   * A subject's whole history, every page, verified (src/client/history-chain.ts): one answer of
+   * GET /v1/subjects/:subject/history holding every record, and up to where it is proven complete.
+   */
+  async history(subject: string): Promise<VerifiedHistory> {
+    const chain = new HistoryChain(subject, memberKeys(await this.members()));
+    const records: HistoryRecordJson[] = [];
+    let page: HistoryJson | undefined;
+    for (let n = 0; page === undefined || page.next !== null; n++) {
+      if (n === HISTORY_PAGES_MAX) throw new ClientError(0, "too_large", `the history of ${JSON.stringify(subject)} has more than ${HISTORY_PAGES_MAX * HISTORY_PAGE_LIMIT} records: verify a data dir offline (verify-chain) instead`);
+      const more = page === undefined ? "" : `&from=${page.next}&head=${chain.head}`;
+      page = (await this.request("GET", `/v1/subjects/${encodeURIComponent(subject)}/history?limit=${HISTORY_PAGE_LIMIT}${more}`)) as HistoryJson;
+      const bad = chain.page(page);
+      if (bad !== null) throw new ClientError(0, "verification_failed", `history of ${JSON.stringify(subject)}: ${bad}`, page);
+      records.push(...page.records);
+    }
+    const complete = chain.completeness(page);
+    if (typeof complete === "string") throw new ClientError(0, "verification_failed", `history of ${JSON.stringify(subject)}: ${complete}`, page);
+    return { history: { ...page, prev_subject_head: toHex(SUBJECT_HEAD_ZERO), records }, complete };
+  }
+
+  private async checkSigns(cp: CheckpointJson, size: number, root: string): Promise<void> {
+    const bad = signatureProblem(cp, memberKeys(await this.members())) ??
+      (cp.size !== size || cp.root !== root ? `it signs root(${cp.size}) ${cp.root}, not root(${size}) ${root}` : null);
+    if (bad !== null) throw new ClientError(0, "verification_failed", `the checkpoint at index ${cp.index}: ${bad}`, cp);
+  }
+  // ============================================================ end of client commands (issue 13)
+}
+
+/** A trust file from a path or as given; one that does not parse is a ClientError, before any request. */
+function loadTrust(t: string | TrustFile): TrustFile {
+  if (typeof t !== "string") return t;
+  const parsed = parseTrustFile(fs.readFileSync(t, "utf8"));
+  if (typeof parsed === "string") throw new ClientError(0, "bad_trust_file", `${t}: ${parsed}`);
+  return parsed;
 }
 
 function safeJson(text: string): unknown {
@@ -206,3 +359,37 @@ export const sameHash = (a: string, b: string): boolean => {
   const y = fromHex(b);
   return x !== null && y !== null && bytesEqual(x, y);
 };
+
+// ================================================================ client commands (issue 13): shapes
+
+export type { CheckpointJson } from "./checks";
+export type { Completeness, HistoryJson, HistoryRecordJson } from "./history-chain";
+
+export interface RecordsQuery {
+  readonly subject?: string;
+  readonly from?: number;
+  readonly limit?: number;
+}
+
+/** GET /v1/records: a page of entries, and the `from` of the next page (null: none). */
+export interface RecordsPage {
+  readonly entries: EntryJson[];
+  readonly next: number | null;
+}
+
+/** A proof answer's checkpoint, present when one signs the proof's (larger) root. */
+export interface Signed {
+  readonly checkpoint?: CheckpointJson;
+}
+
+export interface VerifiedHistory {
+  /** Every page's records in one answer of the server's shape (the last page's checkpoint and completeness). */
+  readonly history: HistoryJson;
+  /** Up to which entry no record of the subject can be missing; null while no checkpoint proves it. */
+  readonly complete: Completeness | null;
+}
+
+/** History pages asked for: the server's largest (500), the fewest round trips. */
+const HISTORY_PAGE_LIMIT = 500;
+/** 200 pages = 100,000 records, ~100 MB of JSON held at once; a subject larger than that is verify-chain's job. */
+const HISTORY_PAGES_MAX = 200;

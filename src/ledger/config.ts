@@ -43,6 +43,10 @@ export interface ClusterConfig {
 const byId = (a: MemberInfo, b: MemberInfo): number => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 const member = (m: MemberInfo): MemberInfo => ({ id: m.id, address: m.address, public_key: m.public_key });
 
+/** Each member's Ed25519 public key (hex) by id, voters and learners alike: who may sign a checkpoint. */
+export const memberKeys = (config: Pick<ClusterConfig, "voters" | "learners">): Map<string, string> =>
+  new Map([...config.voters, ...config.learners].map((m) => [m.id, m.public_key]));
+
 /** The payload bytes: canonical JSON, members sorted by id, only their three fields. */
 export const encodeConfig = (config: ClusterConfig): Uint8Array =>
   canonicalBytes({ v: 1, voters: [...config.voters].sort(byId).map(member), learners: [...config.learners].sort(byId).map(member) });

@@ -6,7 +6,7 @@
  */
 import { canonicalBytes } from "./canonical";
 import { Checkpoint, CHECKPOINT_OPTIONAL_KEYS, CHECKPOINT_VIEW_KEYS, decodeCheckpoint } from "./checkpoint";
-import { ClusterConfig, configProblem, encodeConfig, MemberInfo } from "./config";
+import { ClusterConfig, configProblem, encodeConfig, MemberInfo, memberKeys } from "./config";
 import { genesisHash } from "./entry";
 import { toHex, utf8 } from "./bytes";
 import { parseIJson } from "./ijson";
@@ -108,5 +108,5 @@ export function parseTrustFile(text: string): TrustFile | string {
 
 /** The public keys of the genesis configuration, by member id. */
 export function genesisKeys(t: TrustFile): Map<string, string> {
-  return new Map([...t.genesis_config.voters, ...t.genesis_config.learners].map((m) => [m.id, m.public_key]));
+  return memberKeys(t.genesis_config);
 }

@@ -251,9 +251,9 @@ describe("--tls-client-ca: client certificates", () => {
       // stderr shows in a failure; it is not asserted empty (bin notes a stale dist/ there).
       expect({ code: r.code, stderr: r.stderr }).toMatchObject({ code: 0 });
       expect(JSON.parse(r.stdout)).toMatchObject({ entry: { index: ack.index } });
-      // Without the client certificate the same command is refused by the node (exit 1, the 401's message).
+      // Without the client certificate the same command is refused by the node (exit 2, a 4xx: the user's to fix, with the 401's message).
       const bare = await runCli(["receipt", String(ack.index), "--endpoints", s.baseUrl, "--cacert", serverCa.cert], 60_000);
-      expect(bare.code).toBe(1);
+      expect(bare.code).toBe(2);
       expect(bare.stderr).toContain("401");
     });
   });
@@ -433,21 +433,26 @@ describe("cluster init --tls-generate / --tls-dir", () => {
 // ---------------------------------------------------------------- a TLS cluster (needs the TLS peer link)
 
 describe("a 3-node TLS cluster (peer link over wss://)", () => {
-  test("3-node TLS cluster: elects a leader and commits a write over https; a follower redirects to https", async () => {
+  test("3-node TLS cluster: elects a leader and commits a write over https; a follower forwards a write over wss, or redirects to https", async () => {
     const c = await TestCluster.start(3, { tls: true });
     await withFailureContext(() => `npx jest test/e2e/tls.test.ts -t '3-node TLS cluster'\n${[...c.servers.values()].map((s) => s.output()).join("\n")}`, [c.root], async () => {
       const leader = await c.leader();
       const client = new LedgerClient({ urls: c.urls(), token: c.token, tls: { ca: fs.readFileSync(path.join(c.root, "ca.crt")) } });
       const ack = await client.append(RECORD, "cluster-tls-1");
       await c.converged(ack.index);
-      // A write to a follower is redirected to the leader over the scheme the cluster serves.
       const follower = c.ids.find((id) => id !== leader) ?? "n1";
-      const res = await fetchWith({ ca: fs.readFileSync(path.join(c.root, "ca.crt")) })(`${c.url(follower)}/v1/records`, {
+      const post = (query: string, key: string) => fetchWith({ ca: fs.readFileSync(path.join(c.root, "ca.crt")) })(`${c.url(follower)}/v1/records${query}`, {
         method: "POST", redirect: "manual", signal: AbortSignal.timeout(WAIT_MS),
-        headers: { authorization: `Bearer ${c.token}`, "content-type": "application/json", "idempotency-key": "cluster-tls-2" }, body: JSON.stringify(RECORD),
+        headers: { authorization: `Bearer ${c.token}`, "content-type": "application/json", "idempotency-key": key }, body: JSON.stringify(RECORD),
       });
+      // A write to a follower is forwarded to the leader over the wss peer link and answered 201 there.
+      const forwarded = await post("", "cluster-tls-2");
+      expect(forwarded.status).toBe(201);
+      expect(((await forwarded.json()) as { index: number }).index).toBeGreaterThan(ack.index);
+      // Asked to redirect, it names the leader over the scheme the cluster serves.
+      const res = await post("?redirect=1", "cluster-tls-3");
       expect(res.status).toBe(307);
-      expect(res.headers.get("location")).toBe(`${c.url(leader)}/v1/records`);
+      expect(res.headers.get("location")).toBe(`${c.url(leader)}/v1/records?redirect=1`);
     });
     await c.stopAll();
   });

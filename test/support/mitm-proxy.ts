@@ -8,8 +8,13 @@
  *     the dialer's are its Finished (0), the HTTP upgrade (1), the auth message (2), then frames.
  * Tampers: change one byte of the unit, inject a made-up unit before it, replay it (send it twice),
  * reorder it with the next unit, or drop it. Each is done on the first `connections` connections
- * only; later ones pass untouched, so a test sees the link come back. The listener → dialer
- * direction is never touched. Every proxy is tracked so afterAll can close them all.
+ * only; later ones pass untouched, so a test sees the link come back.
+ * `direction` picks the side whose units are counted and tampered with: the dialer's (the default,
+ * as above) or the listener's ("listener-to-dialer": in ws mode its unit 0 is the first frame after
+ * the 101 answer, unmasked, e.g. WS /v1/stream's first entry). The other side always passes
+ * untouched. In ws mode a connection that is not a WebSocket upgrade (plain HTTP requests through
+ * the same proxy) passes untouched and takes no tamper slot. Every proxy is tracked so afterAll
+ * can close them all.
  */
 import * as net from "node:net";
 import { randomBytes } from "node:crypto";
@@ -27,6 +32,8 @@ export interface MitmOptions {
   readonly at: number;
   /** How many connections, the first ones, are tampered with (default 1). */
   readonly connections?: number;
+  /** Whose units are tampered with (default "dialer-to-listener"); see the header. */
+  readonly direction?: "dialer-to-listener" | "listener-to-dialer";
 }
 
 export interface MitmStats {
@@ -34,6 +41,8 @@ export interface MitmStats {
   connections: number;
   /** Tampers done (at most one per connection). */
   tampered: number;
+  /** ws mode: connections that were WebSocket upgrades (the others passed as plain HTTP). */
+  upgrades: number;
 }
 
 /** A parser's unit: its bytes and whether it is counted (a data frame / an application_data record). */
@@ -95,7 +104,7 @@ function changed(u: Buffer, mode: "ws" | "tls"): Buffer {
 const proxies = new Set<MitmProxy>();
 
 export class MitmProxy {
-  readonly stats: MitmStats = { connections: 0, tampered: 0 };
+  readonly stats: MitmStats = { connections: 0, tampered: 0, upgrades: 0 };
   private readonly sockets = new Set<net.Socket>();
 
   private constructor(private readonly server: net.Server, readonly port: number, private readonly opts: MitmOptions) {}
@@ -113,7 +122,11 @@ export class MitmProxy {
     const target = typeof this.opts.target === "function" ? this.opts.target() : this.opts.target;
     const upstream = net.connect(target, "127.0.0.1");
     const nth = this.stats.connections++;
-    const tamperHere = nth < (this.opts.connections ?? 1);
+    const slots = this.opts.connections ?? 1;
+    // tls: every connection is a link, slots in order of arrival; ws: decided once the preamble shows an upgrade.
+    let tamperHere = this.opts.mode === "tls" && nth < slots;
+    const toListener = (this.opts.direction ?? "dialer-to-listener") === "dialer-to-listener";
+    const [source, sink] = toListener ? [client, upstream] : [upstream, client];
     for (const s of [client, upstream]) {
       this.sockets.add(s);
       s.on("error", () => {
@@ -125,43 +138,59 @@ export class MitmProxy {
         upstream.destroy();
       });
     }
-    upstream.on("data", (d: Buffer) => client.write(d));
+    sink.on("data", (d: Buffer) => source.write(d)); // the untouched direction
     const framer = this.opts.mode === "tls" ? tlsFramer : wsFramer;
-    // In ws mode the HTTP upgrade request passes first, untouched: it ends at the blank line.
+    // In ws mode the HTTP upgrade request (or the 101 answer) passes first, untouched: it ends at the blank line.
     let preamble = this.opts.mode === "ws";
+    /** Not a WebSocket upgrade: everything passes as it is. */
+    let plain = false;
     let buf = Buffer.alloc(0);
     let counted = 0;
     let held: Buffer | null = null;
     let done = false;
     const send = (u: Unit, index: number): void => {
       if (held !== null && index >= 0) { // reorder: this unit first, then the held one
-        upstream.write(u.bytes);
-        upstream.write(held);
+        sink.write(u.bytes);
+        sink.write(held);
         held = null;
         return;
       }
       if (!tamperHere || done || index !== this.opts.at) {
-        upstream.write(u.bytes);
+        sink.write(u.bytes);
         return;
       }
       done = true;
       this.stats.tampered++;
       switch (this.opts.tamper) {
-        case "change": upstream.write(changed(u.bytes, this.opts.mode)); break;
-        case "inject": upstream.write(madeUp(this.opts.mode)); upstream.write(u.bytes); break;
-        case "replay": upstream.write(u.bytes); upstream.write(u.bytes); break;
+        case "change": sink.write(changed(u.bytes, this.opts.mode)); break;
+        case "inject": sink.write(madeUp(this.opts.mode)); sink.write(u.bytes); break;
+        case "replay": sink.write(u.bytes); sink.write(u.bytes); break;
         case "reorder": held = u.bytes; break;
         case "drop": break;
       }
     };
-    client.on("data", (d: Buffer) => {
+    source.on("data", (d: Buffer) => {
+      if (plain) {
+        sink.write(d);
+        return;
+      }
       buf = Buffer.concat([buf, d]);
       if (preamble) {
         const end = buf.indexOf("\r\n\r\n");
         if (end < 0) return;
-        upstream.write(buf.subarray(0, end + 4));
+        const head = buf.subarray(0, end + 4).toString("latin1");
+        sink.write(buf.subarray(0, end + 4));
         buf = buf.subarray(end + 4);
         preamble = false;
+        const upgrade = toListener ? /^upgrade:\s*websocket\s*$/im.test(head) : head.startsWith("HTTP/1.1 101");
+        if (!upgrade) {
+          plain = true;
+          if (buf.length > 0) sink.write(buf);
+          buf = Buffer.alloc(0);
+          return;
+        }
+        // The tamper slots are the upgrades', in order.
+        tamperHere = this.stats.upgrades++ < slots;
       }
       for (;;) {
         const f = framer(buf);

@@ -391,11 +391,19 @@ export interface ProcessResult {
   stderr: string;
 }
 
+export interface CliOptions {
+  /** Written to the process's stdin, which is then closed (default: no stdin at all). */
+  readonly input?: string | Buffer;
+  /** Added to (and overriding) this process's environment. */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
 /** Runs the CLI with the given args as a process (bounded by timeoutMs) and collects its output. */
-export async function runCli(cliArgs: readonly string[], timeoutMs = 120_000): Promise<ProcessResult> {
+export async function runCli(cliArgs: readonly string[], timeoutMs = 120_000, opts: CliOptions = {}): Promise<ProcessResult> {
   const args = [BIN, ...cliArgs];
-  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: process.env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: { ...process.env, ...(opts.env ?? {}) }, stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
   children.add(child);
+  if (opts.input !== undefined) child.stdin!.end(opts.input);
   const exited = exitPromise(child);
   void exited.then(() => children.delete(child));
   const stdout: Buffer[] = [];
