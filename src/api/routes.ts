@@ -15,6 +15,7 @@ import type { Metrics } from "./metrics";
 import type { AuditRunner } from "./audit";
 import { snapshotRoutes } from "./snapshots";
 import { receiptRoutes } from "./receipts";
+import { openApiRoute } from "./openapi";
 
 export interface RouteDeps {
   /** What the node says of itself (status, health, metrics). */
@@ -304,6 +305,9 @@ export function v1Routes(deps: RouteDeps): Router {
   r.get("/stream", () => {
     throw new LedgerError("bad_request", "WS /v1/stream takes a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)");
   });
+
+  // This API's OpenAPI 3.1 document (src/api/openapi.ts): built once, here, since only a build changes it.
+  r.get("/openapi.json", openApiRoute());
 
   return r.allowOthers();
 }

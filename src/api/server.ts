@@ -11,6 +11,7 @@ import { MethodRouter, RouteDeps, v1Routes } from "./routes";
 import { createMetrics } from "./metrics";
 import { parseQuery } from "./params";
 import { requireClientCertificate } from "./client-cert";
+import { explorerRoutes } from "./explorer";
 
 export interface AppOptions {
   /** --cors-origin: the one browser origin allowed to call the API (none by default). */
@@ -78,6 +79,8 @@ export function createApp(deps: RouteDeps, logger: Logger, opts: AppOptions = {}
   top.get("/metrics", (_req, res, next) => {
     metrics.registry.metrics().then((text) => res.type(metrics.registry.contentType).send(text), next);
   });
+  // The audit explorer page (static; it verifies in the browser with the auditor's trust file).
+  explorerRoutes(top);
   app.use(top.allowOthers());
   app.use("/v1", v1Routes({ ...deps, metrics }));
   app.use(() => {

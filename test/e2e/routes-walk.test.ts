@@ -32,6 +32,7 @@ const ROUTES: readonly { path: string; query: readonly string[] }[] = [
   { path: "/v1/admin/config", query: [] },
   { path: "/v1/status", query: [] },
   { path: "/v1/stream", query: ["from"] },
+  { path: "/v1/openapi.json", query: [] },
   { path: "/v1/raft", query: [] },
 ];
 
