@@ -28,6 +28,12 @@ export class VerificationFailure extends Error {
   }
 }
 
+/**
+ * Member id → Ed25519 key: of `config` when given, else of the configuration in effect at index
+ * `at` (the latest CONFIG entry at or before it), else of the latest configuration.
+ */
+export type MemberKeys = (config: ClusterConfig | null, at?: number) => Map<string, string>;
+
 export class RaftStorage implements Storage {
   private range: CompactRange;
   private readonly tail = new Map<number, Entry>();
@@ -122,7 +128,7 @@ export class RaftStorage implements Storage {
    * apply of committed entries) at its end: one fsync per Ready. Throws
    * VerificationFailure (and writes nothing) when what the leader sent does not check out.
    */
-  persist(rd: Ready, keys: (config: ClusterConfig | null) => Map<string, string>, alsoInTxn: (() => void) | null = null): void {
+  persist(rd: Ready, keys: MemberKeys, alsoInTxn: (() => void) | null = null): void {
     if (rd.snapshot === null && rd.entries.length === 0 && rd.hardState === null) {
       if (alsoInTxn !== null) this.transaction(alsoInTxn);
       return;
@@ -146,7 +152,9 @@ export class RaftStorage implements Storage {
         : installed !== null && first - 1 === installed.snap.meta.index ? installed.snap.meta.hash
         : this.entry(first - 1).hash;
       for (const e of rd.entries) {
-        if (e.kind === EntryKind.Checkpoint) checkpoints.push({ index: e.index, cp: this.checkCheckpoint(e, range, prevHash, keys(null)) });
+        // Signed by a member of the configuration in effect before it, as verify-chain holds it: a
+        // CONFIG entry earlier in this same batch counts, a later one does not.
+        if (e.kind === EntryKind.Checkpoint) checkpoints.push({ index: e.index, cp: this.checkCheckpoint(e, range, prevHash, keys(null, e.index - 1)) });
         nodes.push(...range.append(e.hash));
         prevHash = e.hash;
       }
@@ -216,7 +224,7 @@ export class RaftStorage implements Storage {
   }
 
   /** The snapshot's document and Merkle range, once it verifies (else VerificationFailure). */
-  private checkSnapshot(snap: Snapshot, keys: (config: ClusterConfig | null) => Map<string, string>): { doc: SnapshotDoc; range: CompactRange } {
+  private checkSnapshot(snap: Snapshot, keys: MemberKeys): { doc: SnapshotDoc; range: CompactRange } {
     const doc = decodeSnapshot(snap.data);
     const at = snap.meta.index;
     if (doc === null) throw new VerificationFailure(at, "received snapshot does not parse");

@@ -420,7 +420,7 @@ export class LedgerRuntime {
     // node pays one fsync per Ready instead of two.
     let applied: Array<[Entry, ApplyResult]> = [];
     let pruned = false;
-    this.storage.persist(rd, (c) => this.keysOf(c), rd.committedEntries.length === 0 ? null : () => {
+    this.storage.persist(rd, (c, at) => this.keysOf(c ?? (at === undefined ? null : this.raw.configAt(at))), rd.committedEntries.length === 0 ? null : () => {
       applied = rd.committedEntries.map((e) => [e, this.apply(e)]);
       // A recorded prune moves history_from in the same transaction as its apply (deterministic).
       for (const e of rd.committedEntries) if (markPruned(this.store, e)) pruned = true;
@@ -572,6 +572,10 @@ export class LedgerRuntime {
 
   private maybeCheckpoint(): void {
     if (!this.isLeader() || this.sinceCheckpoint === 0) return;
+    // A leader that removed itself leads until the change commits (thesis 4.2.2), but its key is no
+    // longer one the log's configuration names: a checkpoint it signed now would fail every verifier.
+    const cfg = this.raw.status().config;
+    if (![...cfg.voters, ...cfg.learners].some((m) => m.id === this.nodeId)) return;
     const due = this.sinceCheckpoint >= this.opts.checkpointEvery ||
       this.opts.now().getTime() - this.firstUncheckpointedAt >= this.opts.checkpointIntervalMs;
     // Sign only what is durable here: nothing may be waiting in the core's unstable tail.

@@ -145,6 +145,11 @@ export class RawNode {
     this.raft.selfPersisted(log.stableLastIndex());
   }
 
+  /** The configuration in effect at `index`: the latest CONFIG entry at or before it in this log (thesis 4.1). */
+  configAt(index: number): ClusterConfig {
+    return this.raft.configAt(index);
+  }
+
   /** The anchor and config to put in a snapshot the caller makes at an applied index. */
   snapshotMeta(index: number): SnapshotMeta {
     const log = this.raft.log;

@@ -65,6 +65,17 @@ describe("RaftStorage refuses what does not check out", () => {
     s.store.close();
   });
 
+  test("a checkpoint's signer is looked up in the configuration in effect just before it (a CONFIG entry later in the batch does not count)", () => {
+    const s = setup();
+    const asked: Array<[ClusterConfig | null, number | undefined]> = [];
+    s.storage.persist(ready(withCheckpoint(s, s.key, false)), (c, at) => {
+      asked.push([c, at]);
+      return new Map([["n1", toHex(s.key.publicKey)]]);
+    });
+    expect(asked).toEqual([[null, 3]]);
+    s.store.close();
+  });
+
   test.each([
     ["a wrong root", (s: ReturnType<typeof setup>) => withCheckpoint(s, s.key, true)],
     ["a signature by a key outside the configuration", (s: ReturnType<typeof setup>) => withCheckpoint(s, generateKeyPair(), false)],
