@@ -18,7 +18,7 @@ import type { AppendResult, LedgerWrites } from "./ports";
 import type { LedgerRuntime, ReadyListener } from "./runtime";
 import type { Reader } from "./reader";
 import type { RecordTypes } from "./record-types";
-import { Forwarder } from "./forward";
+import { FORWARD_PENDING_MAX, Forwarder } from "./forward";
 
 export interface WritesOptions {
   /** How long a write waits for commit before answering 503 (the entry may still commit). */
@@ -70,7 +70,7 @@ export class Writes implements LedgerWrites, ReadyListener {
       { nodeId: rt.nodeId, leader: () => rt.leader(), send: (m) => rt.sendForward(m) },
       // A forwarded record is validated here like a client's body, then appended as this leader's own write.
       (record, key) => this.append(opts.types.validate(record).record, key),
-      { writeTimeoutMs: opts.writeTimeoutMs, maxPending: opts.maxPendingWrites },
+      { writeTimeoutMs: opts.writeTimeoutMs, maxPending: Math.min(opts.maxPendingWrites, FORWARD_PENDING_MAX) },
     );
     rt.onForward((m) => this.forwarder.receive(m));
   }

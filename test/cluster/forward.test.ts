@@ -68,6 +68,13 @@ test("each follower takes a write without -L: forwarded, committed once, 201; re
     expect(redirected.status).toBe(307);
     expect(redirected.headers).toContain(`Location: ${cluster.url(leader)}/v1/records?redirect=1`);
 
+    // Data that looks like the peer codec's byte marker, under a client_id/request_id key with a space
+    // and a non-ASCII letter: forwarded and stored exactly as sent.
+    const tricky = { type: "policy.set", subject: "forwarded", data: { name: "tricky", value: { $b: "aGk=" }, odd: { $b: "a" } }, client_id: "billing service é", request_id: "1" };
+    const t = await curlPost(`${cluster.url(f2)}/v1/records`, tricky, auth);
+    expect(t.status).toBe(201);
+    acks.set("billing service é:1", t.body as { index: number; hash: string });
+
     // Committed once each, at the acknowledged index with the acknowledged hash, on every node.
     const last = Math.max(...[...acks.values()].map((a) => a.index));
     await cluster.converged(last);
@@ -78,5 +85,6 @@ test("each follower takes a write without -L: forwarded, committed once, 201; re
         expect({ id, key, copies: log.filter((e) => e.record?.idempotency_key === key).length }).toEqual({ id, key, copies: 1 });
       }
       expect(log.filter((e) => e.record?.data?.name === "redirected" || e.record?.data?.name === "something else")).toEqual([]);
+      expect(log[(t.body as { index: number }).index - 1].record?.data).toEqual(tricky.data);
     }
   }));
