@@ -176,9 +176,9 @@ export function program(): Command {
     .addOption(new Option("--host <host>", "address to listen on").default("127.0.0.1"))
     .requiredOption("--port <port>", "port to listen on", int(1, 65535))
     .addOption(new Option("--log-level <level>", "pino log level").env("RESONETICS_LOG_LEVEL").default("info").choices(LOG_LEVELS))
-    .addOption(new Option("--tls-cert <file>", "this node's PEM certificate, copied into its data dir's tls/ and served (the cluster's nodes serve TLS, or none does)"))
-    .addOption(new Option("--tls-key <file>", "the PEM private key of --tls-cert"))
-    .addOption(new Option("--cacert <file>", "the CA to trust for an https:// --seed (copied to tls/ca.crt)"))
+    .addOption(new Option("--tls-cert <file>", "this node's PEM certificate, copied into its data dir's tls/ and served (the cluster's nodes serve TLS, or none does)").env("RESONETICS_TLS_CERT"))
+    .addOption(new Option("--tls-key <file>", "the PEM private key of --tls-cert").env("RESONETICS_TLS_KEY"))
+    .addOption(new Option("--cacert <file>", "the CA to trust for an https:// --seed (copied to tls/ca.crt)").env("RESONETICS_CACERT"))
     .addOption(new Option("--insecure", INSECURE_HELP).env("RESONETICS_INSECURE").default(false))
     .action(async (o: { dataDir: string; id: string; seed: string; tokenFile: string; host: string; port: number; logLevel: string; tlsCert?: string; tlsKey?: string; cacert?: string; insecure: boolean }, cmd: Command) => {
       const insecure = cmd.getOptionValueSource("insecure") === "env" ? envFlag(cmd, "RESONETICS_INSECURE") : o.insecure;

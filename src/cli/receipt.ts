@@ -69,6 +69,11 @@ export async function receiptCommand(index: number, o: ReceiptCliOptions, out: W
         out(r.text.endsWith("\n") ? r.text : `${r.text}\n`);
         return EXIT_OK;
       }
+      if (r.kind === "refused" && r.status >= 500) {
+        // Like every client command: an endpoint that answers 5xx passes the request to the next.
+        failures.push(`${base}: ${r.status} ${r.message}`);
+        continue;
+      }
       if (r.kind === "refused") {
         err(`resonetics receipt: ${base} answered ${r.status}: ${r.message}\n`);
         return r.status >= 400 && r.status < 500 ? EXIT_USAGE : EXIT_UNAVAILABLE;

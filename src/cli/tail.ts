@@ -6,13 +6,13 @@
  * why. A close that names where to resume (4008 slow consumer: the same node; 1001 shutting down,
  * or a dropped connection: the next endpoint) reconnects with from = the next index.
  */
-import { CLOSE_SLOW_CONSUMER } from "../api/stream";
+import { CLOSE_NOT_IN_LOG, CLOSE_SLOW_CONSUMER } from "../api/stream";
 import { fromHex } from "../ledger/bytes";
 import { genesisHash } from "../ledger/entry";
 import { StreamEnd, subscribe } from "../client/stream";
 import { FrameCheck, StreamVerifier } from "../client/stream-verifier";
 import { ClientError } from "../client/errors";
-import { ClientFlags, clientOf, EXIT_OK, EXIT_UNAVAILABLE, EXIT_VERIFICATION } from "./client-options";
+import { ClientFlags, clientOf, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_VERIFICATION } from "./client-options";
 import { entryLine } from "./format";
 import type { Writer } from "./verify-chain";
 
@@ -32,9 +32,9 @@ const RECONNECTS_IDLE_MAX = 10;
 const RECONNECT_DELAY_MS = 250;
 
 const describe = (end: StreamEnd): string =>
-  end.kind === "failed" ? end.message : end.kind === "closed" ? `closed ${end.code}${end.reason === "" ? "" : ` (${end.reason})`}` : "stopped";
+  end.kind === "failed" ? end.message : end.kind === "refused" ? `answered ${end.status}` : end.kind === "closed" ? `closed ${end.code}${end.reason === "" ? "" : ` (${end.reason})`}` : "stopped";
 
-/** Runs tail: 0 after --count entries, 1 at the first entry that does not verify, 3 when no endpoint streams. */
+/** Runs tail: 0 after --count entries, 1 at the first entry that does not verify, 2 when refused (4xx, pruned), 3 when no endpoint streams. */
 export async function tailCommand(f: ClientFlags, o: TailOptions, out: Writer, err: Writer): Promise<number> {
   const client = clientOf(f);
   const status = await client.status();
@@ -72,6 +72,12 @@ export async function tailCommand(f: ClientFlags, o: TailOptions, out: Writer, e
       return EXIT_VERIFICATION;
     }
     if (end.kind === "stopped") return EXIT_OK;
+    // A refusal that another try cannot change: a 4xx to the handshake (a client certificate or the
+    // index is wrong), or 4004 (the entry was pruned, which a recorded prune did on every node).
+    if ((end.kind === "refused" && end.status >= 400 && end.status < 500 && end.status !== 429) || (end.kind === "closed" && end.code === CLOSE_NOT_IN_LOG)) {
+      err(`resonetics tail: ${base} refused the stream from ${verifier.next}: ${describe(end)}\n`);
+      return EXIT_USAGE;
+    }
     idle = progressed ? 0 : idle + 1;
     progressed = false;
     if (idle > RECONNECTS_IDLE_MAX) {

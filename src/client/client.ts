@@ -274,6 +274,8 @@ export class LedgerClient {
       const payload = payloadOf(e);
       const bad = entryProblem(e, e.index) ??
         (prev !== undefined && !(e.index > prev.index) ? `listed after entry ${prev.index}` : null) ??
+        // Without a subject the page is a run of the log: no index may be left out.
+        (q.subject === undefined && prev !== undefined && e.index !== prev.index + 1 ? `listed after entry ${prev.index}, leaving out ${prev.index + 1}` : null) ??
         (prev !== undefined && e.index === prev.index + 1 && e.prev_hash !== prev.hash ? `prev_hash is not the hash of entry ${prev.index}` : null) ??
         (q.subject !== undefined && (payload === null || decodeRecord(payload)?.subject !== q.subject) ? `not a record of subject ${JSON.stringify(q.subject)}` : null);
       if (bad !== null) throw new ClientError(0, "verification_failed", `entry ${e.index}: ${bad}`, e);

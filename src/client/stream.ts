@@ -11,7 +11,9 @@ export type StreamEnd =
   | { readonly kind: "stopped" }
   /** The connection was open and closed: the server's code and reason (1006 when it dropped without a close frame). */
   | { readonly kind: "closed"; readonly code: number; readonly reason: string }
-  /** No connection: refused, timed out, or the handshake answered something other than 101 (503 when full). */
+  /** The handshake was answered with an HTTP status other than 101 (401 without a client certificate, 503 when full...). */
+  | { readonly kind: "refused"; readonly status: number }
+  /** No connection: refused at the TCP or TLS level, or timed out. */
   | { readonly kind: "failed"; readonly message: string };
 
 export interface StreamOptions {
@@ -41,6 +43,10 @@ export function subscribe(base: string, from: number, o: StreamOptions, onFrame:
     };
     ws.on("open", () => {
       opened = true;
+    });
+    ws.on("unexpected-response", (req, res) => {
+      finish({ kind: "refused", status: res.statusCode ?? 0 });
+      req.destroy();
     });
     ws.on("message", (data: WebSocket.RawData) => {
       if (done) return;

@@ -87,8 +87,16 @@ export class KeyExchange {
    */
   sessionKey(peerHex: string, transcript: Transcript): Buffer | null {
     if (!KX_HEX.test(peerHex)) return null;
-    const peer = createPublicKey({ key: { kty: "OKP", crv: "X25519", x: Buffer.from(peerHex, "hex").toString("base64url") }, format: "jwk" });
-    const shared = diffieHellman({ privateKey: this.secret, publicKey: peer });
+    let shared: Buffer;
+    try {
+      const peer = createPublicKey({ key: { kty: "OKP", crv: "X25519", x: Buffer.from(peerHex, "hex").toString("base64url") }, format: "jwk" });
+      shared = diffieHellman({ privateKey: this.secret, publicKey: peer });
+    } catch {
+      // The peer chose these 32 bytes, and this throw is the verdict on them, not a fault here:
+      // OpenSSL refuses a small-order point itself ("failed during derivation"), the same verdict as
+      // an all-zero secret: not a usable key. The caller refuses the handshake and logs why.
+      return null;
+    }
     if (shared.every((b) => b === 0)) return null;
     const salt = createHash("sha256").update(utf8(transcriptText(transcript))).digest();
     return Buffer.from(hkdfSync("sha256", shared, salt, FRAMES_INFO, SESSION_KEY_BYTES));

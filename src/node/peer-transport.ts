@@ -225,8 +225,10 @@ class PeerLink {
         stage = "ok";
       } else if (stage === "ok" && transcript !== null) {
         const ok = v as Partial<AuthOk>;
-        const key = kx.sessionKey(transcript.listenerKx, transcript);
-        if (!isObj(v) || ok.t !== "ok" || !verifyHex(ok.sig, listenerAuthMessage(transcript), info.publicKey) || key === null) {
+        // The key is derived only once the listener proved its node key over this transcript.
+        const proven = isObj(v) && ok.t === "ok" && verifyHex(ok.sig, listenerAuthMessage(transcript), info.publicKey);
+        const key = proven ? kx.sessionKey(transcript.listenerKx, transcript) : null;
+        if (key === null) {
           this.t.log.warn({ peer: this.id }, "peer failed to prove its key over this session; dropping the connection");
           this.t.authFailures++;
           ws.terminate();
