@@ -227,6 +227,11 @@ export class LedgerClient {
         if (loc !== null && redirects < MAX_REDIRECTS) {
           redirects++;
           const u = new URL(loc, base);
+          // The token goes with the request: never to another scheme than the cluster's (an https
+          // node that points at http:// would send it in clear) nor to anything but http(s).
+          if (u.protocol !== new URL(base).protocol) {
+            throw new ClientError(res.status, "bad_redirect", `${base} redirected to ${u.protocol}//${u.host}, another scheme; not following it with the token`);
+          }
           base = `${u.protocol}//${u.host}`;
           const known = this.urls.indexOf(base);
           if (known >= 0) this.preferred = known;

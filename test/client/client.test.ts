@@ -71,6 +71,33 @@ describe("LedgerClient against a real node", () => {
     }
   });
 
+  test("a redirect to another scheme is not followed with the token", async () => {
+    let tokenSeen: string | undefined = "none yet";
+    const target = http.createServer((req, res) => {
+      tokenSeen = req.headers.authorization;
+      res.end("{}");
+    });
+    await new Promise<void>((r) => target.listen(0, "127.0.0.1", r));
+    const targetPort = (target.address() as { port: number }).port;
+    // An https "follower" is not at hand here; a relative check is the same: an http node pointing at ws:// (another scheme).
+    const follower = http.createServer((_req, res) => {
+      res.writeHead(307, { Location: `ws://127.0.0.1:${targetPort}/v1/records`, "Content-Type": "application/json" });
+      res.end(JSON.stringify({ error: "not_leader", leader: "n1" }));
+    });
+    await new Promise<void>((r) => follower.listen(0, "127.0.0.1", r));
+    const port = (follower.address() as { port: number }).port;
+    try {
+      const c = new LedgerClient({ urls: [`http://127.0.0.1:${port}`], token: server.token, maxAttempts: 1 });
+      await expect(c.append(rec(300))).rejects.toMatchObject({ status: 307, code: "bad_redirect" });
+      expect(tokenSeen).toBe("none yet");
+    } finally {
+      for (const s of [follower, target]) {
+        s.closeAllConnections();
+        await new Promise<void>((r) => s.close(() => r()));
+      }
+    }
+  });
+
   test("a tampered answer fails verification", async () => {
     // A proxy that flips one hex digit of every inclusion path element it relays.
     const liar = http.createServer(async (req, res) => {
