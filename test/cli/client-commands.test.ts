@@ -381,3 +381,72 @@ describe("fail-over (last: they stop nodes)", () => {
     expect(rows.slice(1).every((row) => row.includes(` leader=${leader} `))).toBe(true);
   }));
 });
+
+/** A stand-in node on 127.0.0.1: GETs relayed to the leader, changed by `edit`; a WebSocket upgrade answered `upgradeStatus`. */
+async function standIn(edit: (url: string, body: unknown) => unknown, upgradeStatus = 401): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = http1.createServer((req, res) => {
+    void (async () => {
+      const real = await http(c.url(leader), "GET", req.url ?? "/");
+      res.writeHead(real.status, { "content-type": "application/json" });
+      res.end(JSON.stringify(edit(req.url ?? "/", real.json)));
+    })();
+  });
+  server.on("upgrade", (_req, socket: net.Socket) => {
+    const body = JSON.stringify({ error: "unauthorized", message: "a client certificate signed by the configured CA is required: none was presented" });
+    socket.end(`HTTP/1.1 ${upgradeStatus} Refused\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    close: () => new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    }),
+  };
+}
+
+describe("refusals and gaps (review fixes)", () => {
+  test("receipt passes a 5xx to the next endpoint, like every client command", guarded("receipt 5xx", async () => {
+    const ack = await append("cli-receipt-5xx", 1);
+    const busy = http1.createServer((_req, res) => {
+      res.writeHead(503, { "content-type": "application/json", "retry-after": "1" });
+      res.end(JSON.stringify({ error: "unavailable", message: "no leader known" }));
+    });
+    await new Promise<void>((r) => busy.listen(0, "127.0.0.1", r));
+    try {
+      const r = await cli(["receipt", String(ack.index), "--wait-ms", "10000", "--endpoints", `http://127.0.0.1:${(busy.address() as net.AddressInfo).port},${c.url(leader)}`]);
+      expect(r.code).toBe(0);
+      expect((JSON.parse(r.stdout) as { entry: { index: number; hash: string } }).entry).toMatchObject({ index: ack.index, hash: ack.hash });
+    } finally {
+      await new Promise<void>((r) => busy.close(() => r()));
+    }
+  }));
+
+  test("tail exits 2 at once when the stream is refused with a 4xx (no reconnect loop, no exit 3)", guarded("tail refused", async () => {
+    const node = await standIn((_url, body) => body);
+    try {
+      const r = await cli(["tail", "--from", "1", "--endpoints", node.url]);
+      expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 2, stdout: "" });
+      // Before, it reconnected ten times and ended "no endpoint streams" with exit 3.
+      expect(r.stderr).toMatch(/^resonetics tail: .* refused the stream from 1: answered 401$/m);
+    } finally {
+      await node.close();
+    }
+  }));
+
+  test("list without --subject refuses a page that leaves an index out (exit 1)", guarded("list gap", async () => {
+    await append("cli-list-gap", 1);
+    const node = await standIn((url, body) => {
+      if (!url.startsWith("/v1/records?")) return body;
+      const page = body as { entries: unknown[] };
+      return { ...page, entries: page.entries.filter((_e, i) => i !== 2) };
+    });
+    try {
+      const r = await cli(["list", "--from", "1", "--limit", "5", "--endpoints", node.url]);
+      expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 1, stdout: "" });
+      expect(r.stderr).toMatch(/^resonetics list: verification_failed: entry 4: listed after entry 2, leaving out 3$/m);
+    } finally {
+      await node.close();
+    }
+  }));
+});
