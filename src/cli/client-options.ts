@@ -30,6 +30,10 @@ export interface ClientFlags {
   readonly output: Output;
   readonly tls?: TlsClientOptions;
   readonly timeoutMs: number;
+  /** --trust: the auditor's trust file; signer keys come from its genesis configuration, not from the node. */
+  readonly trust?: string;
+  /** --state-file: the last verified checkpoint per cluster; every newer one must be proven consistent with it. */
+  readonly stateFile?: string;
 }
 
 /** What `npm start` serves: a client with no --endpoints talks to it. */
@@ -90,6 +94,8 @@ export function withClientOptions(cmd: Command, global = false): Command {
     .addOption(opt("--cacert <file>", "trust this CA for https:// endpoints (instead of the system's store)", "RESONETICS_CACERT"))
     .addOption(opt("--cert <file>", "client certificate, for a node started with --tls-client-ca", "RESONETICS_CERT"))
     .addOption(opt("--key <file>", "the private key of --cert", "RESONETICS_KEY"))
+    .addOption(opt("--trust <file>", "a trust file (resonetics trust export): checkpoint signers are taken from its genesis configuration, not from the node", "RESONETICS_TRUST"))
+    .addOption(opt("--state-file <file>", "keep the last verified checkpoint here; a newer one must be proven consistent with it (rollback and fork: exit 1)", "RESONETICS_STATE_FILE"))
     // 10 s: a write waits up to the server's --write-timeout-ms (5 s) for commit before its 503.
     .addOption(opt("--timeout-ms <ms>", "per request", "RESONETICS_TIMEOUT_MS", 10_000).argParser(int(100, 600_000)));
 }
@@ -122,9 +128,12 @@ export function clientFlags(cmd: Command): ClientFlags {
     if (token.length === 0) usage(cmd, `--token-file ${tokenFile} is empty`);
   }
   const tls = clientTls(cmd, { cacert: optionalString(flag(cmd, "cacert")), cert: optionalString(flag(cmd, "cert")), key: optionalString(flag(cmd, "key")) });
+  const trust = optionalString(flag(cmd, "trust"));
+  const stateFile = optionalString(flag(cmd, "stateFile"));
   return {
     endpoints, output: flag(cmd, "output") === "json" ? "json" : "text", timeoutMs: Number(flag(cmd, "timeoutMs")),
     ...(token === undefined ? {} : { token }), ...(tls === undefined ? {} : { tls }),
+    ...(trust === undefined ? {} : { trust }), ...(stateFile === undefined ? {} : { stateFile }),
   };
 }
 
@@ -133,11 +142,12 @@ export function clientOf(f: ClientFlags, endpoints: readonly string[] = f.endpoi
   return new LedgerClient({
     urls: endpoints, timeoutMs: f.timeoutMs, maxAttempts: attemptsPerEndpoint * endpoints.length, backoffMs: BACKOFF_MS,
     ...(f.token === undefined ? {} : { token: f.token }), ...(f.tls === undefined ? {} : { tls: f.tls }),
+    ...(f.trust === undefined ? {} : { trust: f.trust }), ...(f.stateFile === undefined ? {} : { stateFile: f.stateFile }),
   });
 }
 
 /** Codes of a client-side check that failed (status 0): the answer does not verify. */
-const VERIFICATION_CODES = new Set(["verification_failed", "bad_answer", "rollback", "fork"]);
+const VERIFICATION_CODES = new Set(["verification_failed", "bad_answer", "rollback", "fork", "untrusted_signer", "cluster_mismatch", "trust_mismatch"]);
 
 /** An error fetch throws when no answer came: refused, reset, unresolvable, timed out. */
 function isUnanswered(e: unknown): e is Error {

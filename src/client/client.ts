@@ -292,6 +292,8 @@ export class LedgerClient {
   /** GET /v1/checkpoints/latest, its signature checked with the signer's key in the configuration. */
   async signedCheckpoint(): Promise<CheckpointJson> {
     const cp = (await this.request("GET", "/v1/checkpoints/latest")) as CheckpointJson;
+    // Pinning: the signer's key from the trust (not the node's word) and consistency with the pin.
+    if (this.guard !== null) await this.guard.observe(cp);
     const bad = signatureProblem(cp, memberKeys(await this.members()));
     if (bad !== null) throw new ClientError(0, "verification_failed", `the latest checkpoint (index ${cp.index}): ${bad}`, cp);
     return cp;
@@ -327,12 +329,14 @@ export class LedgerClient {
       if (bad !== null) throw new ClientError(0, "verification_failed", `history of ${JSON.stringify(subject)}: ${bad}`, page);
       records.push(...page.records);
     }
+    if (this.guard !== null && page.checkpoint !== undefined && page.checkpoint !== null) await this.guard.observe(page.checkpoint);
     const complete = chain.completeness(page);
     if (typeof complete === "string") throw new ClientError(0, "verification_failed", `history of ${JSON.stringify(subject)}: ${complete}`, page);
     return { history: { ...page, prev_subject_head: toHex(SUBJECT_HEAD_ZERO), records }, complete };
   }
 
   private async checkSigns(cp: CheckpointJson, size: number, root: string): Promise<void> {
+    if (this.guard !== null) await this.guard.observe(cp);
     const bad = signatureProblem(cp, memberKeys(await this.members())) ??
       (cp.size !== size || cp.root !== root ? `it signs root(${cp.size}) ${cp.root}, not root(${size}) ${root}` : null);
     if (bad !== null) throw new ClientError(0, "verification_failed", `the checkpoint at index ${cp.index}: ${bad}`, cp);

@@ -450,3 +450,28 @@ describe("refusals and gaps (review fixes)", () => {
     }
   }));
 });
+
+describe("--trust and --state-file: the signer keys and the last verified checkpoint are the auditor's, not the node's", () => {
+  test("checkpoint pins under the trust file; a trust file with another key for the signers fails with exit 1", guarded("trust", async () => {
+    await append("cli-trust", 1);
+    await waitQuiescent(c.url(leader));
+    const dir = makeTempDir();
+    const exported = await runCli(["trust", "export", c.dir(leader)], CLI_TIMEOUT_MS);
+    expect(exported.code).toBe(0);
+    const trustFile = path.join(dir, "trust.json");
+    fs.writeFileSync(trustFile, exported.stdout);
+    const stateFile = path.join(dir, "state.json");
+    const pinned = ok(await cli(["checkpoint", "--trust", trustFile, "--state-file", stateFile, "-o", "json"]));
+    const cp = JSON.parse(pinned) as { cluster: string; size: number; root: string };
+    expect(fs.readFileSync(stateFile, "utf8")).toContain(cp.root);
+
+    // The same trust file with every genesis member's key replaced: the node's signatures are not the pinned keys'.
+    const forged = JSON.parse(exported.stdout) as { genesis_config: { voters: Array<{ public_key: string }> } };
+    for (const v of forged.genesis_config.voters) v.public_key = "11".repeat(32);
+    const forgedFile = path.join(dir, "forged-trust.json");
+    fs.writeFileSync(forgedFile, JSON.stringify(forged));
+    const refused = await cli(["checkpoint", "--trust", forgedFile]);
+    expect({ code: refused.code, stdout: refused.stdout }).toEqual({ code: 1, stdout: "" });
+    expect(refused.stderr).toMatch(/^resonetics checkpoint: (untrusted_signer|trust_mismatch): /m);
+  }));
+});
