@@ -65,6 +65,13 @@ export const HANDSHAKE_TIMEOUT_MS = 2000;
  * in, and a key holder ties up at most 3 receive buffers (each <= FRAME_BYTES_MAX).
  */
 export const AUTHENTICATED_PER_PEER_MAX = 3;
+/**
+ * What a peer's send queue may hold, in frame characters (the JSON is ASCII: one byte each). An
+ * Append carries at most 1 MiB of entries and Raft keeps 8 in flight per peer, so a link that
+ * drains holds a few MiB; 64 MiB is reached only by a link that stalls, and then frames are
+ * dropped (Raft retransmits) instead of 4,096 frames of up to 1 MiB (4 GiB) piling up per peer.
+ */
+export const QUEUED_BYTES_MAX = 64 * 1024 * 1024;
 /** Refusal log lines per window: a flood of strangers must not turn into a flood of log writes. */
 const REFUSAL_LOG_LINES_MAX = 20;
 const REFUSAL_LOG_WINDOW_MS = 10_000;
@@ -87,6 +94,8 @@ export interface PeerTransportOptions<M extends { readonly to: string; readonly 
   readonly isMessage: (value: unknown) => value is M;
   readonly logger: Logger;
   readonly maxQueuedFrames?: number;
+  /** Frame characters queued per peer, at most (default QUEUED_BYTES_MAX). */
+  readonly maxQueuedBytes?: number;
   readonly maxBufferedBytes?: number;
   readonly handshakeTimeoutMs?: number;
   readonly maxUnauthenticated?: number;
@@ -131,6 +140,8 @@ class PeerLink {
   /** Tags this connection's frames; set once the listener proved its key (null: not ready). */
   private sealer: FrameSealer | null = null;
   private queue: string[] = [];
+  /** Characters of the frames in the queue (bounded by maxQueuedBytes). */
+  private queuedBytes = 0;
   private backoffMs = 50;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -152,11 +163,12 @@ class PeerLink {
       this.t.log.error({ peer: this.id, bytes: Buffer.byteLength(frame), max: FRAME_BYTES_MAX }, "frame exceeds the peer frame limit; not sent");
       return;
     }
-    if (this.queue.length >= this.t.maxQueuedFrames) {
+    if (this.queue.length >= this.t.maxQueuedFrames || this.queuedBytes + frame.length > this.t.maxQueuedBytes) {
       this.dropped++;
       return;
     }
     this.queue.push(frame);
+    this.queuedBytes += frame.length;
     this.drain();
   }
 
@@ -166,7 +178,11 @@ class PeerLink {
     if (sealer === null || ws === null) return;
     // Each write's callback drains again, so a socket that was full takes more once it empties.
     // Sealed as sent: the tags' sequence is the order the listener receives them in.
-    while (this.queue.length > 0 && ws.bufferedAmount < this.t.maxBufferedBytes) ws.send(sealer.seal(Buffer.from(this.queue.shift() as string, "utf8")), this.afterWrite);
+    while (this.queue.length > 0 && ws.bufferedAmount < this.t.maxBufferedBytes) {
+      const frame = this.queue.shift() as string;
+      this.queuedBytes -= frame.length;
+      ws.send(sealer.seal(Buffer.from(frame, "utf8")), this.afterWrite);
+    }
   }
 
   private connect(): void {
@@ -272,6 +288,7 @@ class PeerLink {
     if (this.timer !== null) clearTimeout(this.timer);
     this.ws?.terminate();
     this.queue = [];
+    this.queuedBytes = 0;
   }
 }
 
@@ -313,6 +330,7 @@ interface PreAuthGate {
 export class PeerTransport<M extends { readonly to: string; readonly from: string }> {
   readonly log: Logger;
   readonly maxQueuedFrames: number;
+  readonly maxQueuedBytes: number;
   readonly maxBufferedBytes: number;
   readonly handshakeTimeoutMs: number;
   readonly maxUnauthenticated: number;
@@ -337,6 +355,7 @@ export class PeerTransport<M extends { readonly to: string; readonly from: strin
   constructor(readonly opts: PeerTransportOptions<M>) {
     this.log = opts.logger;
     this.maxQueuedFrames = opts.maxQueuedFrames ?? 4096;
+    this.maxQueuedBytes = opts.maxQueuedBytes ?? QUEUED_BYTES_MAX;
     this.maxBufferedBytes = opts.maxBufferedBytes ?? 8 * 1024 * 1024;
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
     this.maxUnauthenticated = opts.maxUnauthenticated ?? UNAUTHENTICATED_MAX;

@@ -166,4 +166,27 @@ describe("peer transport", () => {
     await until(() => a.t.authFailures >= 1, "a rejects the impostor");
     expect(impostor.got).toEqual([]);
   });
+
+  test("a peer's send queue is bounded in bytes too: past maxQueuedBytes frames are dropped (counted), and what was queued is delivered in order", async () => {
+    const dir = new Map<string, PeerInfo>();
+    const b = await start("b", "c1", () => dir);
+    const key = generateKeyPair();
+    const a = new PeerTransport<Msg>({
+      nodeId: "a", clusterId: "c1", secretKey: key.secretKey, peer: (p) => dir.get(p), isMessage: isMsg, onMessage: () => undefined,
+      logger, maxQueuedBytes: 64 * 1024,
+    });
+    // b is not in a's directory yet: a queues and cannot send.
+    const data = new Uint8Array(10_000); // ~13 KB of base64 per frame: four fit in 64 KB, the fifth does not
+    for (let n = 0; n < 6; n++) a.send({ type: "Ping", from: "a", to: "b", n, data });
+    expect(a.dropped()).toBe(2);
+    dir.set("a", { address: "127.0.0.1:1", publicKey: toHex(key.publicKey) });
+    dir.set("b", { address: `127.0.0.1:${b.port}`, publicKey: toHex(b.key.publicKey) });
+    await until(() => b.got.length === 4, "the 4 queued frames at b");
+    expect(b.got.map((m) => m.n)).toEqual([0, 1, 2, 3]);
+    // Drained, the queue takes frames again.
+    a.send({ type: "Ping", from: "a", to: "b", n: 9, data });
+    await until(() => b.got.length === 5, "a frame after the drain");
+    expect(a.dropped()).toBe(2);
+    a.close();
+  });
 });
