@@ -20,6 +20,7 @@ import { configProblem, MemberInfo } from "../ledger/config";
 import { checkpointFromValue, PinnedCheckpoint } from "../ledger/trust";
 import { assert } from "../util/assert";
 import { StateFileError } from "./errors";
+import { type Obj, isObj } from "../ledger/shapes";
 
 /** Where a cluster's genesis configuration (the root of every signer key) came from. */
 export type AnchorSource =
@@ -61,8 +62,6 @@ export const CLUSTERS_MAX = 64;
 const STATE_BYTES_MAX = 8 * 1024 * 1024;
 const FILE_MODE = 0o600;
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
 const CLUSTER_KEYS = ["anchor", "checkpoint", "endorsed", "genesis_config", "pinned_at"];
 
 function exactKeys(o: Obj, keys: readonly string[], what: string): string | null {

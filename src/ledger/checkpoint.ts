@@ -2,6 +2,7 @@
 import { canonicalBytes, canonicalJson, decodeV1Object } from "./canonical";
 import { concatBytes, fromHex, toHex, utf8 } from "./bytes";
 import { sign, verifySignature } from "./keys";
+import { isU64, HEX64 } from "./shapes";
 
 export interface CheckpointBody {
   readonly v: 1;
@@ -50,9 +51,7 @@ export function signCheckpoint(body: CheckpointBody, secretKey: Uint8Array): Che
 
 export const encodeCheckpoint = (cp: Checkpoint): Uint8Array => canonicalBytes(cp);
 
-const HEX64 = /^[0-9a-f]{64}$/;
 const HEX128 = /^[0-9a-f]{128}$/;
-const isU64 = (n: unknown): n is number => typeof n === "number" && Number.isSafeInteger(n) && n >= 0;
 
 /** Parses a CHECKPOINT payload; null when it is not well formed. */
 export function decodeCheckpoint(payload: Uint8Array): Checkpoint | null {

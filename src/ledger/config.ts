@@ -23,6 +23,7 @@ import { bytesEqual } from "./bytes";
 import { canonicalBytes } from "./canonical";
 import { checkIJson, parseIJson } from "./ijson";
 import { LedgerError } from "../util/errors";
+import { type Obj, isObj, HEX64 } from "./shapes";
 
 export interface MemberInfo {
   readonly id: string;
@@ -51,14 +52,11 @@ export const memberKeys = (config: Pick<ClusterConfig, "voters" | "learners">): 
 export const encodeConfig = (config: ClusterConfig): Uint8Array =>
   canonicalBytes({ v: 1, voters: [...config.voters].sort(byId).map(member), learners: [...config.learners].sort(byId).map(member) });
 
-const HEX64 = /^[0-9a-f]{64}$/;
 /** Longest member id in code points: the core's bound since the start; ids are names, not data. */
 const MEMBER_ID_CHARS_MAX = 200;
 const CONFIG_KEYS = ["learners", "v", "voters"];
 const MEMBER_KEYS = ["address", "id", "public_key"];
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** Why o's own keys are not exactly `keys` (sorted), or null. */
 function keysProblem(o: Obj, keys: readonly string[], what: string): string | null {

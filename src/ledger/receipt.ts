@@ -18,6 +18,7 @@ import { LedgerError } from "../util/errors";
 import { decodeConfig } from "./config";
 import { verifyInclusion } from "./merkle-verify";
 import { genesisKeys, PinnedCheckpoint, TrustFile } from "./trust";
+import { type Obj, isObj, isU64, HEX64, B64, PROOF_PATH_MAX as PATH_MAX } from "./shapes";
 
 export const RECEIPT_TYPE = "resonetics/receipt/v1";
 
@@ -67,13 +68,6 @@ export type ReceiptResult =
 /** Thrown inside verification only, to carry the reason out; never escapes verifyReceipt. */
 class Bad extends Error {}
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
-const isU64 = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
-const HEX64 = /^[0-9a-f]{64}$/;
-const B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-/** A proof path in a tree of up to 2^64 leaves has at most 64 hashes. */
-const PATH_MAX = 64;
 /** Links per signer chain: one per membership change since genesis; 10,000 is decades of changes. */
 const CHAIN_MAX = 10_000;
 const RECEIPT_KEYS = ["v", "type", "cluster", "entry", "inclusion", "checkpoint", "signer_key", "signer_chain"];

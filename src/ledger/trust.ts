@@ -11,6 +11,7 @@ import { genesisHash } from "./entry";
 import { toHex, utf8 } from "./bytes";
 import { parseIJson } from "./ijson";
 import { LedgerError } from "../util/errors";
+import { isObj } from "./shapes";
 
 /** A signed checkpoint and the index of its own CHECKPOINT entry (always size + 1). */
 export interface PinnedCheckpoint extends Checkpoint {
@@ -25,8 +26,6 @@ export interface TrustFile {
   readonly checkpoint?: PinnedCheckpoint;
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
 const TRUST_KEYS = new Set(["v", "cluster", "genesis_hash", "genesis_config", "checkpoint"]);
 
 /** The trust file of a cluster, from its genesis configuration and (optionally) a checkpoint to pin. */

@@ -14,6 +14,7 @@ import { subjectTreeOf, trackSubjects } from "./subject-tree";
 import { decodeSnapshot, snapshotProblem, snapshotRange, snapshotState } from "./snapshot";
 import { AnchorProblem, AnchorReport, AnchorTracker } from "./anchor";
 import type { PinnedCheckpoint, TrustFile } from "./trust";
+import { isU64 } from "./shapes";
 
 export interface ChainSource {
   getMeta(key: string): string | undefined;
@@ -125,7 +126,6 @@ export function startProblem(src: ChainSource, from: VerifyStart): StartProblem 
   return null;
 }
 
-const isU64 = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 
 class Violation extends Error {
   constructor(readonly index: number, reason: string) {

@@ -21,6 +21,7 @@ import { parseIJson } from "../ledger/ijson";
 import { utf8 } from "../ledger/bytes";
 import { ErrorCode, LedgerError } from "../util/errors";
 import type { AppendResult } from "./ports";
+import { isObj, isU64 as u64 } from "../ledger/shapes";
 
 export interface ForwardAppend {
   readonly type: "ForwardAppend";
@@ -83,9 +84,6 @@ export const FORWARD_BYTES_MAX = 16 << 20;
  */
 export const FORWARD_MARGIN_MS = 2000;
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
-const u64 = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 const isScalarDetails = (v: unknown): boolean =>
   isObj(v) && Object.keys(v).length <= DETAILS_MAX && Object.values(v).every((x) => ["string", "number", "boolean"].includes(typeof x));
 

@@ -5,10 +5,8 @@
  */
 import type { Message } from "../raft";
 import { configProblem, type ClusterConfig } from "../raft";
+import { isObj, isU64 as u64 } from "../ledger/shapes";
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
-const u64 = (v: unknown): boolean => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 const bool = (v: unknown): boolean => typeof v === "boolean";
 const hash32 = (v: unknown): boolean => v instanceof Uint8Array && v.length === 32;
 const bytes = (v: unknown): boolean => v instanceof Uint8Array;

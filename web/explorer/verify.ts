@@ -16,6 +16,7 @@ import { decodeConfig } from "../../src/ledger/config";
 import { checkpointFromValue, genesisConfigPayload, genesisKeys, PinnedCheckpoint, TrustFile } from "../../src/ledger/trust";
 import { nextSubjectHead } from "../../src/ledger/state-machine";
 import { subjectLeafData } from "../../src/ledger/subject-tree";
+import { isObj, isU64, HEX64, B64, PROOF_PATH_MAX as PATH_MAX } from "../../src/ledger/shapes";
 
 export type VerdictState = "verified" | "failed" | "unverifiable";
 
@@ -38,13 +39,6 @@ export function combine(parts: readonly Verdict[]): Verdict {
   return verified(parts.map((p) => p.text).join("; "));
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
-const isU64 = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
-const HEX64 = /^[0-9a-f]{64}$/;
-const B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-/** A proof path in a tree of up to 2^64 leaves has at most 64 hashes. */
-const PATH_MAX = 64;
 
 /** The first 12 hex digits: enough to tell two hashes apart on screen. */
 export const short = (hex: string): string => (hex.length > 12 ? `${hex.slice(0, 12)}…` : hex);
