@@ -2,7 +2,7 @@ import { createPublicKey, verify as nodeVerify } from "node:crypto";
 import { checkpointMessage, decodeCheckpoint, encodeCheckpoint, signCheckpoint, verifyCheckpointSignature, CheckpointBody } from "../../src/ledger/checkpoint";
 import { generateKeyPair } from "../../src/ledger/keys";
 import { toHex } from "../../src/ledger/bytes";
-import { canonicalJson as canonicalJsonOf } from "../support/independent";
+import { canonicalJson as canonicalJsonOf, keyPair } from "../support/independent";
 
 const spki = (raw: Uint8Array) =>
   createPublicKey({ key: Buffer.concat([Buffer.from("302a300506032b6570032100", "hex"), Buffer.from(raw)]), format: "der", type: "spki" });
@@ -11,8 +11,9 @@ const body: CheckpointBody = {
   v: 1, cluster: "c", size: 10, root: "ab".repeat(32), head: "cd".repeat(32), term: 3, signer: "n1", ts: "2026-01-01T00:00:00.000Z",
 };
 
+// Describe-scope keys come from node:crypto (independent.ts): nothing outside a test may reach src.
 describe("checkpoints", () => {
-  const key = generateKeyPair(new Uint8Array(32).fill(7));
+  const key = keyPair(new Uint8Array(32).fill(7));
 
   test("the signed message is the tag and canonical JSON of the body, sorted keys", () => {
     const text = Buffer.from(checkpointMessage(body)).toString("utf8");
@@ -53,8 +54,9 @@ describe("checkpoints", () => {
 });
 
 describe("decodeCheckpoint: every field is checked, at its boundaries", () => {
-  const key = generateKeyPair(new Uint8Array(32).fill(7));
-  const cp = signCheckpoint(body, key.secretKey);
+  const key = keyPair(new Uint8Array(32).fill(7));
+  let cp: ReturnType<typeof signCheckpoint>;
+  beforeEach(() => { cp = signCheckpoint(body, key.secretKey); });
   const decode = (patch: Record<string, unknown>): unknown => decodeCheckpoint(Buffer.from(canonicalJsonOf({ ...cp, ...patch })));
 
   test("the extremes that are well formed: size and term 0 and 2^53 - 1, any strings for cluster, signer and ts", () => {
@@ -103,7 +105,7 @@ describe("decodeCheckpoint: every field is checked, at its boundaries", () => {
 });
 
 describe("the signed message leaves out everything but the body", () => {
-  const key = generateKeyPair(new Uint8Array(32).fill(7));
+  const key = keyPair(new Uint8Array(32).fill(7));
 
   test("a checkpoint with its sig, or carrying its log index (a pinned checkpoint), signs and verifies as its body", () => {
     const cp = signCheckpoint(body, key.secretKey);

@@ -305,9 +305,10 @@ describe("record payloads", () => {
 
 describe("checkpoint payloads", () => {
   const seed = Buffer.alloc(32, 11);
-  const kp = generateKeyPair(seed);
+  const kp = ind.keyPair(seed);
   const body = { v: 1 as const, cluster: "c", size: 4, root: "aa".repeat(32), head: "bb".repeat(32), term: 2, signer: "n1", ts: "t" };
-  const cp = signCheckpoint(body, kp.secretKey);
+  let cp: ReturnType<typeof signCheckpoint>;
+  beforeEach(() => { cp = signCheckpoint(body, kp.secretKey); });
 
   test("the signature is node:crypto-verifiable over the independent message; encode is canonical JSON", () => {
     expect(ind.verifyCheckpointSig(cp, toHex(kp.publicKey))).toBe(true);

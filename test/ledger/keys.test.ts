@@ -69,7 +69,8 @@ describe("acceptablePublicKey", () => {
 
 describe("verifySignature and the installed implementation", () => {
   const seed = Buffer.alloc(32, 9);
-  const kp = generateKeyPair(seed);
+  let kp: ReturnType<typeof generateKeyPair>;
+  beforeEach(() => { kp = generateKeyPair(seed); });
   const msg = Buffer.from("resonetics/checkpoint/v1\n{}");
   const nodePriv = createPrivateKey({ key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]), format: "der", type: "pkcs8" });
   afterEach(() => useEd25519(portableEd25519));

@@ -101,7 +101,8 @@ describe("checkpoint note bodies (c2sp.org/tlog-checkpoint)", () => {
 
 describe("noteProblem says why a note does not verify", () => {
   const goSig = Buffer.from(GO_BLOB, "base64");
-  const goKeyId = noteKeyId(GO_NAME, GO_PUB);
+  let goKeyId: Uint8Array;
+  beforeEach(() => { goKeyId = noteKeyId(GO_NAME, GO_PUB); }); // per test: nothing outside a test may reach src
   const noLine = `no signature line by ${GO_NAME} with key id ${GO_KEY_HASH}`;
 
   test("no blank line between the body and the signatures", () => {

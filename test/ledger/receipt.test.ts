@@ -5,16 +5,17 @@ import { chainEntry, Entry, EntryKind, genesisHash } from "../../src/ledger/entr
 import { CompactRange, inclusionProof } from "../../src/ledger/merkle";
 import { encodeConfig, MemberInfo } from "../../src/ledger/config";
 import { encodeCheckpoint, signCheckpoint } from "../../src/ledger/checkpoint";
-import { generateKeyPair, KeyPair } from "../../src/ledger/keys";
+import { KeyPair } from "../../src/ledger/keys";
 import { toHex, utf8 } from "../../src/ledger/bytes";
 import { encodeReceipt, Receipt, receiptEntry, RECEIPT_TYPE, SignerLink, verifyReceipt, verifyReceiptBytes } from "../../src/ledger/receipt";
-import { makeTrustFile, parseTrustFile, PinnedCheckpoint } from "../../src/ledger/trust";
+import { makeTrustFile, parseTrustFile, PinnedCheckpoint, TrustFile } from "../../src/ledger/trust";
 import * as ind from "../support/independent";
 
 const CLUSTER = "c-test";
-const k1 = generateKeyPair(new Uint8Array(32).fill(1));
-const k2 = generateKeyPair(new Uint8Array(32).fill(2));
-const m = (id: string, k: KeyPair): MemberInfo => ({ id, address: `${id}:1`, public_key: toHex(k.publicKey) });
+// Keys from node:crypto and hex by Buffer: module scope must not reach src (Stryker static mutants).
+const k1 = ind.keyPair(new Uint8Array(32).fill(1));
+const k2 = ind.keyPair(new Uint8Array(32).fill(2));
+const m = (id: string, k: KeyPair): MemberInfo => ({ id, address: `${id}:1`, public_key: Buffer.from(k.publicKey).toString("hex") });
 const genesis = { v: 1 as const, voters: [m("n1", k1)], learners: [] };
 const withN2 = { v: 1 as const, voters: [m("n1", k1)], learners: [m("n2", k2)] };
 
@@ -57,7 +58,8 @@ function build(linkSigner: "n1" | "n2") {
   return { entries, cps, receipt, link, lastCp: entries.length };
 }
 
-const trust = makeTrustFile(CLUSTER, genesis);
+let trust: TrustFile;
+beforeEach(() => { trust = makeTrustFile(CLUSTER, genesis); });
 
 test("a receipt signed by a genesis member verifies with an empty chain; its file bytes too, and no other", () => {
   const b = build("n1");
@@ -104,12 +106,20 @@ test("a trust file parses strictly: a wrong genesis hash, extra keys, a bad pinn
 
 describe("verifyReceipt says exactly why a receipt does not verify", () => {
   type Obj = Record<string, unknown>;
-  const b = build("n1");
-  const good = b.receipt(3, 7, [], k1) as unknown as Obj;
-  const later = b.receipt(12, b.lastCp, [b.link], k2) as unknown as Obj;
-  const entry = good.entry as Obj;
-  const link = b.link as unknown as Obj;
-  const cp7 = b.cps.get(7) as PinnedCheckpoint;
+  let b: ReturnType<typeof build>;
+  let good: Obj;
+  let later: Obj;
+  let entry: Obj;
+  let link: Obj;
+  let cp7: PinnedCheckpoint;
+  beforeEach(() => {
+    b = build("n1");
+    good = b.receipt(3, 7, [], k1) as unknown as Obj;
+    later = b.receipt(12, b.lastCp, [b.link], k2) as unknown as Obj;
+    entry = good.entry as Obj;
+    link = b.link as unknown as Obj;
+    cp7 = b.cps.get(7) as PinnedCheckpoint;
+  });
   const hex = (x: Uint8Array): string => Buffer.from(x).toString("hex");
   const G = "the pinned genesis configuration";
   /** An entry with the given contents and its (independently computed) true hash. */
@@ -135,7 +145,11 @@ describe("verifyReceipt says exactly why a receipt does not verify", () => {
     expect(verifyReceipt(b.receipt(1, 7, [], k1), trust)).toEqual({ ok: true, index: 1, size: 6, signer: "n1", chain: 0 });
   });
 
-  test.each<[string, () => unknown, string]>([
+  /** An expected reason: a string, or a thunk when it names fixture values (built per test). */
+  type Why = string | (() => string);
+  const why$ = (w: Why): string => (typeof w === "function" ? w() : w);
+
+  test.each<[string, () => unknown, Why]>([
     ["not an object", () => [], "the receipt is not a JSON object"],
     ["null", () => null, "the receipt is not a JSON object"],
     ["a missing key", () => without(good, "signer_chain"), "the receipt has no signer_chain"],
@@ -160,7 +174,7 @@ describe("verifyReceipt says exactly why a receipt does not verify", () => {
     ["payload_b64 with spare bits set", () => withEntry({ payload_b64: "QR==" }), "entry.payload_b64 is not in canonical base64"],
     ["prev_hash in uppercase", () => withEntry({ prev_hash: (entry.prev_hash as string).toUpperCase() }), "entry.prev_hash is not 64 lowercase hex digits"],
     ["hash 62 digits", () => withEntry({ hash: (entry.hash as string).slice(2) }), "entry.hash is not 64 lowercase hex digits"],
-    ["a hash that is not the entry's", () => withEntry({ term: 2 }), `entry 3: hash ${entry.hash as string} is not the entry hash of its contents (${ind.entryHash(3, 2, 1, Buffer.from(entry.prev_hash as string, "hex"), Buffer.from(entry.payload_b64 as string, "base64")).toString("hex")})`],
+    ["a hash that is not the entry's", () => withEntry({ term: 2 }), () => `entry 3: hash ${entry.hash as string} is not the entry hash of its contents (${ind.entryHash(3, 2, 1, Buffer.from(entry.prev_hash as string, "hex"), Buffer.from(entry.payload_b64 as string, "base64")).toString("hex")})`],
     ["entry 1 that chains to another genesis", () => ({ ...b.receipt(1, 7, [], k1), entry: rehashed((b.receipt(1, 7, [], k1) as unknown as Obj).entry as Obj, { prev_hash: ind.genesisHash("c-other").toString("hex") }) }), "entry 1 does not chain to the genesis hash"],
     ["a checkpoint that is not an object", () => ({ ...good, checkpoint: [] }), "checkpoint is not an object"],
     ["a checkpoint without its index", () => ({ ...good, checkpoint: without(cp7, "index") }), "checkpoint has no index"],
@@ -173,9 +187,9 @@ describe("verifyReceipt says exactly why a receipt does not verify", () => {
     ["an entry past the checkpoint", () => ({ ...b.receipt(8, 9, [], k1), checkpoint: cp7, inclusion: { size: 6, path: [] } }), "entry 8 is not covered by a checkpoint of size 6"],
     ["a path that is not a list", () => ({ ...good, inclusion: { size: 6, path: "p" } }), "inclusion.path is not a list of at most 64 hashes"],
     ["a path of 65 hashes", () => ({ ...good, inclusion: { size: 6, path: Array(65).fill("00".repeat(32)) } }), "inclusion.path is not a list of at most 64 hashes"],
-    ["a path of 64 hashes (well formed, wrong)", () => ({ ...good, inclusion: { size: 6, path: Array(64).fill("00".repeat(32)) } }), `inclusion: entry 3 is not in root(6) ${cp7.root}`],
+    ["a path of 64 hashes (well formed, wrong)", () => ({ ...good, inclusion: { size: 6, path: Array(64).fill("00".repeat(32)) } }), () => `inclusion: entry 3 is not in root(6) ${cp7.root}`],
     ["a path hash that is not hex", () => ({ ...good, inclusion: { size: 6, path: [(good.inclusion as { path: string[] }).path[0], "zz"] } }), "inclusion.path[1] is not 64 lowercase hex digits"],
-    ["a path one hash short", () => ({ ...good, inclusion: { size: 6, path: (good.inclusion as { path: string[] }).path.slice(1) } }), `inclusion: entry 3 is not in root(6) ${cp7.root}`],
+    ["a path one hash short", () => ({ ...good, inclusion: { size: 6, path: (good.inclusion as { path: string[] }).path.slice(1) } }), () => `inclusion: entry 3 is not in root(6) ${cp7.root}`],
     ["signer_chain not a list", () => ({ ...good, signer_chain: {} }), "signer_chain is not a list of at most 10000 links"],
     ["signer_chain of 10001 links", () => ({ ...good, signer_chain: Array(10_001).fill(null) }), "signer_chain is not a list of at most 10000 links"],
     ["signer_chain of 10000 links, the first not one", () => ({ ...good, signer_chain: Array(10_000).fill(null) }), "signer_chain[0] is not an object"],
@@ -183,25 +197,25 @@ describe("verifyReceipt says exactly why a receipt does not verify", () => {
     ["signer_key of another key", () => ({ ...good, signer_key: hex(k2.publicKey) }), `signer_key is not n1's key in ${G}`],
     ["a checkpoint signature that does not verify", () => ({ ...good, checkpoint: { ...cp7, ts: "2030-01-01T00:00:00.000Z" } }), `checkpoint: the signature does not verify under n1's key in ${G}`],
   ])("%s", (_name, make, why) => {
-    expect(reason(make())).toBe(why);
+    expect(reason(make())).toBe(why$(why));
   });
 
-  test.each<[string, () => unknown, string]>([
+  test.each<[string, () => unknown, Why]>([
     ["a link that is not an object", () => ({ ...later, signer_chain: [7] }), "signer_chain[0] is not an object"],
     ["a link with an extra key", () => withLink({ size: 1 }), 'signer_chain[0] has an unexpected key "size"'],
     ["a link without its checkpoint", () => ({ ...later, signer_chain: [without(link, "checkpoint")] }), "signer_chain[0] has no checkpoint"],
-    ["a link whose entry hash is wrong", () => withLink({ config: { ...(link.config as Obj), term: 2 } }), `signer_chain[0].config 8: hash ${(link.config as Obj).hash as string} is not the entry hash of its contents (${rehashed(link.config as Obj, { term: 2 }).hash as string})`],
+    ["a link whose entry hash is wrong", () => withLink({ config: { ...(link.config as Obj), term: 2 } }), () => `signer_chain[0].config 8: hash ${(link.config as Obj).hash as string} is not the entry hash of its contents (${rehashed(link.config as Obj, { term: 2 }).hash as string})`],
     ["a link to a record entry", () => withLink({ config: rehashed(link.config as Obj, { kind: "record" }) }), "signer_chain[0].config is a record entry, not a config"],
     ["a link to entry 1 (the genesis configuration)", () => withLink({ config: (b.receipt(1, 7, [], k1) as unknown as Obj).entry }), "signer_chain[0].config is at 1, not after the previous configuration (1)"],
     ["the same link twice", () => ({ ...later, signer_chain: [link, link] }), "signer_chain[1].config is at 8, not after the previous configuration (8)"],
     ["a link whose payload is not a configuration", () => withLink({ config: rehashed(link.config as Obj, { payload_b64: Buffer.from('{"v":1}').toString("base64") }) }), "signer_chain[0].config's payload is not a configuration"],
     ["a link checkpoint that is not well formed", () => withLink({ checkpoint: { ...(link.checkpoint as Obj), size: -1 } }), "signer_chain[0].checkpoint is not a well-formed signed checkpoint"],
     ["a link checkpoint whose signature does not verify", () => withLink({ checkpoint: { ...(link.checkpoint as Obj), ts: "2030-01-01T00:00:00.000Z" } }), `signer_chain[0].checkpoint: the signature does not verify under n1's key in ${G}`],
-    ["a link inclusion of another size", () => withLink({ inclusion: { ...(link.inclusion as Obj), size: 7 } }), `signer_chain[0].inclusion.size 7 is not the checkpoint's size ${(link.checkpoint as Obj).size as number}`],
-    ["a link inclusion that does not prove", () => withLink({ inclusion: { ...(link.inclusion as Obj), path: [...((link.inclusion as Obj).path as string[])].reverse() } }), `signer_chain[0].inclusion: entry 8 is not in root(8) ${(link.checkpoint as Obj).root as string}`],
+    ["a link inclusion of another size", () => withLink({ inclusion: { ...(link.inclusion as Obj), size: 7 } }), () => `signer_chain[0].inclusion.size 7 is not the checkpoint's size ${(link.checkpoint as Obj).size as number}`],
+    ["a link inclusion that does not prove", () => withLink({ inclusion: { ...(link.inclusion as Obj), path: [...((link.inclusion as Obj).path as string[])].reverse() } }), () => `signer_chain[0].inclusion: entry 8 is not in root(8) ${(link.checkpoint as Obj).root as string}`],
     ["a checkpoint by the new member under another key", () => ({ ...later, signer_key: hex(k1.publicKey) }), "signer_key is not n2's key in the configuration at 8"],
   ])("signer_chain: %s", (_name, make, why) => {
-    expect(reason(make())).toBe(why);
+    expect(reason(make())).toBe(why$(why));
   });
 
   test("a trust file whose genesis hash is not its cluster's verifies nothing", () => {

@@ -2,16 +2,17 @@
 // every reason snapshotProblem gives. Signatures are checked with node:crypto and roots with
 // test/support/independent.ts.
 import { CompactRange } from "../../src/ledger/merkle";
-import { generateKeyPair, sign } from "../../src/ledger/keys";
+import { sign } from "../../src/ledger/keys";
 import { toHex } from "../../src/ledger/bytes";
 import {
   decodeSnapshot, encodeSnapshot, makeSnapshot, snapshotMessage, snapshotProblem, snapshotRange, snapshotState, SnapshotDoc, SnapshotInput,
 } from "../../src/ledger/snapshot";
 import * as ind from "../support/independent";
 
-const KEY = generateKeyPair(new Uint8Array(32).fill(5));
-const OTHER = generateKeyPair(new Uint8Array(32).fill(6));
-const PUB = toHex(KEY.publicKey);
+// Keys from node:crypto (independent.ts): module scope must not reach src (Stryker static mutants).
+const KEY = ind.keyPair(new Uint8Array(32).fill(5));
+const OTHER = ind.keyPair(new Uint8Array(32).fill(6));
+const PUB = KEY.publicKey.toString("hex");
 const TS = "2026-01-01T00:00:00Z";
 const h = (s: string): Buffer => ind.sha256(Buffer.from(s));
 
@@ -43,7 +44,8 @@ function makeSignedLike(body: Omit<SnapshotDoc, "sig">): SnapshotDoc {
 }
 
 describe("makeSnapshot", () => {
-  const doc = makeSnapshot(input(), KEY.secretKey);
+  let doc: SnapshotDoc;
+  beforeEach(() => { doc = makeSnapshot(input(), KEY.secretKey); });
 
   test("the body: anchor, root, peaks, config, rows sorted, state_root, signer", () => {
     expect(doc).toMatchObject({
@@ -104,7 +106,8 @@ describe("makeSnapshot", () => {
 });
 
 describe("snapshotRange and snapshotState", () => {
-  const doc = makeSnapshot(input(6), KEY.secretKey);
+  let doc: SnapshotDoc;
+  beforeEach(() => { doc = makeSnapshot(input(6), KEY.secretKey); });
 
   test("the range continues exactly where the log left off", () => {
     const r = snapshotRange(doc);
@@ -137,7 +140,8 @@ describe("snapshotRange and snapshotState", () => {
 });
 
 describe("snapshotProblem", () => {
-  const doc = makeSnapshot(input(6), KEY.secretKey);
+  let doc: SnapshotDoc;
+  beforeEach(() => { doc = makeSnapshot(input(6), KEY.secretKey); });
 
   test("a signature by another key, a key or signature that is not hex, a changed field", () => {
     expect(snapshotProblem(doc, toHex(OTHER.publicKey))).toBe("snapshot signature does not verify");

@@ -26,6 +26,7 @@ let anchors: number[] = [];
 async function build(): Promise<void> {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "resonetics-vfrom-"));
   dirs.push(dir);
+  anchors = [];
   const dd = openDataDir(dir, "127.0.0.1:0");
   const node = new RaftLedgerNode(dd, {
     tickMs: 5, electionTick: 10, heartbeatTick: 2, checkpointEvery: 9, checkpointIntervalMs: 3_600_000, snapshotEvery: 0,
@@ -46,13 +47,14 @@ const copyDir = (): string => {
   return path.join(copy, DB_FILE);
 };
 
-beforeAll(async () => {
-  anchors = [];
-  await build();
-});
+// Built by the first test that needs it, inside that test (not in beforeAll): code run outside a
+// test is "static" to Stryker's per-test coverage, and each static mutant reruns every test file.
+let built: Promise<void> | undefined;
+const fixture = (): Promise<void> => (built ??= build());
 
 describe("verifyChain from a snapshot anchor", () => {
-  test("from genesis and from each of three anchors: the same head, root and state_root; entries counted from the anchor", () => {
+  test("from genesis and from each of three anchors: the same head, root and state_root; entries counted from the anchor", async () => {
+    await fixture();
     const store = new Store(path.join(dir, DB_FILE), { readonly: true });
     try {
       expect(store.snapshotIndexes()).toEqual([...anchors].reverse());
@@ -69,7 +71,8 @@ describe("verifyChain from a snapshot anchor", () => {
     }
   });
 
-  test("a start that is no anchor is a StartProblem listing genesis and every anchor", () => {
+  test("a start that is no anchor is a StartProblem listing genesis and every anchor", async () => {
+    await fixture();
     const store = new Store(path.join(dir, DB_FILE), { readonly: true });
     try {
       const p = startProblem(store, anchors[1] + 1);
@@ -81,7 +84,8 @@ describe("verifyChain from a snapshot anchor", () => {
     }
   });
 
-  test("a tampered entry after an anchor is a violation at its index from that anchor; one before it is not seen from it", () => {
+  test("a tampered entry after an anchor is a violation at its index from that anchor; one before it is not seen from it", async () => {
+    await fixture();
     const file = copyDir();
     const store = new Store(file);
     try {
@@ -96,7 +100,8 @@ describe("verifyChain from a snapshot anchor", () => {
     }
   });
 
-  test("a snapshot row that holds another index's document is refused at that index", () => {
+  test("a snapshot row that holds another index's document is refused at that index", async () => {
+    await fixture();
     const file = copyDir();
     const store = new Store(file);
     try {
@@ -110,7 +115,8 @@ describe("verifyChain from a snapshot anchor", () => {
     }
   });
 
-  test("after a prune below the middle anchor + 1: genesis and the first anchor are out of reach, the others verify", () => {
+  test("after a prune below the middle anchor + 1: genesis and the first anchor are out of reach, the others verify", async () => {
+    await fixture();
     const file = copyDir();
     const store = new Store(file);
     try {
@@ -129,7 +135,8 @@ describe("verifyChain from a snapshot anchor", () => {
     }
   });
 
-  test("a prune not at an anchor: history_from alone puts genesis and the snapshots before it out of reach", () => {
+  test("a prune not at an anchor: history_from alone puts genesis and the snapshots before it out of reach", async () => {
+    await fixture();
     const file = copyDir();
     const store = new Store(file);
     try {
@@ -145,7 +152,8 @@ describe("verifyChain from a snapshot anchor", () => {
     }
   });
 
-  test("a ChainSource without snapshot listing falls back to its latest snapshot", () => {
+  test("a ChainSource without snapshot listing falls back to its latest snapshot", async () => {
+    await fixture();
     const store = new Store(path.join(dir, DB_FILE), { readonly: true });
     try {
       const src: ChainSource = {

@@ -3,7 +3,7 @@
  * It imports nothing from src/ on purpose: a bug shared by the server and its own verifier
  * would otherwise pass unnoticed. Written from DESIGN.md "The log" and RFC 9162 2.1 text.
  */
-import { createHash, createPublicKey, verify as cryptoVerify } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, verify as cryptoVerify } from "node:crypto";
 
 /** SHA-256 of the concatenation of the parts. */
 export function sha256(...parts: Uint8Array[]): Buffer {
@@ -239,6 +239,19 @@ export function verifyEd25519(publicKeyHex: string, message: Uint8Array, signatu
   if (key.length !== 32 || sig.length !== 64) return false;
   const spki = createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, key]), format: "der", type: "spki" });
   return cryptoVerify(null, message, spki, sig);
+}
+
+const ED25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
+
+/**
+ * An Ed25519 key pair from a 32-byte seed (RFC 8032 5.1.5), derived with node:crypto: the shape of
+ * src's KeyPair (secretKey is the seed), for fixtures built outside a test without calling src.
+ */
+export function keyPair(seed: Uint8Array): { secretKey: Buffer; publicKey: Buffer } {
+  const secretKey = Buffer.from(seed);
+  const priv = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, secretKey]), format: "der", type: "pkcs8" });
+  const spki = createPublicKey(priv).export({ format: "der", type: "spki" });
+  return { secretKey, publicKey: spki.subarray(spki.length - 32) };
 }
 
 /** A checkpoint payload's signature, checked against the given raw public key. */
