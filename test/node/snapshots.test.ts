@@ -36,8 +36,11 @@ async function buildDir(): Promise<string> {
 
 describe("snapshots (they compress recovery, never history)", () => {
   let dir: string;
-  beforeAll(async () => {
-    dir = await buildDir();
+  // Built by the first test, inside it (not in beforeAll): code run outside a test is static to
+  // Stryker's per-test coverage, and each static mutant reruns every test of the plan.
+  let built: Promise<string> | undefined;
+  beforeEach(async () => {
+    dir = await (built ??= buildDir());
   });
 
   test("a snapshot deletes no entry: the log verifies from genesis and from the snapshot anchor, to the same head", () => {
