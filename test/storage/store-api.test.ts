@@ -232,6 +232,16 @@ describe("Store: checkpoints", () => {
     expect([...s.checkpoints("c")][1]).toEqual({ ...cp(10, 2), index: 11 });
     s.close();
   });
+
+  test("a checkpoint's subjects_root is stored and read back; one without it reads back without it", () => {
+    const s = new Store(file());
+    s.insertCheckpoint(4, cp(3));
+    s.insertCheckpoint(8, { ...cp(7), subjects_root: "cd".repeat(32) });
+    expect(s.latestCheckpoint("c")).toEqual({ ...cp(7), subjects_root: "cd".repeat(32), index: 8 });
+    expect(s.checkpointBySize(3, "c")).toEqual({ ...cp(3), index: 4 });
+    expect(s.checkpointBySize(3, "c")).not.toHaveProperty("subjects_root");
+    s.close();
+  });
 });
 
 describe("Store: state tables", () => {
@@ -254,6 +264,26 @@ describe("Store: state tables", () => {
       { subject: "b", version: 1, head: "04".repeat(32), lastIndex: 3 },
     ]);
     expect([...s.allDedup()].map((r) => ({ ...r, hash: hex(r.hash) }))).toEqual([{ key: "k", digest: "d", index: 3, term: 2, hash: "07".repeat(32) }]);
+    s.close();
+  });
+
+  test("subjectsInOrder lists every subject row in the order of its first record, not by name or by insert", () => {
+    const s = new Store(file());
+    expect([...s.subjectsInOrder()]).toEqual([]);
+    write(s, chain(9));
+    // Subjects first recorded at 6 (z), 2 (m) and 4 (a); their rows are put in yet another order.
+    s.addSubjectRecord("z", 1, 6);
+    s.addSubjectRecord("m", 1, 2);
+    s.addSubjectRecord("a", 1, 4);
+    s.addSubjectRecord("z", 2, 8);
+    s.putSubject({ subject: "a", version: 1, head: Buffer.alloc(32, 1), lastIndex: 4 });
+    s.putSubject({ subject: "z", version: 2, head: Buffer.alloc(32, 2), lastIndex: 8 });
+    s.putSubject({ subject: "m", version: 1, head: Buffer.alloc(32, 3), lastIndex: 2 });
+    expect([...s.subjectsInOrder()].map((r) => ({ ...r, head: hex(r.head) }))).toEqual([
+      { subject: "m", version: 1, head: "03".repeat(32) },
+      { subject: "a", version: 1, head: "01".repeat(32) },
+      { subject: "z", version: 2, head: "02".repeat(32) },
+    ]);
     s.close();
   });
 
@@ -370,6 +400,7 @@ describe("migrations: file discovery", () => {
     fs.writeFileSync(path.join(m, "0004_d.sql"), "CREATE TABLE d (x);");
     expect(() => loadMigrations(m)).toThrow("migration 0004_d.sql out of sequence (expected version 3)");
   });
+
 
   test("the project's migrations create every table the Store reads", () => {
     const s = new Store(file());
