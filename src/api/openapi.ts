@@ -11,6 +11,7 @@ import * as path from "node:path";
 import type { Request, RequestHandler, Response } from "express";
 import { RESERVED_TYPE_PREFIX, SCHEMAS_DIR } from "../node/record-types";
 import { assert } from "../util/assert";
+import { LedgerError } from "../util/errors";
 
 /** A JSON value, as schemas/ files and the document hold them. */
 export type Json = null | boolean | number | string | Json[] | JsonObject;
@@ -217,36 +218,36 @@ interface RouteDoc {
 }
 
 const schemaRef = (name: string, pointer = ""): JsonObject => ({ $ref: componentRef(name, pointer) });
-const INDEX = schemaRef("common", "/$defs/index");
+const INDEX = (): JsonObject => schemaRef("common", "/$defs/index");
 
 const param = (where: "query" | "header", name: string, schema: JsonObject, description: string, required = false): JsonObject =>
   ({ name, in: where, required, schema, description });
 
 /** Path parameters by name: every ":name" in ROUTES has one. */
-const PATH_PARAMS: Readonly<Record<string, { schema: JsonObject; description: string }>> = {
-  index: { schema: INDEX, description: "a log index (whole decimal number >= 1)" },
+const PATH_PARAMS = (): Readonly<Record<string, { schema: JsonObject; description: string }>> => ({
+  index: { schema: INDEX(), description: "a log index (whole decimal number >= 1)" },
   subject: { schema: schemaRef("common", "/$defs/text"), description: "a record subject (1..200 characters)" },
   id: { schema: { type: "string", minLength: 1, maxLength: 64 }, description: "a member's node id" },
-};
+});
 
-const Q = {
-  from: (description: string, fallback?: number): JsonObject => param("query", "from", fallback === undefined ? INDEX : { ...INDEX, default: fallback }, description),
+const Q = () => ({
+  from: (description: string, fallback?: number): JsonObject => param("query", "from", fallback === undefined ? INDEX() : { ...INDEX(), default: fallback }, description),
   limit: (fallback: number, max: number): JsonObject => param("query", "limit", { type: "integer", minimum: 1, maximum: max, default: fallback }, `at most this many (${fallback} by default, at most ${max})`),
   redirect: param("query", "redirect", { enum: ["1"] }, "On a follower, 1 answers 307 with Location of the leader instead of forwarding the write to it."),
-};
+});
 
 /**
  * The audit explorer's static files (src/api/explorer.ts) by path and media type: a page, not an
  * API, listed so that the document names every route a node serves.
  */
-const EXPLORER_FILES: ReadonlyArray<readonly [string, string]> = [
+const EXPLORER_FILES = (): ReadonlyArray<readonly [string, string]> => [
   ["/explorer", "text/html"], ["/explorer/index.html", "text/html"], ["/explorer/explorer.js", "text/javascript"],
   ["/explorer/explorer.css", "text/css"], ["/explorer/favicon.svg", "image/svg+xml"],
 ];
 
-const IMMUTABLE_NOTE = "Cache-Control: public, max-age=31536000, immutable";
+const IMMUTABLE_NOTE = (): string => "Cache-Control: public, max-age=31536000, immutable";
 
-const ROUTES: readonly RouteDoc[] = [
+const ROUTES = (): readonly RouteDoc[] => [
   {
     method: "get", path: "/health", operationId: "health", tag: "node", summary: "Alive: the process runs (a halted node is alive too and says why in /ready and /v1/status)",
     answers: { 200: { description: "alive", schema: "health" } }, errors: [],
@@ -264,7 +265,7 @@ const ROUTES: readonly RouteDoc[] = [
     summary: "Append a record; answers only after it is committed and applied",
     description: "Any node takes a write: a follower forwards it to the leader and relays the answer (or, with redirect=1, answers 307). " +
       "Retrying with the same idempotency key (the Idempotency-Key header, or client_id and request_id in the body, not both) and the same body answers 200 with the original record; with another body, 409.",
-    query: [Q.redirect],
+    query: [Q().redirect],
     headers: [param("header", "Idempotency-Key", { type: "string", pattern: "^[\\x21-\\x7e]{1,200}$" }, "1..200 visible ASCII characters: a retry with the same key and body is answered with the original record")],
     answers: {
       201: { description: "committed and applied", schema: "append-ack" },
@@ -274,30 +275,30 @@ const ROUTES: readonly RouteDoc[] = [
   },
   {
     method: "get", path: "/v1/records/:index", operationId: "getRecord", tag: "records", read: true, summary: "The entry at an index: hashes, term, kind, the exact payload",
-    answers: { 200: { description: `the entry (${IMMUTABLE_NOTE})`, schema: "entry", headers: ["Cache-Control"] } }, errors: [400, 404, 410],
+    answers: { 200: { description: `the entry (${IMMUTABLE_NOTE()})`, schema: "entry", headers: ["Cache-Control"] } }, errors: [400, 404, 410],
   },
   {
     method: "get", path: "/v1/records", operationId: "listRecords", tag: "records", read: true, summary: "A page of entries from an index, or of a subject's records",
-    query: [Q.from("the first index of the page", 1), Q.limit(100, 1000), param("query", "subject", schemaRef("common", "/$defs/text"), "only this subject's records")],
+    query: [Q().from("the first index of the page", 1), Q().limit(100, 1000), param("query", "subject", schemaRef("common", "/$defs/text"), "only this subject's records")],
     answers: { 200: { description: "a page; next is the from of the following one", schema: "records-page" } }, errors: [400, 410],
   },
   {
     method: "get", path: "/v1/subjects/:subject/history", operationId: "subjectHistory", tag: "records", read: true,
     summary: "How did we get here: a subject's records with subject heads and inclusion proofs against the latest checkpoint",
     query: [
-      Q.from("the log index this page starts at", 1), Q.limit(100, 500),
+      Q().from("the log index this page starts at", 1), Q().limit(100, 500),
       param("query", "head", schemaRef("common", "/$defs/hex32"), "the subject_head of the record before this page (the last of the page before); without it the server replays at most 1000 records"),
     ],
     answers: { 200: { description: "a page of the history", schema: "history" } }, errors: [400, 404, 410, 500],
   },
   {
     method: "get", path: "/v1/proofs/inclusion/:index", operationId: "inclusionProof", tag: "proofs", read: true, summary: "RFC 9162 inclusion proof of an entry",
-    query: [param("query", "size", INDEX, `the tree size to prove against (${IMMUTABLE_NOTE}); default: the latest checkpoint covering the index`)],
+    query: [param("query", "size", INDEX(), `the tree size to prove against (${IMMUTABLE_NOTE()}); default: the latest checkpoint covering the index`)],
     answers: { 200: { description: "the proof", schema: "inclusion", headers: ["Cache-Control"] } }, errors: [400, 404, 410],
   },
   {
     method: "get", path: "/v1/proofs/consistency", operationId: "consistencyProof", tag: "proofs", read: true, summary: "RFC 9162 consistency proof between two tree sizes",
-    query: [param("query", "from", INDEX, "the smaller tree size", true), param("query", "to", INDEX, `the larger tree size (${IMMUTABLE_NOTE}); default: the latest checkpoint's`)],
+    query: [param("query", "from", INDEX(), "the smaller tree size", true), param("query", "to", INDEX(), `the larger tree size (${IMMUTABLE_NOTE()}); default: the latest checkpoint's`)],
     answers: { 200: { description: "the proof", schema: "consistency", headers: ["Cache-Control"] } }, errors: [400, 404, 410],
   },
   {
@@ -307,7 +308,7 @@ const ROUTES: readonly RouteDoc[] = [
   {
     method: "get", path: "/v1/receipts/:index", operationId: "receipt", tag: "proofs", read: true, summary: "The offline receipt of an entry (verify it with the trust file and no server)",
     answers: {
-      200: { description: `the receipt, canonical JSON (${IMMUTABLE_NOTE})`, schema: "receipt", headers: ["Cache-Control"] },
+      200: { description: `the receipt, canonical JSON (${IMMUTABLE_NOTE()})`, schema: "receipt", headers: ["Cache-Control"] },
       202: { description: "no checkpoint covers the entry yet: retry after Retry-After seconds", schema: "receipt-pending", headers: ["Retry-After"] },
     },
     errors: [400, 404, 410],
@@ -320,8 +321,8 @@ const ROUTES: readonly RouteDoc[] = [
     method: "get", path: "/v1/audit/verify", operationId: "auditVerify", tag: "audit", auth: "audit", summary: "Replay and verify this node's chain; a report",
     description: "Needs the admin or the auditor token unless the node runs with --public-audit. One audit runs at a time per node; it runs in a worker and never stalls the node.",
     query: [
-      param("query", "from", { oneOf: [{ enum: ["genesis", "snapshot"] }, INDEX], default: "genesis" }, "genesis, snapshot (the latest anchor), or the index of a retained snapshot anchor (GET /v1/snapshots)"),
-      param("query", "to", INDEX, "stop after this index (default: the last)"),
+      param("query", "from", { oneOf: [{ enum: ["genesis", "snapshot"] }, INDEX()], default: "genesis" }, "genesis, snapshot (the latest anchor), or the index of a retained snapshot anchor (GET /v1/snapshots)"),
+      param("query", "to", INDEX(), "stop after this index (default: the last)"),
     ],
     answers: {
       200: { description: "the chain verifies", schema: "audit-report" },
@@ -362,7 +363,7 @@ const ROUTES: readonly RouteDoc[] = [
       "check each entry's prev_hash against the hash before it, and resume with from = last index + 1. One-way: the client sends only ping, pong and close " +
       "(a data frame closes it with 1008). Close codes: 1001 shutting down, 1008 policy violation, 1011 internal error, 4004 the next entry is not in this node's log " +
       "(pruned), 4008 slow consumer; the reason says \"resume with from=N\" where that applies. A plain GET without the upgrade is a 400.",
-    query: [Q.from("the first index to send", 1)],
+    query: [Q().from("the first index to send", 1)],
     answers: { 101: { description: "Switching Protocols: frames follow (components/schemas/stream-frame)" } }, errors: [400, 503],
   },
   {
@@ -373,7 +374,7 @@ const ROUTES: readonly RouteDoc[] = [
     },
     errors: [],
   },
-  ...EXPLORER_FILES.map(([p, mediaType]): RouteDoc => ({
+  ...EXPLORER_FILES().map(([p, mediaType]): RouteDoc => ({
     method: "get", path: p, operationId: `explorer${p.slice("/explorer".length).replace(/[^A-Za-z0-9]+([A-Za-z0-9])/g, (_m, c: string) => c.toUpperCase())}`,
     tag: "explorer", summary: "The audit explorer page (it verifies in the browser with the auditor's trust file)",
     answers: { 200: { description: "the file, under a Content-Security-Policy that runs only this node's own script and stylesheet", mediaType, schema: { type: "string" } } },
@@ -381,22 +382,22 @@ const ROUTES: readonly RouteDoc[] = [
   })),
 ];
 
-const HEADERS: Readonly<Record<HeaderName, JsonObject>> = {
+const HEADERS = (): Readonly<Record<HeaderName, JsonObject>> => ({
   Location: { description: "the same request on the leader", schema: { type: "string" } },
   "Retry-After": { description: "seconds to wait before retrying", schema: { type: "integer", minimum: 1 } },
   "X-Resonetics-Consistency": { description: "how the read was served: linearizable (the leader confirmed its lead first) or local (this node's applied state as is)", schema: { enum: ["linearizable", "local"] } },
   "Cache-Control": { description: "public, max-age=31536000, immutable where the answer can never change; no-store otherwise", schema: { type: "string" } },
   ETag: { description: "a digest of the document", schema: { type: "string" } },
-};
+});
 const headerRefs = (names: readonly HeaderName[]): JsonObject => Object.fromEntries(names.map((h) => [h, { $ref: `#/components/headers/${h}` }]));
 
-const CONSISTENCY = param("query", "consistency", { enum: ["linearizable", "local"], default: "linearizable" },
+const CONSISTENCY = (): JsonObject => param("query", "consistency", { enum: ["linearizable", "local"], default: "linearizable" },
   "linearizable (default): the leader confirms its lead before it answers, and a follower answers 307; local: this node's applied state as is, on any node");
 
-const SECURITY: Readonly<Record<Auth, Json>> = {
+const SECURITY = (): Readonly<Record<Auth, Json>> => ({
   admin: [{ adminToken: [] }],
   audit: [{ adminToken: [] }, { auditToken: [] }],
-};
+});
 
 /** ":index" → "{index}": express's path syntax in OpenAPI's. */
 export const pathTemplate = (expressPath: string): string => expressPath.replace(/:([A-Za-z0-9_]+)/g, "{$1}");
@@ -408,7 +409,7 @@ function content(a: Answer): JsonObject | undefined {
 
 function operation(r: RouteDoc): JsonObject {
   const pathParams = [...r.path.matchAll(/:([A-Za-z0-9_]+)/g)].map((m) => {
-    const p = PATH_PARAMS[m[1]];
+    const p = PATH_PARAMS()[m[1]];
     assert(p !== undefined, `${r.path}: no description of path parameter ${m[1]}`);
     return { name: m[1], in: "path", required: true, schema: p.schema, description: p.description };
   });
@@ -423,14 +424,14 @@ function operation(r: RouteDoc): JsonObject {
     assert(!(s in responses), `${r.method} ${r.path}: status ${s} is both an answer and an error`);
     responses[String(s)] = { $ref: `#/components/responses/${ERRORS[s].name}` };
   }
-  const parameters = [...pathParams, ...(r.read === true ? [CONSISTENCY] : []), ...(r.query ?? []), ...(r.headers ?? [])];
+  const parameters = [...pathParams, ...(r.read === true ? [CONSISTENCY()] : []), ...(r.query ?? []), ...(r.headers ?? [])];
   return {
     operationId: r.operationId, tags: [r.tag], summary: r.summary,
     ...(r.description === undefined ? {} : { description: r.description }),
     ...(parameters.length > 0 ? { parameters } : {}),
     ...(r.body === undefined ? {} : { requestBody: { required: true, content: { "application/json": { schema: schemaRef(r.body) } } } }),
     responses,
-    ...(r.auth === undefined ? {} : { security: SECURITY[r.auth] }),
+    ...(r.auth === undefined ? {} : { security: SECURITY()[r.auth] }),
   };
 }
 
@@ -448,7 +449,7 @@ function recordAppendSchema(files: readonly SchemaFile[]): JsonObject {
   };
 }
 
-const TAGS: ReadonlyArray<{ name: Tag; description: string }> = [
+const TAGS = (): ReadonlyArray<{ name: Tag; description: string }> => [
   { name: "records", description: "Append and read records" },
   { name: "proofs", description: "Checkpoints, RFC 9162 proofs and offline receipts" },
   { name: "audit", description: "Verification of the chain, and where it can start" },
@@ -458,7 +459,7 @@ const TAGS: ReadonlyArray<{ name: Tag; description: string }> = [
   { name: "explorer", description: "The audit explorer web page" },
 ];
 
-const DESCRIPTION = [
+const DESCRIPTION = (): string => [
   "Resonetics: a verifiable, hash-chained, Raft-replicated audit-log ledger (DESIGN.md \"REST API\").",
   "Errors are JSON {\"error\": code, \"message\": ...} (components/schemas/error). A known path asked with another method answers 405 with Allow; an unknown path 404.",
   "Writes need the admin token (<data-dir>/admin.token) as a bearer token; GET /v1/audit/verify takes it or the auditor token (<data-dir>/audit.token); other reads need none.",
@@ -471,7 +472,7 @@ export function buildOpenApi(version: string, files: readonly SchemaFile[]): Ope
   assert(!("record-append" in schemas), "schemas/api/record-append.json would shadow the generated POST /v1/records body");
   schemas["record-append"] = recordAppendSchema(files);
   const paths: JsonObject = {};
-  for (const r of ROUTES) {
+  for (const r of ROUTES()) {
     const p = pathTemplate(r.path);
     const item = isObject(paths[p]) ? paths[p] : {};
     assert(!(r.method in item), `${r.method} ${r.path} is in ROUTES twice`);
@@ -485,14 +486,14 @@ export function buildOpenApi(version: string, files: readonly SchemaFile[]): Ope
   return {
     openapi: "3.1.0",
     jsonSchemaDialect: DIALECT_2020,
-    info: { title: "Resonetics REST API", version, description: DESCRIPTION },
+    info: { title: "Resonetics REST API", version, description: DESCRIPTION() },
     servers: [{ url: "/", description: "the node that served this document; every node of a cluster serves the same API" }],
-    tags: TAGS,
+    tags: TAGS(),
     paths,
     components: {
       schemas,
       responses,
-      headers: { ...HEADERS },
+      headers: { ...HEADERS() },
       securitySchemes: {
         adminToken: { type: "http", scheme: "bearer", description: "the admin token, <data-dir>/admin.token: writes and admin" },
         auditToken: { type: "http", scheme: "bearer", description: "the read-only auditor token, <data-dir>/audit.token: GET /v1/audit/verify" },
@@ -513,15 +514,33 @@ export function openApiDocument(dir: string = SCHEMAS_DIR): OpenApiDocument {
   return buildOpenApi(packageVersion(), loadSchemaFiles(dir));
 }
 
+/** The document encoded as served, and its ETag (a digest of those bytes). */
+interface Encoded {
+  readonly body: Buffer;
+  readonly etag: string;
+}
+
+function encodeDocument(dir: string): Encoded {
+  let body: Buffer;
+  try {
+    body = Buffer.from(JSON.stringify(openApiDocument(dir)), "utf8");
+  } catch (err) {
+    // A broken schemas/ (a bug of the build): say why, not a bare "internal error".
+    throw new LedgerError("internal", `the OpenAPI document could not be built: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return { body, etag: `"${createHash("sha256").update(body).digest("hex").slice(0, 32)}"` };
+}
+
 /**
  * GET /v1/openapi.json. The document changes only with a build, so it is built and encoded once,
- * when the routes are; the ETag (a digest of those bytes) lets a cache keep it and revalidate,
- * since the same URL serves a new document after an upgrade.
+ * on the first request (not when the routes are: most processes never serve it), and kept; the
+ * ETag lets a cache keep it and revalidate, since the same URL serves a new document after an upgrade.
  */
 export function openApiRoute(dir: string = SCHEMAS_DIR): RequestHandler {
-  const body = Buffer.from(JSON.stringify(openApiDocument(dir)), "utf8");
-  const etag = `"${createHash("sha256").update(body).digest("hex").slice(0, 32)}"`;
+  let encoded: Encoded | undefined;
   return (req: Request, res: Response): void => {
+    encoded ??= encodeDocument(dir);
+    const { body, etag } = encoded;
     res.setHeader("Cache-Control", "public, no-cache");
     res.setHeader("ETag", etag);
     const match = req.headers["if-none-match"];

@@ -11,6 +11,7 @@ import { EntryStream, STREAM_PATH } from "../api/stream";
 import { routeUpgrades, UpgradeHandler } from "../api/upgrade";
 import { RAFT_PATH } from "../node/peer-transport";
 import { AuditRunner } from "../api/audit";
+import { openApiDocument } from "../api/openapi";
 import { EXIT_STORAGE_FAULT, isTransientFault, storageFaultCode } from "../node/storage-fault";
 import { loadTlsMaterial, TlsMaterial } from "../node/tls";
 import { withClientCertificate } from "../api/client-cert";
@@ -192,6 +193,9 @@ export async function serve(o: ServeOptions): Promise<void> {
     start: (job, onProgress, onNote) => node.reader.audit(job, onProgress, onNote), adminToken: dd.adminToken, auditToken: dd.auditToken, publicAudit: o.publicAudit, logger: log.child({ component: "audit" }),
   });
   const clientCertificates = tls?.clientCa !== undefined;
+  // GET /v1/openapi.json builds its document on first use; building it once here makes a broken
+  // install (schemas/ unreadable or inconsistent) refuse to start instead of failing that route.
+  openApiDocument();
   const app = createApp({ node, writes: node.writes, reader: node.reader, types, adminToken: dd.adminToken, bodyLimitBytes: o.bodyLimitBytes, audit }, log,
     { clientCertificates, ...(o.corsOrigin === undefined ? {} : { corsOrigin: o.corsOrigin }) });
   let bound: Awaited<ReturnType<typeof listen>>;

@@ -7,7 +7,7 @@ import type { MemberInfo } from "../../src/ledger/config";
 import type { AppendResult, Readiness, SnapshotView } from "../../src/node/ports";
 import type { RecordRequest } from "../../src/ledger/record";
 import { HttpResult, http } from "../support/server";
-import { InProcessApp, startInProcessApp } from "../support/in-process-app";
+import { InProcessApp, sharedInProcessApp } from "../support/in-process-app";
 
 jest.setTimeout(60_000);
 
@@ -26,48 +26,53 @@ beforeEach(() => {
 });
 
 let app: InProcessApp;
-beforeAll(async () => {
-  app = await startInProcessApp({
-    app: { corsOrigin: ORIGIN },
-    wrap: (d) => {
-      const node = d.node;
-      const reader = d.reader;
-      const writes = d.writes;
-      return {
-        ...d,
-        node: {
-          nodeId: node.nodeId, clusterId: node.clusterId, status: () => node.status(), currentTerm: () => node.currentTerm(),
-          readiness: () => swap.readiness ?? node.readiness(), isLeader: () => swap.leader ?? node.isLeader(),
-          config: () => ({ ...node.config(), voters: [...node.config().voters, ...swap.members.map((id) => ({ id, address: "h:1", public_key: "00".repeat(32) }))] }),
-          figures: () => node.figures(), drainTickLags: () => node.drainTickLags(), tickLateMs: () => node.tickLateMs(), onApplied: (fn) => node.onApplied(fn),
+// One node for the file, a new app over it (and over the swapped deps) per test: see sharedInProcessApp.
+const shared = sharedInProcessApp({
+  app: { corsOrigin: ORIGIN },
+  wrap: (d) => {
+    const node = d.node;
+    const reader = d.reader;
+    const writes = d.writes;
+    return {
+      ...d,
+      node: {
+        nodeId: node.nodeId, clusterId: node.clusterId, status: () => node.status(), currentTerm: () => node.currentTerm(),
+        readiness: () => swap.readiness ?? node.readiness(), isLeader: () => swap.leader ?? node.isLeader(),
+        config: () => ({ ...node.config(), voters: [...node.config().voters, ...swap.members.map((id) => ({ id, address: "h:1", public_key: "00".repeat(32) }))] }),
+        figures: () => node.figures(), drainTickLags: () => node.drainTickLags(), tickLateMs: () => node.tickLateMs(), onApplied: (fn) => node.onApplied(fn),
+      },
+      reader: Object.assign(Object.create(reader) as typeof reader, {
+        historyFrom: () => swap.historyFrom ?? reader.historyFrom(),
+        snapshots: () => swap.snapshots ?? reader.snapshots(),
+      }),
+      writes: {
+        readBarrier: () => writes.readBarrier(),
+        append: async (record: RecordRequest, key?: string): Promise<AppendResult> => {
+          swap.appended.push({ record, ...(key === undefined ? {} : { key }) });
+          return { index: 77, term: 5, hash: "ab".repeat(32), duplicate: false };
         },
-        reader: Object.assign(Object.create(reader) as typeof reader, {
-          historyFrom: () => swap.historyFrom ?? reader.historyFrom(),
-          snapshots: () => swap.snapshots ?? reader.snapshots(),
-        }),
-        writes: {
-          readBarrier: () => writes.readBarrier(),
-          append: async (record: RecordRequest, key?: string): Promise<AppendResult> => {
-            swap.appended.push({ record, ...(key === undefined ? {} : { key }) });
-            return { index: 77, term: 5, hash: "ab".repeat(32), duplicate: false };
-          },
-          appendOrForward: (record: RecordRequest, key: string | undefined, redirect: boolean) => writes.appendOrForward(record, key, redirect),
-          addMember: async (m: MemberInfo) => {
-            swap.members.push(m.id);
-            return { index: 40 };
-          },
-          promoteWhenCaughtUp: async () => ({ index: 41 }),
-          removeMember: async (id: string) => {
-            swap.members = swap.members.filter((x) => x !== id);
-            return { index: 42 };
-          },
+        appendOrForward: (record: RecordRequest, key: string | undefined, redirect: boolean) => writes.appendOrForward(record, key, redirect),
+        addMember: async (m: MemberInfo) => {
+          swap.members.push(m.id);
+          return { index: 40 };
         },
-      };
-    },
-  });
+        promoteWhenCaughtUp: async () => ({ index: 41 }),
+        removeMember: async (id: string) => {
+          swap.members = swap.members.filter((x) => x !== id);
+          return { index: 42 };
+        },
+      },
+    };
+  },
+});
+beforeEach(async () => {
+  app = await shared.open();
+});
+afterEach(async () => {
+  await app?.close();
 });
 afterAll(async () => {
-  await app?.close();
+  await shared.close();
 });
 
 const call = (method: string, p: string, json?: unknown, token: string | null = app.adminToken, headers: Record<string, string> = {}): Promise<HttpResult> =>

@@ -5,24 +5,24 @@
 // /v1/checkpoint is a text/plain signed note of the same size and root.
 import { hexToBuf, leafHash, verifyCheckpointSig, verifyInclusion, CheckpointPayload } from "../support/independent";
 import { HttpResult, http } from "../support/server";
-import { InProcessApp, startInProcessApp } from "../support/in-process-app";
+import { InProcessApp, sharedInProcessApp } from "../support/in-process-app";
 
 jest.setTimeout(60_000);
 
 let app: InProcessApp;
 let indices: number[] = [];
-beforeAll(async () => {
-  app = await startInProcessApp({ node: { checkpointEvery: 4 } });
+// One node for the file, a new app over it per test (see sharedInProcessApp); the records are appended once, on the first.
+const shared = sharedInProcessApp({ node: { checkpointEvery: 4 } }, async (first) => {
   for (let i = 0; i < 6; i++) {
-    const r = await http(app.baseUrl, "POST", "/v1/records", { token: app.adminToken, json: { type: "policy.set", subject: "cp-s", data: { name: "n", value: i } } });
-    if (r.status !== 201) throw new Error(`append → ${r.status} ${r.text} (data dir ${app.dir})`);
+    const r = await http(first.baseUrl, "POST", "/v1/records", { token: first.adminToken, json: { type: "policy.set", subject: "cp-s", data: { name: "n", value: i } } });
+    if (r.status !== 201) throw new Error(`append → ${r.status} ${r.text} (data dir ${first.dir})`);
     indices.push((r.json as { index: number }).index);
   }
   // The checkpoint that covers the 4th record follows its batch: wait for it on the node's apply signal.
-  const covered = (): boolean => (app.node.reader.latestCheckpoint()?.size ?? 0) >= indices[3];
+  const covered = (): boolean => (first.node.reader.latestCheckpoint()?.size ?? 0) >= indices[3];
   if (!covered()) {
     await new Promise<void>((resolve) => {
-      const off = app.node.onApplied(() => {
+      const off = first.node.onApplied(() => {
         if (covered()) {
           off();
           resolve();
@@ -31,8 +31,14 @@ beforeAll(async () => {
     });
   }
 });
-afterAll(async () => {
+beforeEach(async () => {
+  app = await shared.open();
+});
+afterEach(async () => {
   await app?.close();
+});
+afterAll(async () => {
+  await shared.close();
 });
 
 const get = (p: string): Promise<HttpResult> => http(app.baseUrl, "GET", p);

@@ -11,7 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as ind from "../support/independent";
 import { HttpResult, http } from "../support/server";
-import { InProcessApp, startInProcessApp } from "../support/in-process-app";
+import { InProcessApp, sharedInProcessApp, startInProcessApp } from "../support/in-process-app";
 
 jest.setTimeout(60_000);
 
@@ -62,7 +62,7 @@ function checkComplete(h: History, records: readonly Rec[], signerKey: string): 
 }
 
 const SUBJECTS = ["alpha", "beta", "gamma"];
-let dir = "";
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "resonetics-completeness-"));
 let app: InProcessApp;
 
 const get = (p: string): Promise<HttpResult> => http(app.baseUrl, "GET", p);
@@ -91,16 +91,22 @@ const checkpointCovering = (size: number): Promise<void> => {
 };
 const start = (checkpointEvery = 5): Promise<InProcessApp> => startInProcessApp({ dir, node: { checkpointEvery } });
 
-beforeAll(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "resonetics-completeness-"));
-  app = await start();
+// One node for the file, a new app over it per test (see sharedInProcessApp); the records are appended once, on the first.
+const shared = sharedInProcessApp({ dir, node: { checkpointEvery: 5 } }, async (first) => {
+  app = first;
   const indices: number[] = [];
   for (let i = 0; i < 14; i++) indices.push(await append(SUBJECTS[i % 3 === 2 ? 2 : i % 2], i));
   // A checkpoint every 5 entries: the one after the 10th record comes with the records after it.
   await checkpointCovering(indices[9]);
 });
-afterAll(async () => {
+beforeEach(async () => {
+  app = await shared.open();
+});
+afterEach(async () => {
   await app?.close();
+});
+afterAll(async () => {
+  await shared.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -148,6 +154,7 @@ test("after a restart with records applied after the latest checkpoint, the proo
   const before = await history("alpha");
   expect(before.records.some((r) => r.entry.index > (before.checkpoint?.size ?? 0))).toBe(true);
   await app.close();
+  await shared.close(); // the file's node: this test restarts it on the same data dir
   // Restarted with checkpoints far apart, so the proof is the tree rebuilt at start, not a new checkpoint's.
   app = await start(1000);
   const after = await history("alpha");

@@ -11,7 +11,7 @@ import Database from "better-sqlite3";
 import express from "express";
 import { DB_FILE } from "../../src/node/data-dir";
 import { listen } from "../../src/api/server";
-import { InProcessApp, capturingLogger, startInProcessApp } from "../support/in-process-app";
+import { InProcessApp, capturingLogger, sharedInProcessApp } from "../support/in-process-app";
 
 jest.setTimeout(60_000);
 
@@ -21,11 +21,16 @@ const captured = capturingLogger();
 let app: InProcessApp;
 const context = (): string => `npx jest test/api/app.test.ts; data dir ${app?.dir ?? "(none)"}`;
 
-beforeAll(async () => {
-  app = await startInProcessApp({ bodyLimitBytes: BODY_LIMIT, logger: captured.logger });
+// One node for the file, a new app over it per test: see sharedInProcessApp.
+const shared = sharedInProcessApp({ bodyLimitBytes: BODY_LIMIT, logger: captured.logger });
+beforeEach(async () => {
+  app = await shared.open();
+});
+afterEach(async () => {
+  await app?.close();
 });
 afterAll(async () => {
-  await app?.close();
+  await shared.close();
 });
 
 const get = (p: string, headers: Record<string, string> = {}): Promise<HttpResult> => http(app.baseUrl, "GET", p, { headers });
@@ -306,9 +311,13 @@ describe("request bodies (src/api/body.ts)", () => {
 describe("reads", () => {
   let first = 0;
   let last = 0;
-  beforeAll(async () => {
-    first = (await append("app-page", 0)).index;
-    for (let i = 1; i < 60; i++) last = (await append(i % 2 === 0 ? "app-page" : "app-other", i)).index;
+  // The records these tests read, appended once, before the first of them that runs.
+  let appended: Promise<void> | undefined;
+  beforeEach(async () => {
+    await (appended ??= (async (): Promise<void> => {
+      first = (await append("app-page", 0)).index;
+      for (let i = 1; i < 60; i++) last = (await append(i % 2 === 0 ? "app-page" : "app-other", i)).index;
+    })());
   });
 
   test("GET /records/:index is immutable and linearizable by default; ?consistency=local says local", async () => {

@@ -18,7 +18,9 @@ let base = "";
 /** What the next request to /throw throws. */
 let toThrow: unknown = null;
 
-beforeAll(async () => {
+// A new server per test: its setup (src code) then runs inside the test (Stryker counts code run in
+// beforeAll as "static", run against every test).
+beforeEach(async () => {
   const app = express();
   app.get("/throw/:p", (req) => {
     // express decodes params lazily: reading one that does not decode throws its URIError here
@@ -34,7 +36,7 @@ beforeAll(async () => {
   server = bound.server;
   base = `http://127.0.0.1:${bound.port}`;
 });
-afterAll(async () => {
+afterEach(async () => {
   await new Promise<void>((resolve) => {
     server.close(() => resolve());
     server.closeAllConnections();

@@ -11,18 +11,18 @@ import * as path from "node:path";
 import Ajv from "ajv";
 import Ajv2020 from "ajv/dist/2020";
 import addFormats from "ajv-formats";
-import type { Express } from "express";
+import express, { Express } from "express";
 import pino from "pino";
 import WebSocket from "ws";
 import { createApp, listen } from "../../src/api/server";
 import { EntryStream, STREAM_PATH } from "../../src/api/stream";
 import { routeUpgrades } from "../../src/api/upgrade";
 import type { RouteDeps } from "../../src/api/routes";
-import { STATUS } from "../../src/api/errors";
+import { STATUS, errorHandler } from "../../src/api/errors";
 import { ENTRY_KIND_NAMES } from "../../src/ledger/entry";
-import { DIALECT_2020, Json, JsonObject, OpenApiDocument, loadSchemaFiles, pathTemplate, toDialect2020 } from "../../src/api/openapi";
+import { DIALECT_2020, Json, JsonObject, OpenApiDocument, loadSchemaFiles, openApiRoute, pathTemplate, toDialect2020 } from "../../src/api/openapi";
 import { HttpResult, http } from "../support/server";
-import { InProcessApp, startInProcessApp } from "../support/in-process-app";
+import { InProcessApp, sharedInProcessApp } from "../support/in-process-app";
 
 jest.setTimeout(60_000);
 
@@ -38,9 +38,11 @@ const get = (p: string, headers: Record<string, string> = {}, token?: string): P
   http(app.baseUrl, "GET", p, { headers, ...(token === undefined ? {} : { token }) });
 const rec = (i: number): JsonObject => ({ type: "policy.set", subject: "oa", data: { name: "n", value: i } });
 
-beforeAll(async () => {
-  // A checkpoint every 4 entries, so proofs, receipts and checkpoints/latest have one to show.
-  app = await startInProcessApp({ node: { checkpointEvery: 4 }, bodyLimitBytes: BODY_LIMIT, wrap: (d) => (deps = d) });
+// One node for the file, a new app over it per test (see sharedInProcessApp): the document is built
+// on an app's first GET /v1/openapi.json, so each test's beforeEach builds it again, inside the test.
+// A checkpoint every 4 entries, so proofs, receipts and checkpoints/latest have one to show.
+const shared = sharedInProcessApp({ node: { checkpointEvery: 4 }, bodyLimitBytes: BODY_LIMIT, wrap: (d) => (deps = d) }, async (first) => {
+  app = first;
   for (let i = 0; i < 6; i++) {
     const r = await http(app.baseUrl, "POST", "/v1/records", { token: app.adminToken, json: rec(i) });
     if (r.status !== 201) throw new Error(`append → ${r.status} ${r.text} (${context()})`);
@@ -51,12 +53,18 @@ beforeAll(async () => {
     if (waitedMs >= 10_000) throw new Error(`no checkpoint covers index ${records[3].index} after 10 s (${context()})`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+});
+beforeEach(async () => {
+  app = await shared.open();
   const r = await get("/v1/openapi.json");
   if (r.status !== 200) throw new Error(`GET /v1/openapi.json → ${r.status} ${r.text} (${context()})`);
   doc = r.json as OpenApiDocument;
 });
-afterAll(async () => {
+afterEach(async () => {
   await app?.close();
+});
+afterAll(async () => {
+  await shared.close();
 });
 
 const HTTP_METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
@@ -456,5 +464,26 @@ describe("(3) real answers match the documented statuses and schemas", () => {
     expect(status).toBe(101);
     expect(Object.keys(operationOf("GET", "/v1/stream").responses as JsonObject)).toContain("101");
     expect(frames.filter((f) => validate?.(f) !== true)).toEqual([]);
+  });
+});
+
+describe("(4) the document is built on the first request", () => {
+  test("schemas that do not load: a 500 internal error that says why, on every request, not at app creation", async () => {
+    const missing = path.join(app.dir, "no-such-schemas");
+    const bare = express();
+    bare.disable("etag"); // as createApp: an ETag here would be the route's
+    bare.get("/openapi.json", openApiRoute(missing)); // creating the route reads nothing
+    bare.use(errorHandler(pino({ level: "silent" })));
+    const { server, port } = await listen(bare, "127.0.0.1", 0);
+    try {
+      for (let i = 0; i < 2; i++) {
+        const r = await http(`http://127.0.0.1:${port}`, "GET", "/openapi.json");
+        expect({ status: r.status, error: (r.json as { error?: unknown }).error, etag: r.headers.get("etag") }).toEqual({ status: 500, error: "internal", etag: null });
+        expect((r.json as { message: string }).message).toMatch(/^the OpenAPI document could not be built: .*ENOENT.*no-such-schemas/);
+      }
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });

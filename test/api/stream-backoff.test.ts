@@ -8,7 +8,7 @@ import pino from "pino";
 import WebSocket from "ws";
 import { EntryStream } from "../../src/api/stream";
 import type { NodeInfo } from "../../src/node/ports";
-import { InProcessApp, startInProcessApp } from "../support/in-process-app";
+import { InProcessApp, sharedInProcessApp } from "../support/in-process-app";
 import { http as request } from "../support/server";
 
 jest.setTimeout(60_000);
@@ -16,15 +16,21 @@ jest.setTimeout(60_000);
 const RECORDS = 300;
 let app: InProcessApp;
 
-beforeAll(async () => {
-  app = await startInProcessApp();
+// One node for the file, a new app over it per test (see sharedInProcessApp); the records are appended once, on the first.
+const shared = sharedInProcessApp({}, async (first) => {
   for (let i = 0; i < RECORDS; i++) {
-    const r = await request(app.baseUrl, "POST", "/v1/records", { token: app.adminToken, json: { type: "policy.set", subject: `b${i % 7}`, data: { name: "n", value: i } } });
+    const r = await request(first.baseUrl, "POST", "/v1/records", { token: first.adminToken, json: { type: "policy.set", subject: `b${i % 7}`, data: { name: "n", value: i } } });
     if (r.status !== 201) throw new Error(`append → ${r.status} ${r.text}`);
   }
 });
-afterAll(async () => {
+beforeEach(async () => {
+  app = await shared.open();
+});
+afterEach(async () => {
   await app?.close();
+});
+afterAll(async () => {
+  await shared.close();
 });
 
 /** Subscribes from=1 to a stream whose node reports its ticks `lateMs` late; resolves with the indices received up to `upTo`. */

@@ -30,13 +30,15 @@ const throws: UpgradeHandler = {
   },
 };
 
-beforeAll(async () => {
+// A new server per test: its setup (src code) then runs inside the test (Stryker counts code run in
+// beforeAll as "static", run against every test).
+beforeEach(async () => {
   server = http.createServer((_req, res) => res.end());
   routeUpgrades(server, new Map([["/ok", ok], ["/throws", throws]]), captured.logger);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   port = (server.address() as net.AddressInfo).port;
 });
-afterAll(async () => {
+afterEach(async () => {
   await new Promise<void>((resolve) => {
     server.close(() => resolve());
     server.closeAllConnections();

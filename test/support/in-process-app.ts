@@ -46,8 +46,18 @@ export const BODY_LIMIT_DEFAULT = 64 * 1024;
 
 let clock = Date.parse("2026-01-01T00:00:00Z");
 
-/** Starts node + app; the node is leader (its NOOP applied) when this resolves. */
-export async function startInProcessApp(o: InProcessOptions = {}): Promise<InProcessApp> {
+/** A started node and the deps an app is built over, without the app: see sharedInProcessApp. */
+interface InProcessNode {
+  readonly dir: string;
+  readonly node: RaftLedgerNode;
+  readonly deps: RouteDeps;
+  readonly adminToken: string;
+  readonly auditToken: string;
+  readonly clusterId: string;
+  close(): Promise<void>;
+}
+
+async function startNode(o: InProcessOptions): Promise<InProcessNode> {
   const dir = o.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "resonetics-api-inproc-"));
   const logger = pino({ level: "silent" });
   const dd = openDataDir(dir, "127.0.0.1:0");
@@ -59,21 +69,73 @@ export async function startInProcessApp(o: InProcessOptions = {}): Promise<InPro
   const audit = new AuditRunner({
     start: (job, onProgress, onNote) => node.reader.audit(job, onProgress, onNote), adminToken: dd.adminToken, auditToken: dd.auditToken, publicAudit: o.publicAudit ?? false, logger,
   });
-  const built: RouteDeps = {
+  const deps: RouteDeps = {
     node, writes: node.writes, reader: node.reader, types: new RecordTypes(), adminToken: dd.adminToken,
     bodyLimitBytes: o.bodyLimitBytes ?? BODY_LIMIT_DEFAULT, audit,
   };
-  const app = createApp(o.wrap === undefined ? built : o.wrap(built), o.logger ?? logger, o.app ?? {});
+  let closed = false;
+  return {
+    dir, node, deps, adminToken: dd.adminToken, auditToken: dd.auditToken, clusterId: dd.clusterId,
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      await node.close();
+      if (o.dir === undefined) fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The app over a started node, listening on 127.0.0.1:0; close() closes the listener, then `after`. */
+async function serveApp(n: InProcessNode, o: InProcessOptions, after: () => Promise<void>): Promise<InProcessApp> {
+  const app = createApp(o.wrap === undefined ? n.deps : o.wrap(n.deps), o.logger ?? pino({ level: "silent" }), o.app ?? {});
   const { server, port } = await listen(app, "127.0.0.1", 0);
   let closed = false;
   return {
-    dir, node, port, baseUrl: `http://127.0.0.1:${port}`, adminToken: dd.adminToken, auditToken: dd.auditToken, clusterId: dd.clusterId,
+    dir: n.dir, node: n.node, port, baseUrl: `http://127.0.0.1:${port}`, adminToken: n.adminToken, auditToken: n.auditToken, clusterId: n.clusterId,
     async close(): Promise<void> {
       if (closed) return;
       closed = true;
       await closeServer(server);
-      await node.close();
-      if (o.dir === undefined) fs.rmSync(dir, { recursive: true, force: true });
+      await after();
+    },
+  };
+}
+
+/** Starts node + app; the node is leader (its NOOP applied) when this resolves. */
+export async function startInProcessApp(o: InProcessOptions = {}): Promise<InProcessApp> {
+  const n = await startNode(o);
+  return serveApp(n, o, () => n.close());
+}
+
+/**
+ * One node per test file, and a new app over it per test (createApp + listen in beforeEach), so the
+ * app's construction (route tables, metrics, middleware) runs inside each test: Stryker counts code
+ * run outside a test (module scope, describe bodies, beforeAll) as "static", and runs every test
+ * against each such mutant. The node (hundreds of ms) starts on the first open(); `setup` then runs
+ * once, over that first app (e.g. appends the records the tests read).
+ *
+ *   const shared = sharedInProcessApp({...});
+ *   beforeEach(async () => { app = await shared.open(); });
+ *   afterEach(() => app.close());   // the listener only
+ *   afterAll(() => shared.close()); // the node and its data dir
+ */
+export function sharedInProcessApp(o: InProcessOptions = {}, setup?: (app: InProcessApp) => Promise<void>): { open(): Promise<InProcessApp>; close(): Promise<void> } {
+  let started: Promise<InProcessNode> | undefined;
+  let ready: Promise<void> | undefined;
+  return {
+    async open(): Promise<InProcessApp> {
+      const n = await (started ??= startNode(o));
+      const app = await serveApp(n, o, async () => {});
+      try {
+        await (ready ??= setup === undefined ? Promise.resolve() : setup(app));
+      } catch (err) {
+        await app.close();
+        throw err;
+      }
+      return app;
+    },
+    async close(): Promise<void> {
+      if (started !== undefined) await (await started).close();
     },
   };
 }
