@@ -6,8 +6,13 @@
 //
 // Only in-process test files are chosen per folder: mutants reached only inside a spawned server
 // process are invisible to Stryker's coverage and show as NoCoverage. They are counted, not excluded.
+//
+// The last whole-folder result is kept in git, gzipped, as test/mutation/<folder>.incremental.json.gz:
+// a clean checkout starts from it, so a run retests only the mutants whose code or covering tests
+// changed since (a first run of ledger/ takes over an hour on 2 cores). `--full` retests everything.
 import * as fs from "node:fs";
 import * as path from "node:path";
+import * as zlib from "node:zlib";
 import type { MutantResult, PartialStrykerOptions } from "@stryker-mutator/api/core";
 
 interface FolderPlan {
@@ -21,6 +26,8 @@ interface FolderPlan {
 
 const ROOT = path.resolve(__dirname, "..");
 const REPORT_DIR = path.join(ROOT, "reports", "mutation");
+/** Tracked: each folder's last whole-folder incremental report, gzipped (see the header). */
+const BASELINE_DIR = path.join(ROOT, "test", "mutation");
 
 // Test choice per folder, measured by the dry run: each list is the in-process test files that
 // import the folder's code (directly or through a layer above it). Spawned-process suites
@@ -133,16 +140,36 @@ function runName(run: Run): string {
   return [run.folder, ...run.files.map((f) => path.basename(f, ".ts"))].join(".");
 }
 
-async function runFolder(run: Run, plan: FolderPlan): Promise<Summary> {
+const incrementalPath = (name: string): string => path.join(REPORT_DIR, `${name}.incremental.json`);
+const baselinePath = (name: string): string => path.join(BASELINE_DIR, `${name}.incremental.json.gz`);
+
+/** A whole-folder run with no local incremental file starts from the tracked baseline. */
+function restoreBaseline(name: string): boolean {
+  if (fs.existsSync(incrementalPath(name)) || !fs.existsSync(baselinePath(name))) return false;
+  fs.writeFileSync(incrementalPath(name), zlib.gunzipSync(fs.readFileSync(baselinePath(name))));
+  return true;
+}
+
+/** After a whole-folder run: its incremental file becomes the tracked baseline (commit it). */
+function saveBaseline(name: string): void {
+  fs.mkdirSync(BASELINE_DIR, { recursive: true });
+  fs.writeFileSync(baselinePath(name), zlib.gzipSync(fs.readFileSync(incrementalPath(name)), { level: 9 }));
+}
+
+async function runFolder(run: Run, plan: FolderPlan, full: boolean): Promise<Summary> {
   const name = runName(run);
+  const whole = run.files.length === 0;
+  if (whole && !full && restoreBaseline(name)) process.stdout.write(`mutate: ${name}: starting from ${path.relative(ROOT, baselinePath(name))}\n`);
   for (const [k, v] of Object.entries(plan.env ?? {})) process.env[k] = v;
   const options: PartialStrykerOptions = {
     configFile: path.join(ROOT, "stryker.config.json"),
-    mutate: run.files.length > 0 ? run.files : plan.mutate,
+    mutate: whole ? plan.mutate : run.files,
     incremental: true,
+    // --full: every mutant is tested again (the result still becomes the incremental file).
+    force: full,
     // A file-scoped run keeps its own incremental file: Stryker rewrites the file with only the
     // mutants of the run, so sharing the folder's would forget the folder's other files.
-    incrementalFile: path.join("reports", "mutation", `${name}.incremental.json`),
+    incrementalFile: path.relative(ROOT, incrementalPath(name)),
     htmlReporter: { fileName: path.join("reports", "mutation", name, "index.html") },
     // One sandbox folder per run name, so runs of different folders or files can go side by side.
     tempDirName: path.join(".stryker-tmp", name),
@@ -161,6 +188,7 @@ async function runFolder(run: Run, plan: FolderPlan): Promise<Summary> {
   const { Stryker } = await import("@stryker-mutator/core");
   const started = Date.now();
   const results = await new Stryker(options).runMutationTest();
+  if (whole) saveBaseline(name);
   return summarize(name, results, Math.round((Date.now() - started) / 1000));
 }
 
@@ -197,7 +225,9 @@ function planRuns(args: readonly string[]): Run[] | string {
 }
 
 async function main(): Promise<void> {
-  const runs = planRuns(process.argv.slice(2));
+  const args = process.argv.slice(2);
+  const full = args.includes("--full");
+  const runs = planRuns(args.filter((a) => a !== "--full"));
   if (typeof runs === "string") {
     process.stderr.write(`mutate: ${runs}\n`);
     process.exitCode = 2;
@@ -207,7 +237,7 @@ async function main(): Promise<void> {
   fs.mkdirSync(REPORT_DIR, { recursive: true });
   const summaries: Summary[] = [];
   for (const run of runs) {
-    const summary = await runFolder(run, PLANS[run.folder]);
+    const summary = await runFolder(run, PLANS[run.folder], full);
     fs.writeFileSync(path.join(REPORT_DIR, `${summary.folder}.summary.json`), `${JSON.stringify(summary, null, 2)}\n`);
     print(summary);
     summaries.push(summary);
