@@ -150,16 +150,23 @@ function restoreBaseline(name: string): boolean {
   return true;
 }
 
-/** After a whole-folder run: its incremental file becomes the tracked baseline (commit it). */
+/**
+ * After a whole-folder run: its incremental file becomes the tracked baseline (commit it), without
+ * what only names this machine (the checkout's path, the absolute config path): Stryker reads neither.
+ */
 function saveBaseline(name: string): void {
+  const report = JSON.parse(fs.readFileSync(incrementalPath(name), "utf8")) as { projectRoot?: string; config?: { configFile?: string } };
+  delete report.projectRoot;
+  if (report.config?.configFile !== undefined) report.config.configFile = path.basename(report.config.configFile);
   fs.mkdirSync(BASELINE_DIR, { recursive: true });
-  fs.writeFileSync(baselinePath(name), zlib.gzipSync(fs.readFileSync(incrementalPath(name)), { level: 9 }));
+  fs.writeFileSync(baselinePath(name), zlib.gzipSync(JSON.stringify(report), { level: 9 }));
 }
 
 async function runFolder(run: Run, plan: FolderPlan, full: boolean): Promise<Summary> {
   const name = runName(run);
   const whole = run.files.length === 0;
   if (whole && !full && restoreBaseline(name)) process.stdout.write(`mutate: ${name}: starting from ${path.relative(ROOT, baselinePath(name))}\n`);
+  const saved = Object.keys(plan.env ?? {}).map((k): [string, string | undefined] => [k, process.env[k]]);
   for (const [k, v] of Object.entries(plan.env ?? {})) process.env[k] = v;
   const options: PartialStrykerOptions = {
     configFile: path.join(ROOT, "stryker.config.json"),
@@ -187,7 +194,15 @@ async function runFolder(run: Run, plan: FolderPlan, full: boolean): Promise<Sum
   // Stryker ships ESM only; a dynamic import loads it from this CommonJS script.
   const { Stryker } = await import("@stryker-mutator/core");
   const started = Date.now();
-  const results = await new Stryker(options).runMutationTest();
+  let results: MutantResult[];
+  try {
+    results = await new Stryker(options).runMutationTest();
+  } finally {
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
   if (whole) saveBaseline(name);
   return summarize(name, results, Math.round((Date.now() - started) / 1000));
 }

@@ -8,13 +8,24 @@ export interface Metrics {
   readonly appendSeconds: Histogram;
 }
 
+/**
+ * The process's own metrics (CPU, memory, event loop delay, GC), collected once per process: each
+ * collectDefaultMetrics call starts an event-loop-delay monitor and a GC observer that are never
+ * stopped, so one per app would pile up wherever a process builds many apps (tests).
+ */
+let processRegistry: Registry | undefined;
+function processMetrics(): Registry {
+  if (processRegistry === undefined) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
 export function createMetrics(node: NodeInfo): Metrics {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
-  const labels = { node_id: node.nodeId };
-  registry.setDefaultLabels(labels);
+  const own = new Registry();
   const sample = <T extends string>(name: string, help: string, read: (g: Gauge<T>) => void): void => {
-    new Gauge<T>({ name, help, registers: [registry], collect() { read(this); } });
+    new Gauge<T>({ name, help, registers: [own], collect() { read(this); } });
   };
   sample("resonetics_term", "current Raft term", (g) => g.set(node.currentTerm()));
   sample("resonetics_commit_index", "durable commit index", (g) => g.set(node.figures().commitIndex));
@@ -32,16 +43,19 @@ export function createMetrics(node: NodeInfo): Metrics {
   sample("resonetics_tick_lag_max_seconds", "the latest a Raft tick fired after its time in the last 60 s", (g) => g.set(node.figures().tickLag.max));
   sample("resonetics_clock_behind_log_seconds", "how far this node's clock was behind the log's last timestamp at its latest stamp (it stamps the log's time then)", (g) => g.set(node.figures().clockBehindLogSeconds));
   new Summary({
-    name: "resonetics_tick_lag_seconds", help: "how late each Raft tick fired after its time (event loop busy)", registers: [registry],
+    name: "resonetics_tick_lag_seconds", help: "how late each Raft tick fired after its time (event loop busy)", registers: [own],
     percentiles: [0.5, 0.9, 0.99], maxAgeSeconds: 60, ageBuckets: 6,
     collect() {
       for (const s of node.drainTickLags()) this.observe(s);
     },
   });
-  const appends = new Counter({ name: "resonetics_appends_total", help: "POST /v1/records answers by result", labelNames: ["result"] as const, registers: [registry] });
+  const appends = new Counter({ name: "resonetics_appends_total", help: "POST /v1/records answers by result", labelNames: ["result"] as const, registers: [own] });
   const appendSeconds = new Histogram({
-    name: "resonetics_append_seconds", help: "time from request to commit+apply", registers: [registry],
+    name: "resonetics_append_seconds", help: "time from request to commit+apply", registers: [own],
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
   });
+  // One registry to scrape: the process's metrics and this node's, all labelled with its node_id.
+  const registry = Registry.merge([processMetrics(), own]);
+  registry.setDefaultLabels({ node_id: node.nodeId });
   return { registry, appends, appendSeconds };
 }

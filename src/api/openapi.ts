@@ -11,7 +11,6 @@ import * as path from "node:path";
 import type { Request, RequestHandler, Response } from "express";
 import { RESERVED_TYPE_PREFIX, SCHEMAS_DIR } from "../node/record-types";
 import { assert } from "../util/assert";
-import { LedgerError } from "../util/errors";
 
 /** A JSON value, as schemas/ files and the document hold them. */
 export type Json = null | boolean | number | string | Json[] | JsonObject;
@@ -521,25 +520,32 @@ interface Encoded {
 }
 
 function encodeDocument(dir: string): Encoded {
-  let body: Buffer;
-  try {
-    body = Buffer.from(JSON.stringify(openApiDocument(dir)), "utf8");
-  } catch (err) {
-    // A broken schemas/ (a bug of the build): say why, not a bare "internal error".
-    throw new LedgerError("internal", `the OpenAPI document could not be built: ${err instanceof Error ? err.message : String(err)}`);
-  }
+  // A schemas/ that does not load throws here: a 500 "internal error" (src/api/errors.ts logs why).
+  const body = Buffer.from(JSON.stringify(openApiDocument(dir)), "utf8");
   return { body, etag: `"${createHash("sha256").update(body).digest("hex").slice(0, 32)}"` };
 }
 
+/** Documents built at start (preloadOpenApi), by schemas dir: what the routes over that dir serve. */
+const preloaded = new Map<string, Encoded>();
+
 /**
- * GET /v1/openapi.json. The document changes only with a build, so it is built and encoded once,
- * on the first request (not when the routes are: most processes never serve it), and kept; the
+ * Builds the document now and keeps it for GET /v1/openapi.json (serve, before the node starts): a
+ * broken install refuses to start, and the document served is the one of the files read at start,
+ * whatever happens to them later. Throws what building throws.
+ */
+export function preloadOpenApi(dir: string = SCHEMAS_DIR): void {
+  preloaded.set(dir, encodeDocument(dir));
+}
+
+/**
+ * GET /v1/openapi.json. The document changes only with a build: the one preloaded at start, else
+ * (an app without serve's start, as in tests) built and encoded on the first request and kept. The
  * ETag lets a cache keep it and revalidate, since the same URL serves a new document after an upgrade.
  */
 export function openApiRoute(dir: string = SCHEMAS_DIR): RequestHandler {
   let encoded: Encoded | undefined;
   return (req: Request, res: Response): void => {
-    encoded ??= encodeDocument(dir);
+    encoded ??= preloaded.get(dir) ?? encodeDocument(dir);
     const { body, etag } = encoded;
     res.setHeader("Cache-Control", "public, no-cache");
     res.setHeader("ETag", etag);

@@ -5,13 +5,13 @@ import * as path from "node:path";
 import pino from "pino";
 import { checkWritable, configuredAddress, DB_FILE, lockDataDir, openDataDir, splitAddress, StartRefused, TOKEN_FILE } from "../node/data-dir";
 import { RaftLedgerNode } from "../node/raft-node";
-import { RecordTypes } from "../node/record-types";
+import { RecordTypes, SCHEMAS_DIR } from "../node/record-types";
 import { createApp, listen } from "../api/server";
 import { EntryStream, STREAM_PATH } from "../api/stream";
 import { routeUpgrades, UpgradeHandler } from "../api/upgrade";
 import { RAFT_PATH } from "../node/peer-transport";
 import { AuditRunner } from "../api/audit";
-import { openApiDocument } from "../api/openapi";
+import { preloadOpenApi } from "../api/openapi";
 import { EXIT_STORAGE_FAULT, isTransientFault, storageFaultCode } from "../node/storage-fault";
 import { loadTlsMaterial, TlsMaterial } from "../node/tls";
 import { withClientCertificate } from "../api/client-cert";
@@ -128,6 +128,7 @@ interface Preflight {
  */
 async function preflight(o: ServeOptions, dir: string): Promise<Preflight> {
   const tls = loadTlsMaterial(dir, { cert: o.tlsCert, key: o.tlsKey, clientCa: o.tlsClientCa });
+  checkInstall();
   const fresh = !fs.existsSync(path.join(dir, DB_FILE));
   if (fresh) {
     const addr = listenAddress(o, dir); // no configuration yet: flags, else the defaults
@@ -143,6 +144,18 @@ async function preflight(o: ServeOptions, dir: string): Promise<Preflight> {
   checkCleartextExposure(addr.host, tls !== undefined, o.insecure);
   await checkPortFree(addr.host, addr.port);
   return { addr, tls };
+}
+
+/**
+ * The install's own files: the OpenAPI document (GET /v1/openapi.json) is built from schemas/ and
+ * package.json now, and served as built; a broken install refuses to start (exit 2) with the reason.
+ */
+function checkInstall(): void {
+  try {
+    preloadOpenApi();
+  } catch (err) {
+    throw new StartRefused(`this install is broken: the OpenAPI document could not be built from ${SCHEMAS_DIR}: ${(err as Error).message}`, SCHEMAS_DIR);
+  }
 }
 
 /** After a storage fault the process exits within this long even if closing hangs on the failing disk. */
@@ -193,9 +206,6 @@ export async function serve(o: ServeOptions): Promise<void> {
     start: (job, onProgress, onNote) => node.reader.audit(job, onProgress, onNote), adminToken: dd.adminToken, auditToken: dd.auditToken, publicAudit: o.publicAudit, logger: log.child({ component: "audit" }),
   });
   const clientCertificates = tls?.clientCa !== undefined;
-  // GET /v1/openapi.json builds its document on first use; building it once here makes a broken
-  // install (schemas/ unreadable or inconsistent) refuse to start instead of failing that route.
-  openApiDocument();
   const app = createApp({ node, writes: node.writes, reader: node.reader, types, adminToken: dd.adminToken, bodyLimitBytes: o.bodyLimitBytes, audit }, log,
     { clientCertificates, ...(o.corsOrigin === undefined ? {} : { corsOrigin: o.corsOrigin }) });
   let bound: Awaited<ReturnType<typeof listen>>;

@@ -6,6 +6,7 @@
 // each record's entry hash, subject and inclusion, and chain the records up to the checkpoint from
 // 32 zero bytes to the committed head. Leaving out or swapping any record fails it; the proof
 // survives a restart with records applied after the checkpoint.
+import { randomUUID } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -62,7 +63,9 @@ function checkComplete(h: History, records: readonly Rec[], signerKey: string): 
 }
 
 const SUBJECTS = ["alpha", "beta", "gamma"];
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "resonetics-completeness-"));
+// Named here, created by the first node that opens it: a run that filters out every test of this
+// file (jest -t, Stryker) then leaves nothing behind, since afterAll does not run.
+const dir = path.join(os.tmpdir(), `resonetics-completeness-${process.pid}-${randomUUID()}`);
 let app: InProcessApp;
 
 const get = (p: string): Promise<HttpResult> => http(app.baseUrl, "GET", p);
@@ -154,7 +157,8 @@ test("after a restart with records applied after the latest checkpoint, the proo
   const before = await history("alpha");
   expect(before.records.some((r) => r.entry.index > (before.checkpoint?.size ?? 0))).toBe(true);
   await app.close();
-  await shared.close(); // the file's node: this test restarts it on the same data dir
+  // The file's node: this test restarts it on the same data dir, so it must stay the file's last test.
+  await shared.close();
   // Restarted with checkpoints far apart, so the proof is the tree rebuilt at start, not a new checkpoint's.
   app = await start(1000);
   const after = await history("alpha");

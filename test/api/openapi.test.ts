@@ -467,8 +467,8 @@ describe("(3) real answers match the documented statuses and schemas", () => {
   });
 });
 
-describe("(4) the document is built on the first request", () => {
-  test("schemas that do not load: a 500 internal error that says why, on every request, not at app creation", async () => {
+describe("(4) without serve's preload, the route builds the document on its first request", () => {
+  test("schemas that do not load: creating the route reads nothing; each request is a 500 internal error that hides the cause", async () => {
     const missing = path.join(app.dir, "no-such-schemas");
     const bare = express();
     bare.disable("etag"); // as createApp: an ETag here would be the route's
@@ -479,7 +479,7 @@ describe("(4) the document is built on the first request", () => {
       for (let i = 0; i < 2; i++) {
         const r = await http(`http://127.0.0.1:${port}`, "GET", "/openapi.json");
         expect({ status: r.status, error: (r.json as { error?: unknown }).error, etag: r.headers.get("etag") }).toEqual({ status: 500, error: "internal", etag: null });
-        expect((r.json as { message: string }).message).toMatch(/^the OpenAPI document could not be built: .*ENOENT.*no-such-schemas/);
+        expect((r.json as { message: string }).message).toBe("internal error");
       }
     } finally {
       server.closeAllConnections();

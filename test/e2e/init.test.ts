@@ -196,6 +196,28 @@ describe("refused starts: exit 2, the path named, nothing listened or written", 
     });
   }, 60_000);
 
+  test("a broken install (a schema file that is not JSON): refused before anything is written, naming schemas/", () => {
+    const root = makeTempDir();
+    return withFailureContext(context, [root], async () => {
+      // A copy of the install (bin, dist, package.json, schemas; node_modules linked) whose schemas/ is broken.
+      const install = path.join(root, "install");
+      for (const part of ["bin", "dist", "schemas", "package.json"]) fs.cpSync(path.join(REPO_ROOT, part), path.join(install, part), { recursive: true });
+      fs.symlinkSync(path.join(REPO_ROOT, "node_modules"), path.join(install, "node_modules"));
+      fs.writeFileSync(path.join(install, "schemas", "api", "entry.json"), "{ not json");
+      const absent = path.join(root, "absent");
+      const child = spawn(process.execPath, [path.join(install, "bin", "resonetics"), "serve", "--data-dir", absent, "--port", "0"], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+      spawned.add(child);
+      const err: Buffer[] = [];
+      child.stderr!.on("data", (b: Buffer) => err.push(b));
+      const timer = setTimeout(() => child.kill("SIGKILL"), PROCESS_TIMEOUT_MS);
+      const code = await new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
+      clearTimeout(timer);
+      expect(code).toBe(2);
+      expect(Buffer.concat(err).toString()).toContain(`this install is broken: the OpenAPI document could not be built from ${path.join(install, "schemas")}`);
+      expect(fs.existsSync(absent)).toBe(false);
+    });
+  }, 60_000);
+
   test("an empty ledger.db is refused on every retry, never migrated", () => {
     const root = makeTempDir();
     return withFailureContext(context, [root], async () => {
