@@ -5,6 +5,7 @@
 import { fromHex, hexToBytes, utf8 } from "../../src/ledger/bytes";
 import { canonicalBytes, decodeV1Object } from "../../src/ledger/canonical";
 import { checkpointViewKeysProblem, decodeCheckpoint, signCheckpoint, type Checkpoint } from "../../src/ledger/checkpoint";
+import { decompose } from "../../src/ledger/merkle";
 import { B64 } from "../../src/ledger/shapes";
 import { checkpointFromValue, makeTrustFile, parseCheckpointFile, type PinnedCheckpoint } from "../../src/ledger/trust";
 import * as ind from "../support/independent";
@@ -88,5 +89,32 @@ describe("B64: canonical padded base64 (RFC 4648 section 4)", () => {
   test("whole quanta, and one or two bytes padded; nothing else", () => {
     for (const ok of ["", "AAAA", "AA==", "AAA=", "QUJD", "QUI=", "QQ==", "+/+/", "AAAAAA=="]) expect([ok, B64.test(ok)]).toEqual([ok, true]);
     for (const bad of ["A", "AA", "AAA", "AAAAA=", "A===", "AAAA=", "!!!=", "AA!=", "AA=A", "AAA==", " AAA", "AAAA\n"]) expect([bad, B64.test(bad)]).toEqual([bad, false]);
+  });
+});
+
+describe("decompose: a range as maximal aligned perfect subtrees, left to right", () => {
+  test("exact pieces for ranges from 0 and from inside the tree", () => {
+    expect(decompose(0, 1)).toEqual([{ level: 0, index: 0 }]);
+    expect(decompose(0, 6)).toEqual([{ level: 2, index: 0 }, { level: 1, index: 2 }]);
+    expect(decompose(0, 8)).toEqual([{ level: 3, index: 0 }]);
+    expect(decompose(5, 13)).toEqual([{ level: 0, index: 5 }, { level: 1, index: 3 }, { level: 2, index: 2 }, { level: 0, index: 12 }]);
+    expect(decompose(4, 4)).toEqual([]);
+  });
+
+  test("every range up to 40: pieces are aligned, contiguous, cover it exactly and are the fewest such", () => {
+    for (let begin = 0; begin < 40; begin++) {
+      for (let end = begin; end <= 40; end++) {
+        const pieces = decompose(begin, end);
+        let pos = begin;
+        for (const { level, index } of pieces) {
+          const size = 2 ** level;
+          expect([begin, end, index * size]).toEqual([begin, end, pos]);
+          // Maximal: the next larger aligned subtree at pos would not fit or not be aligned.
+          expect([begin, end, pos % (size * 2) !== 0 || pos + size * 2 > end]).toEqual([begin, end, true]);
+          pos += size;
+        }
+        expect([begin, end, pos]).toEqual([begin, end, end]);
+      }
+    }
   });
 });
