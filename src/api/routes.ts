@@ -306,7 +306,7 @@ export function v1Routes(deps: RouteDeps): Router {
     throw new LedgerError("bad_request", "WS /v1/stream takes a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)");
   });
 
-  // This API's OpenAPI 3.1 document (src/api/openapi.ts): built on the first request and kept, since only a build changes it.
+  // This API's OpenAPI 3.1 document (src/api/openapi.ts): the one serve built at start (else built on the first request), since only a build changes it.
   r.get("/openapi.json", openApiRoute());
 
   return r.allowOthers();

@@ -17,7 +17,7 @@ function run(o: RunOptions): void {
 }
 
 // `npm run mutate -- raft` sets RESONETICS_SIM_SEEDS to run the first N seeds of each of these runs
-// (the full runs cost ~80 s per mutant on 2 cores); the suite itself always runs them whole.
+// (the full runs cost ~80 s per mutant on 2 cores); with it unset, as in npm test, they run whole.
 const seedCap = /^[1-9][0-9]*$/.test(process.env.RESONETICS_SIM_SEEDS ?? "") ? Number(process.env.RESONETICS_SIM_SEEDS) : Infinity;
 const seeds = (n: number): number => Math.max(1, Math.min(n, seedCap));
 
