@@ -71,6 +71,9 @@ export function acceptablePublicKey(publicKey: Uint8Array): boolean {
   return ok;
 }
 
+/** How many key verdicts are cached now: never more than KEY_VERDICTS_MAX. */
+export const keyVerdictsCached = (): number => keyVerdicts.size;
+
 /** False (never a throw) for malformed keys or signatures, and for keys no verifier may rely on. */
 export function verifySignature(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {
   if (signature.length !== 64 || !acceptablePublicKey(publicKey)) return false;

@@ -2,10 +2,16 @@
 // untested: hexToBytes's error, payloads that are JSON but not objects, each field of a CHECKPOINT
 // payload, checkpoint views with and without subjects_root through trust files and --checkpoint
 // values, and canonical padded base64. Signatures are checked with node:crypto (independent.ts).
+import { createHash } from "node:crypto";
+import * as ed from "@noble/ed25519";
 import { fromHex, hexToBytes, utf8 } from "../../src/ledger/bytes";
 import { canonicalBytes, decodeV1Object } from "../../src/ledger/canonical";
 import { checkpointViewKeysProblem, decodeCheckpoint, signCheckpoint, type Checkpoint } from "../../src/ledger/checkpoint";
+import { configProblem, decodeConfig, encodeConfig } from "../../src/ledger/config";
+import { portableEd25519, verifySignature } from "../../src/ledger/keys";
 import { decompose } from "../../src/ledger/merkle";
+import { codePoints } from "../../src/ledger/record";
+import { decodeSnapshot } from "../../src/ledger/snapshot";
 import { B64 } from "../../src/ledger/shapes";
 import { checkpointFromValue, makeTrustFile, parseCheckpointFile, type PinnedCheckpoint } from "../../src/ledger/trust";
 import * as ind from "../support/independent";
@@ -116,5 +122,115 @@ describe("decompose: a range as maximal aligned perfect subtrees, left to right"
         expect([begin, end, pos]).toEqual([begin, end, end]);
       }
     }
+  });
+});
+
+// What ledger:formats (config, record, snapshot) and keys left alive.
+const member = (id: string, extra: Record<string, unknown> = {}) => ({ id, address: `127.0.0.1:${id.length}`, public_key: "ab".repeat(32), ...extra });
+const cfg = (voters: unknown[], learners: unknown[] = []) => ({ v: 1, voters, learners });
+
+describe("configProblem: every rule with its reason", () => {
+  test("the version: missing is named (none)", () => {
+    expect(configProblem({ voters: [], learners: [] })).toBe("unsupported version (none)");
+    expect(configProblem({ v: 2, voters: [], learners: [] })).toBe("unsupported version 2");
+  });
+
+  test("voters and learners must be arrays, each named", () => {
+    expect(configProblem({ v: 1, voters: {}, learners: [] })).toBe("voters is not an array");
+    expect(configProblem({ v: 1, voters: [], learners: "x" })).toBe("learners is not an array");
+  });
+
+  test("ids are 1..200 code points: 200 astral characters pass, 201 do not, nor an empty id", () => {
+    const reason = "voters[0].id is not a string of 1..200 characters";
+    expect(configProblem(cfg([member("a".repeat(200))]))).toBeNull();
+    expect(configProblem(cfg([member("\u{1F600}".repeat(200))]))).toBeNull(); // 400 UTF-16 units
+    expect(configProblem(cfg([member("a".repeat(201))]))).toBe(reason);
+    expect(configProblem(cfg([member("")]))).toBe(reason);
+    expect(configProblem(cfg([{ ...member("a"), id: 7 }]))).toBe(reason);
+  });
+
+  test("an address that is not a string, and a public key that is not lowercase hex", () => {
+    expect(configProblem(cfg([member("a", { address: 5 })]))).toBe("voters[0].address is not a string");
+    expect(configProblem(cfg([member("a"), member("b", { public_key: "AB".repeat(32) })]))).toBe("voters[1].public_key is not 64 lowercase hex");
+  });
+
+  test("a right shape whose strings have no canonical bytes is refused as not I-JSON", () => {
+    expect(configProblem(cfg([member("a", { address: "\ud800" })]))).toMatch(/^not I-JSON: /);
+    expect(configProblem(cfg([member("a")], [member("b", { address: "x\ufdd0" })]))).toMatch(/^not I-JSON: /);
+  });
+
+  test("encodeConfig sorts members by id, whatever order they come in", () => {
+    const ids = ["e", "b", "d", "a", "c"];
+    const sorted = encodeConfig({ v: 1, voters: [...ids].sort().map((id) => member(id)), learners: [member("y"), member("z")] });
+    const shuffled = encodeConfig({ v: 1, voters: ids.map((id) => member(id)), learners: [member("z"), member("y")] });
+    expect(Buffer.from(shuffled).equals(Buffer.from(sorted))).toBe(true);
+    expect(decodeConfig(shuffled)?.voters.map((m) => m.id)).toEqual(["a", "b", "c", "d", "e"]);
+  });
+});
+
+describe("codePoints counts what ajv's maxLength counts", () => {
+  test("surrogate pairs are one, wherever they stand", () => {
+    expect(codePoints("")).toBe(0);
+    expect(codePoints("\u{1F600}")).toBe(1);
+    expect(codePoints("\u{1F600}\u{1F600}")).toBe(2);
+    expect(codePoints("a\u{1F600}b")).toBe(3);
+    expect(codePoints("é\u{10FFFF}")).toBe(2);
+  });
+});
+
+describe("decodeSnapshot", () => {
+  const doc = (): Record<string, unknown> => ({
+    v: 1, cluster: "c", index: 3, term: 1, hash: "aa", root: "bb", compact_range: [], config_b64: "", state: {}, state_root: "cc", signer: "n1", ts: "t", sig: "dd",
+  });
+  test("a document with every field of its type decodes; any field missing or of another type is no snapshot", () => {
+    expect(decodeSnapshot(canonicalBytes(doc()))).toEqual(doc());
+    const wrong: Record<string, unknown> = {
+      v: 2, cluster: 1, index: 1.5, term: "1", hash: 1, root: null, compact_range: {}, config_b64: [], state: null, state_root: 1, signer: 2, sig: 3,
+    };
+    for (const [k, bad] of Object.entries(wrong)) {
+      expect(decodeSnapshot(canonicalBytes({ ...doc(), [k]: bad }))).toBeNull();
+      const { [k]: _gone, ...rest } = doc();
+      expect(decodeSnapshot(canonicalBytes(rest))).toBeNull();
+    }
+  });
+});
+
+describe("keys", () => {
+  // RFC 8032 5.1.7 refuses an R that is not a canonical point encoding; ZIP-215 (noble's default) takes it.
+  // A signer who knows its secret scalar a makes one that verifies under ZIP-215: R = the identity
+  // written as y = p + 1 (non-canonical), S = k·a mod L, so that S·B = R + k·A.
+  test("a signature whose R is not canonically encoded is refused, as OpenSSL refuses it (zip215: false)", () => {
+    const P = 2n ** 255n - 19n;
+    const L = 2n ** 252n + 27742317777372353535851937790883648493n;
+    const le = (b: Uint8Array): bigint => b.reduce((acc, byte, i) => acc + (BigInt(byte) << BigInt(8 * i)), 0n);
+    const toLe = (n: bigint): Buffer => Buffer.from(Array.from({ length: 32 }, (_, i) => Number((n >> BigInt(8 * i)) & 0xffn)));
+    const seed = new Uint8Array(32).fill(3);
+    const pair = ind.keyPair(seed);
+    const h = createHash("sha512").update(seed).digest();
+    h[0] &= 248; h[31] &= 127; h[31] |= 64;
+    const a = le(h.subarray(0, 32));
+    const message = utf8("resonetics");
+    const rEnc = toLe(P + 1n);
+    const k = le(createHash("sha512").update(rEnc).update(pair.publicKey).update(message).digest()) % L;
+    const sig = Buffer.concat([rEnc, toLe((k * a) % L)]);
+    expect(ed.verify(sig, message, pair.publicKey, { zip215: true })).toBe(true); // the vector does differ
+    expect(ind.verifyEd25519(pair.publicKey.toString("hex"), message, sig.toString("hex"))).toBe(false);
+    expect(portableEd25519.verify(sig, message, pair.publicKey)).toBe(false);
+    expect(verifySignature(sig, message, pair.publicKey)).toBe(false);
+  });
+
+  test("the cache of key verdicts holds at most 1024 and then starts over", () => {
+    jest.isolateModules(() => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const keys = require("../../src/ledger/keys") as typeof import("../../src/ledger/keys");
+      const key = (i: number): Uint8Array => createHash("sha256").update(`key ${i}`).digest();
+      expect(keys.keyVerdictsCached()).toBe(0);
+      for (let i = 0; i < 1024; i++) keys.acceptablePublicKey(key(i));
+      expect(keys.keyVerdictsCached()).toBe(1024);
+      keys.acceptablePublicKey(key(5)); // known: no new entry
+      expect(keys.keyVerdictsCached()).toBe(1024);
+      keys.acceptablePublicKey(key(1024));
+      expect(keys.keyVerdictsCached()).toBe(1);
+    });
   });
 });

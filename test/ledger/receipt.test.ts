@@ -241,3 +241,20 @@ describe("verifyReceipt says exactly why a receipt does not verify", () => {
     expect(ind.entryHash(8, 1, 2, b.entries[6].hash, e.payload).toString("hex")).toBe(hex(e.hash));
   });
 });
+
+test("a receipt of a NOOP entry (kind 0, a leader's first entry) verifies like any other", () => {
+  const range = new CompactRange();
+  const nodes = new Map<string, Uint8Array>();
+  const cfg = chainEntry(1, 1, EntryKind.Config, genesisHash(CLUSTER), encodeConfig(genesis));
+  const noop = chainEntry(2, 2, EntryKind.Noop, cfg.hash, new Uint8Array(0));
+  for (const e of [cfg, noop]) for (const n of range.append(e.hash)) nodes.set(`${n.level}/${n.index}`, n.hash);
+  const body = { v: 1 as const, cluster: CLUSTER, size: 2, root: toHex(range.root()), head: toHex(noop.hash), term: 2, signer: "n1", ts: "2026-01-01T00:00:00.000Z" };
+  const cp: PinnedCheckpoint = { ...signCheckpoint(body, k1.secretKey), index: 3 };
+  const read = (level: number, index: number): Uint8Array => nodes.get(`${level}/${index}`) as Uint8Array;
+  const r: Receipt = {
+    v: 1, type: RECEIPT_TYPE, cluster: CLUSTER, entry: receiptEntry(noop, cfg.hash), inclusion: { size: 2, path: inclusionProof(read, 1, 2).map(toHex) },
+    checkpoint: cp, signer_key: toHex(k1.publicKey), signer_chain: [],
+  };
+  expect(r.entry.kind).toBe("noop");
+  expect(verifyReceipt(r, trust)).toEqual({ ok: true, index: 2, size: 2, signer: "n1", chain: 0 });
+});
