@@ -42,6 +42,8 @@ export function createMetrics(node: NodeInfo): Metrics {
   sample("resonetics_peer_frames_rejected_total", "peer frames that failed their session tag (changed, injected, replayed or reordered on the way); each dropped its link", (g) => g.set(node.figures().peerFramesRejected));
   sample("resonetics_tick_lag_max_seconds", "the latest a Raft tick fired after its time in the last 60 s", (g) => g.set(node.figures().tickLag.max));
   sample("resonetics_clock_behind_log_seconds", "how far this node's clock was behind the log's last timestamp at its latest stamp (it stamps the log's time then)", (g) => g.set(node.figures().clockBehindLogSeconds));
+  sample("resonetics_wal_checkpoints_worker_total", "WAL checkpoints run by the checkpoint worker thread, off the commit path", (g) => g.set(node.figures().walCheckpointsWorker));
+  sample("resonetics_wal_checkpoints_writer_total", "WAL checkpoints the writer ran on its own thread (no worker, or one that did not answer)", (g) => g.set(node.figures().walCheckpointsWriter));
   new Summary({
     name: "resonetics_tick_lag_seconds", help: "how late each Raft tick fired after its time (event loop busy)", registers: [own],
     percentiles: [0.5, 0.9, 0.99], maxAgeSeconds: 60, ageBuckets: 6,

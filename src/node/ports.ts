@@ -174,6 +174,9 @@ export interface NodeFigures {
   readonly tickLag: LagSummary;
   /** How far this node's clock was behind the log's last ts when it last stamped one (0: not behind). */
   readonly clockBehindLogSeconds: number;
+  /** WAL checkpoints run by the checkpoint worker, and by the writer itself (no worker, or one that did not answer). */
+  readonly walCheckpointsWorker: number;
+  readonly walCheckpointsWriter: number;
 }
 
 export interface NodeInfo {

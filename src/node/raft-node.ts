@@ -75,12 +75,14 @@ export class RaftLedgerNode implements NodeInfo {
 
   figures(): NodeFigures {
     const w = this.writes.figures();
+    const wal = this.rt.walCheckpoints();
     return {
       commitIndex: this.rt.commitIndex(), lastApplied: this.rt.lastApplied(),
       uncommittedBytes: w.uncommittedBytes, pendingWrites: w.pendingWrites, writesRefused: w.refused,
       peerFramesDropped: this.rt.peers.dropped(), peerConnectionsRefused: this.rt.peers.refused, peerFramesRejected: this.rt.peers.badFrames,
       tickLag: this.rt.tickLag.summary(performance.now()),
       clockBehindLogSeconds: this.rt.clockBehindLogSeconds(),
+      walCheckpointsWorker: wal.answered - wal.failed, walCheckpointsWriter: wal.onWriter,
     };
   }
 

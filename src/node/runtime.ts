@@ -26,6 +26,7 @@ import { ForwardMessage, isForwardMessage } from "./forward";
 import { createSnapshot, cutPrunedHistory, hasRetainedStart, markPruned, SNAPSHOTS_KEEP_DEFAULT } from "./snapshots";
 import { LagProbe } from "./lag-probe";
 import { snapshotInWorker } from "./snapshot-worker";
+import { WalCheckpointer, WalCheckpointStats, workerCheckpointRunner } from "./wal-checkpointer";
 import { storageFaultCode } from "./storage-fault";
 import type { NodeStatus, Readiness } from "./ports";
 import { assert } from "../util/assert";
@@ -139,6 +140,8 @@ export class LedgerRuntime {
   private warnedPriority = false;
   /** Stops the snapshot being made in a worker; null when none is. */
   private stopSnapshot: (() => void) | null = null;
+  /** WAL checkpoints in a worker thread, not inside the Ready's commit (src/node/wal-checkpointer.ts). */
+  private readonly wal: WalCheckpointer;
 
   /** subjects_root: the tree of the applied state and its copy at the latest applied checkpoint. */
   readonly subjects: SubjectCommitments;
@@ -154,6 +157,8 @@ export class LedgerRuntime {
     this.publicKey = toHex(dd.key.publicKey);
     this.secretKey = dd.key.secretKey;
     this.log = opts.logger.child({ node_id: this.nodeId });
+    this.store.setAutoCheckpoint(0);
+    this.wal = new WalCheckpointer(() => workerCheckpointRunner(this.dbPath), () => this.store.checkpointWal(), this.log.child({ component: "wal" }));
     this.storage = new RaftStorage(this.store, this.clusterId, this.log);
     this.subjects = new SubjectCommitments(this.store);
     this.state = this.subjects.tracking(this.store);
@@ -386,6 +391,7 @@ export class LedgerRuntime {
     try {
       for (let rounds = 0; rounds < READYS_PER_TURN_MAX && this.raw.hasReady() && (rounds === 0 || performance.now() - started < TURN_BUDGET_MS); rounds++) {
         this.handle(this.raw.ready());
+        this.wal.committed();
       }
       if (this.raw.hasReady()) this.schedule();
     } catch (err) {
@@ -516,6 +522,7 @@ export class LedgerRuntime {
     if (this.ticker !== null) clearTimeout(this.ticker);
     this.stopSnapshot?.();
     this.stopSnapshot = null;
+    this.wal.stop();
     if (how === "halt") this.log.fatal({ err, reason }, "node halted: it will not make progress until an operator intervenes");
     else this.log.error({ err, reason }, "node stopped");
     this.transport.close();
@@ -690,6 +697,10 @@ export class LedgerRuntime {
     }
   }
 
+  walCheckpoints(): WalCheckpointStats {
+    return this.wal.stats();
+  }
+
   /** Stops ticking and taking input, fails what waits, closes the transport and the database. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -701,6 +712,8 @@ export class LedgerRuntime {
     this.stopSnapshot = null;
     for (const l of this.listeners) l.stopped("node is shutting down");
     this.transport.close();
+    // The worker's connection first: the writer's close is then the last, which removes the WAL.
+    await this.wal.close();
     this.store.close();
     this.log.info("node closed");
   }

@@ -113,6 +113,40 @@ function toCheckpoint(r: CheckpointRow, cluster: string): StoredCheckpoint {
   return typeof r.subjects_root === "string" ? { ...base, subjects_root: r.subjects_root, sig: r.sig, index: r.idx } : { ...base, sig: r.sig, index: r.idx };
 }
 
+/** What a PASSIVE checkpoint did: frames in the WAL, how many of them are now in the database file. */
+export interface WalCheckpoint {
+  /** True when it could not run (another checkpoint, or a recovery, held the lock). */
+  readonly busy: boolean;
+  readonly walFrames: number;
+  readonly checkpointed: number;
+}
+
+function passiveCheckpoint(db: Db): WalCheckpoint {
+  const [r] = db.pragma("wal_checkpoint(PASSIVE)") as Array<{ busy: number; log: number; checkpointed: number }>;
+  return { busy: r.busy !== 0, walFrames: r.log, checkpointed: r.checkpointed };
+}
+
+/**
+ * A connection that only checkpoints the WAL of a node's ledger.db, for a thread other than the
+ * writer's: the copy of WAL pages into the database file and its fsync then block that thread, not
+ * the one committing. PASSIVE: it never waits for the writer or for readers, and does what it can.
+ */
+export class WalCheckpointConnection {
+  private readonly db: Db;
+
+  constructor(file: string) {
+    this.db = new Database(file, { fileMustExist: true });
+  }
+
+  checkpoint(): WalCheckpoint {
+    return passiveCheckpoint(this.db);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
 export interface StoreOptions {
   /** Open without writing anything (verify-chain): no migrations, no pragmas that write. */
   readonly readonly?: boolean;
@@ -188,6 +222,25 @@ export class Store implements StateStore, ChainSource {
 
   close(): void {
     if (this.db.open) this.db.close();
+  }
+
+  /**
+   * SQLite's automatic WAL checkpoint on this connection: every `pages` WAL pages (1,000 by default),
+   * 0 for never. Off, some other connection must checkpoint (src/node/wal-checkpointer.ts).
+   */
+  setAutoCheckpoint(pages: number): void {
+    assert(Number.isSafeInteger(pages) && pages >= 0, `wal_autocheckpoint ${pages}`);
+    this.db.pragma(`wal_autocheckpoint = ${pages}`);
+  }
+
+  /** The automatic checkpoint's threshold in pages (0: off). */
+  autoCheckpoint(): number {
+    return this.db.pragma("wal_autocheckpoint", { simple: true }) as number;
+  }
+
+  /** A PASSIVE checkpoint on this connection: never waits for readers or the writer. */
+  checkpointWal(): WalCheckpoint {
+    return passiveCheckpoint(this.db);
   }
 
   /** Runs fn in one SQLite transaction (one fsync at commit). */

@@ -50,6 +50,7 @@ const knobs = (): Knobs => ({
   figures: {
     commitIndex: 11, lastApplied: 13, uncommittedBytes: 17, pendingWrites: 19, writesRefused: 23,
     peerFramesDropped: 29, peerConnectionsRefused: 31, peerFramesRejected: 37, tickLag: { count: 2, p50: 0.001, p99: 0.002, max: 0.037 }, clockBehindLogSeconds: 41,
+    walCheckpointsWorker: 43, walCheckpointsWriter: 47,
   },
   lags: [0.01, 0.02, 0.03],
 });
@@ -66,9 +67,10 @@ describe("createMetrics", () => {
       refused: v.get("resonetics_writes_refused_total"), dropped: v.get("resonetics_peer_frames_dropped_total"),
       peerRefused: v.get("resonetics_peer_connections_refused_total"), peerRejected: v.get("resonetics_peer_frames_rejected_total"), lagMax: v.get("resonetics_tick_lag_max_seconds"),
       clock: v.get("resonetics_clock_behind_log_seconds"),
+      walWorker: v.get("resonetics_wal_checkpoints_worker_total"), walWriter: v.get("resonetics_wal_checkpoints_writer_total"),
     }).toEqual({
       term: 3, commit: 11, applied: 13, leader: 1, halted: 0, ready: 1, behind: 5, uncommitted: 17, pending: 19,
-      refused: 23, dropped: 29, peerRefused: 31, peerRejected: 37, lagMax: 0.037, clock: 41,
+      refused: 23, dropped: 29, peerRefused: 31, peerRejected: 37, lagMax: 0.037, clock: 41, walWorker: 43, walWriter: 47,
     });
   });
 
@@ -118,7 +120,7 @@ describe("createMetrics", () => {
     const help = new Map([...text.matchAll(/^# HELP (resonetics_\S+) (.*)$/gm)].map((m) => [m[1], m[2]]));
     const type = new Map([...text.matchAll(/^# TYPE (resonetics_\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]));
     expect([...type.keys()].sort()).toEqual([...help.keys()].sort());
-    expect(help.size).toBe(18);
+    expect(help.size).toBe(20);
     for (const [name, h] of help) expect({ name, empty: h.trim() === "" }).toEqual({ name, empty: false });
     expect([type.get("resonetics_term"), type.get("resonetics_tick_lag_seconds"), type.get("resonetics_appends_total"), type.get("resonetics_append_seconds")]).toEqual(["gauge", "summary", "counter", "histogram"]);
   });
