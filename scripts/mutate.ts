@@ -179,6 +179,27 @@ function restoreBaseline(name: string): boolean {
 }
 
 /**
+ * Stryker reuses a surviving mutant's result unless a test that covers it was added. A static
+ * mutant (in code run when a module loads) has no per-test coverage, so no new test ever counts as
+ * covering it and its "survived" would stand forever, even after a test that kills it was written.
+ * Those results are dropped from the incremental file before a run: Stryker then tests them again
+ * (each one runs every test of the plan; there are a handful). Returns how many were dropped.
+ */
+function forgetStaticSurvivors(name: string): number {
+  const file = incrementalPath(name);
+  if (!fs.existsSync(file)) return 0;
+  const report = JSON.parse(fs.readFileSync(file, "utf8")) as { files: Record<string, { mutants: Array<{ static?: boolean; status: string }> }> };
+  let dropped = 0;
+  for (const f of Object.values(report.files)) {
+    const kept = f.mutants.filter((m) => !(m.static === true && (m.status === "Survived" || m.status === "NoCoverage")));
+    dropped += f.mutants.length - kept.length;
+    f.mutants = kept;
+  }
+  if (dropped > 0) fs.writeFileSync(file, JSON.stringify(report));
+  return dropped;
+}
+
+/**
  * After a whole-folder run: its incremental file becomes the tracked baseline (commit it), without
  * what only names this machine (the checkout's path, the absolute config path): Stryker reads neither.
  */
@@ -194,6 +215,10 @@ async function runFolder(run: Run, plan: FolderPlan, full: boolean): Promise<{ s
   const name = runName(run);
   const whole = run.files.length === 0 || run.part !== undefined;
   if (whole && !full && restoreBaseline(name)) process.stdout.write(`mutate: ${name}: starting from ${path.relative(ROOT, baselinePath(name))}\n`);
+  if (!full) {
+    const again = forgetStaticSurvivors(name);
+    if (again > 0) process.stdout.write(`mutate: ${name}: ${again} static mutant(s) left alive last time are tested again\n`);
+  }
   const saved = Object.keys(plan.env ?? {}).map((k): [string, string | undefined] => [k, process.env[k]]);
   for (const [k, v] of Object.entries(plan.env ?? {})) process.env[k] = v;
   const options: PartialStrykerOptions = {
