@@ -135,9 +135,10 @@ describe("configProblem: every rule with its reason", () => {
     expect(configProblem({ v: 2, voters: [], learners: [] })).toBe("unsupported version 2");
   });
 
-  test("voters and learners must be arrays, each named", () => {
+  test("voters and learners must be arrays of objects, each named", () => {
     expect(configProblem({ v: 1, voters: {}, learners: [] })).toBe("voters is not an array");
     expect(configProblem({ v: 1, voters: [], learners: "x" })).toBe("learners is not an array");
+    expect(configProblem(cfg([member("a")], [null]))).toBe("learners[0] is not an object");
   });
 
   test("ids are 1..200 code points: 200 astral characters pass, 201 do not, nor an empty id", () => {
