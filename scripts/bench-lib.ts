@@ -256,6 +256,15 @@ export function table(rows: readonly (readonly string[])[]): string {
 
 export const fmtInt = (n: number): string => Math.round(n).toLocaleString("en-US");
 export const fmtMs = (n: number): string => (n < 10 ? n.toFixed(2) : n.toFixed(1));
+/** Bytes as decimal megabytes, "312 MB". */
+export const fmtMB = (bytes: number): string => `${(bytes / 1e6).toFixed(0)} MB`;
+
+/** A process's resident memory from /proc/<pid>/status (Linux): VmRSS now, or VmHWM, its peak so far. */
+export function rssBytes(pid: number, field: "VmRSS" | "VmHWM" = "VmRSS"): number {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+  if (m === null) throw new Error(`no ${field} in /proc/${pid}/status`);
+  return Number(m[1]) * 1024;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Clusters (issue 4): child processes we own, ports, polling, the nodes of a `cluster init` dir.
@@ -496,6 +505,40 @@ export function runCli(cliArgs: readonly string[], timeoutMs: number): Promise<{
   });
 }
 
+/** What bin/resonetics writes on stderr when dist/ is missing or stale and it runs src/ through tsx instead. */
+const SOURCES_NOTE = "running the TypeScript sources through tsx";
+
+/** True when bin/resonetics runs the compiled dist/, as production does: asked of the bin itself, so its own staleness test decides. */
+export async function cliRunsCompiled(): Promise<boolean> {
+  // 30 s: --version loads the CLI and exits, a second or two even on a busy machine.
+  const r = await runCli(["--version"], 30_000);
+  if (r.code !== 0) throw new Error(`resonetics --version exited ${r.code}: ${r.stderr.slice(0, 500)}`);
+  return !r.stderr.includes(SOURCES_NOTE);
+}
+
+export interface VerifyTiming {
+  readonly seconds: number;
+  readonly code: number | null;
+  readonly report: { ok?: unknown; entries?: unknown; reason?: unknown };
+  /** False when the bin ran src/ through tsx (dist/ missing or stale): not the code production runs. */
+  readonly compiled: boolean;
+}
+
+/** `resonetics verify-chain <dir> --json` as a real process, timed from spawn to exit (node start-up included). */
+export async function verifyAsProcess(dir: string, timeoutMs = 600_000): Promise<VerifyTiming> {
+  const t0 = process.hrtime.bigint();
+  const r = await runCli(["verify-chain", dir, "--json"], timeoutMs);
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const lastLine = r.stdout.trim().split("\n").pop() ?? "";
+  let report: VerifyTiming["report"];
+  try {
+    report = JSON.parse(lastLine) as VerifyTiming["report"];
+  } catch (e) {
+    throw new Error(`verify-chain printed no JSON (exit ${r.code}, ${(e as Error).message}): ${r.stdout.slice(0, 500)} ${r.stderr.slice(0, 500)}`);
+  }
+  return { seconds, code: r.code, report, compiled: !r.stderr.includes(SOURCES_NOTE) };
+}
+
 /** One node of a `resonetics cluster init` dir: DIR/ni listening on basePort + i - 1. */
 export interface ClusterNode {
   readonly id: string;
@@ -660,12 +703,46 @@ export async function buildLog(
  * compaction) off through the environment so a replay from genesis sees every entry (a server
  * without that setting ignores the variable); with its admin token.
  */
-export async function startBenchServer(dataDir: string, logLevel: string, checkpointEvery: number): Promise<{ server: ServerProcess; token: string }> {
-  const server = await startServer(dataDir, ["--log-level", logLevel, "--checkpoint-every", String(checkpointEvery)], { RESONETICS_SNAPSHOT_EVERY: "0" });
+export async function startBenchServer(dataDir: string, logLevel: string, checkpointEvery: number, timeoutMs = 30_000): Promise<{ server: ServerProcess; token: string }> {
+  const server = await startServer(dataDir, ["--log-level", logLevel, "--checkpoint-every", String(checkpointEvery)], { RESONETICS_SNAPSHOT_EVERY: "0" }, timeoutMs);
   try {
     return { server, token: readAdminToken(dataDir) };
   } catch (e) {
     await server.stop(10_000);
     throw e;
+  }
+}
+
+/**
+ * The bench servers a script started and must end: each started with startBenchServer, stopped
+ * cleanly by stop(), and SIGKILLed by killAll() on an interrupt or stopped by stopAll() in a finally.
+ */
+export class BenchServers {
+  private readonly running = new Set<ServerProcess>();
+
+  constructor(private readonly logLevel: string, private readonly checkpointEvery = CHECKPOINT_EVERY) {}
+
+  async start(dataDir: string, timeoutMs?: number): Promise<{ server: ServerProcess; token: string }> {
+    const started = await startBenchServer(dataDir, this.logLevel, this.checkpointEvery, timeoutMs);
+    this.running.add(started.server);
+    return started;
+  }
+
+  /** SIGTERM and wait for the exit; throws unless the server exited 0 without a SIGKILL. */
+  async stop(server: ServerProcess): Promise<void> {
+    const s = await server.stop();
+    this.running.delete(server);
+    if (s.forced || s.code !== 0) throw new Error(`server did not shut down cleanly: ${JSON.stringify(s)}`);
+  }
+
+  /** SIGKILLs every server still running, synchronously (for signal and exit handlers). */
+  killAll(): void {
+    for (const s of this.running) s.child.kill("SIGKILL");
+  }
+
+  /** Stops every server still running (SIGTERM, SIGKILL after timeoutMs): for finally blocks. */
+  async stopAll(timeoutMs = 10_000): Promise<void> {
+    for (const s of this.running) await s.stop(timeoutMs);
+    this.running.clear();
   }
 }

@@ -5,23 +5,21 @@
  *   (a) 1 sequential client, (b) N concurrent clients (default 32), appends/s and p50/p99 latency;
  * then a data dir of about 100,000 entries, built by driving the same real server with many
  * concurrent clients (the honest way: the exact write path, group commit included), and the time
- * `verify-chain` takes on it, as a process (node + tsx start-up included) and in-process.
+ * `verify-chain` takes on it, as a process (node start-up included) and in-process.
  * It prints figures and the machine; it never passes or fails on them.
  *
  *   npm run bench:single -- [--seq 3000] [--concurrent 20000] [--clients 32] [--warmup 1000]
  *                           [--entries 100000] [--build-clients 128] [--verify-runs 1]
  *                           [--log-level info] [--keep]
  */
-import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { verifyChainCommand } from "../src/cli/verify-chain";
 import {
-  CHECKPOINT_EVERY, Client, LoadResult, REPO_ROOT, RecordAppender, SUBJECTS, ServerProcess, buildLog, commitIndex, created, fmtInt, fmtMs, machine, parseFlags,
-  runLoad, scriptLog, startBenchServer, table,
+  BenchServers, CHECKPOINT_EVERY, Client, LoadResult, RecordAppender, SUBJECTS, VerifyTiming, buildLog, commitIndex, created, fmtInt, fmtMs, machine, parseFlags,
+  runLoad, scriptLog, table, verifyAsProcess,
 } from "./bench-lib";
-
 
 function options() {
   return parseFlags({
@@ -29,72 +27,27 @@ function options() {
     logLevel: "info",
   });
 }
-type Options = ReturnType<typeof options>;
 
 const log = scriptLog("bench");
 const appender = new RecordAppender("bench");
 
-async function serverFor(dir: string, o: Options): Promise<{ server: ServerProcess; token: string }> {
-  const started = await startBenchServer(dir, o.logLevel, CHECKPOINT_EVERY);
-  running.add(started.server);
-  return started;
-}
-
-async function stop(server: ServerProcess): Promise<void> {
-  const s = await server.stop();
-  running.delete(server);
-  if (s.forced || s.code !== 0) throw new Error(`server did not shut down cleanly: ${JSON.stringify(s)}`);
-}
-
-interface ProcessTiming {
-  readonly seconds: number;
-  readonly code: number | null;
-  readonly report: { ok?: unknown; entries?: unknown; reason?: unknown };
-}
-
-/** `resonetics verify-chain <dir> --json` as a real process, timed from spawn to exit. */
-function verifyAsProcess(dir: string, timeoutMs = 600_000): Promise<ProcessTiming> {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    const child = spawn(process.execPath, [path.join(REPO_ROOT, "bin", "resonetics"), "verify-chain", dir, "--json"], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on("data", (b: Buffer) => out.push(b));
-    child.stderr.on("data", (b: Buffer) => err.push(b));
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      const text = Buffer.concat(out).toString("utf8").trim();
-      const lastLine = text.split("\n").pop() ?? "";
-      try {
-        resolve({ seconds, code, report: JSON.parse(lastLine) as ProcessTiming["report"] });
-      } catch {
-        reject(new Error(`verify-chain printed no JSON (exit ${code}): ${text.slice(0, 500)} ${Buffer.concat(err).toString("utf8").slice(0, 500)}`));
-      }
-    });
-  });
-}
-
 /** The same command in this process: the verifier's own cost, without node and tsx start-up. */
-function verifyInProcess(dir: string): { seconds: number; code: number; report: ProcessTiming["report"] } {
+function verifyInProcess(dir: string): { seconds: number; code: number; report: VerifyTiming["report"] } {
   let printed = "";
   const t0 = process.hrtime.bigint();
   const code = verifyChainCommand(dir, { from: "genesis", json: true, progress: false }, (t) => (printed += t), (t) => (printed += t));
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  return { seconds, code, report: JSON.parse(printed.trim().split("\n").pop() ?? "{}") as ProcessTiming["report"] };
+  return { seconds, code, report: JSON.parse(printed.trim().split("\n").pop() ?? "{}") as VerifyTiming["report"] };
 }
 
 const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 
-const running = new Set<ServerProcess>();
-
 async function main(): Promise<void> {
   const o = options();
+  const servers = new BenchServers(o.logLevel);
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "resonetics-bench-"));
   const interrupt = (): void => {
-    for (const s of running) s.child.kill("SIGKILL");
+    servers.killAll();
     if (!o.keep) fs.rmSync(root, { recursive: true, force: true });
     process.exit(130);
   };
@@ -103,7 +56,7 @@ async function main(): Promise<void> {
     // ---- (a) and (b): appends over HTTP
     const dirA = path.join(root, "appends");
     log(`starting the server on ${dirA}`);
-    const a = await serverFor(dirA, o);
+    const a = await servers.start(dirA);
     const client = new Client(a.server.port, a.token, Math.max(o.clients, 8));
     log(`warm-up: ${o.warmup} appends, 8 clients`);
     const warm = await runLoad(o.warmup, 8, () => appender.append(client), created);
@@ -114,23 +67,23 @@ async function main(): Promise<void> {
     const keyed = await runLoad(Math.min(o.concurrent, 5000), o.clients, () => appender.append(client, true), created);
     const commitA = await commitIndex(client);
     client.close();
-    await stop(a.server);
+    await servers.stop(a.server);
 
     // ---- a data dir of about `entries` entries, built through the real server
     const dirB = path.join(root, "verify");
     log(`building a ${fmtInt(o.entries)}-entry data dir through the server (${o.buildClients} clients, every 10th append with an Idempotency-Key)`);
-    const b = await serverFor(dirB, o);
+    const b = await servers.start(dirB);
     const builder = new Client(b.server.port, b.token, o.buildClients);
     const { rounds: builds } = await buildLog(builder, appender, { entries: o.entries, clients: o.buildClients, checkpointEvery: CHECKPOINT_EVERY, keyEvery: 10 });
     builder.close();
-    await stop(b.server);
+    await servers.stop(b.server);
     const buildRequests = builds.reduce((s, r) => s + r.requests, 0);
     const buildSeconds = builds.reduce((s, r) => s + r.seconds, 0);
     const buildErrors = builds.reduce((s, r) => s + r.errors, 0);
 
     // ---- verify-chain on it
-    const proc: ProcessTiming[] = [];
-    const inproc: Array<{ seconds: number; code: number; report: ProcessTiming["report"] }> = [];
+    const proc: VerifyTiming[] = [];
+    const inproc: Array<{ seconds: number; code: number; report: VerifyTiming["report"] }> = [];
     for (let run = 0; run < o.verifyRuns; run++) {
       log(`verify-chain run ${run + 1}/${o.verifyRuns}: as a process, then in-process`);
       proc.push(await verifyAsProcess(dirB));
@@ -162,7 +115,7 @@ async function main(): Promise<void> {
     const verifyRow = (name: string, secs: number[]): string[] => [name, fmtInt(entries), median(secs).toFixed(2), fmtInt(entries / median(secs))];
     lines.push(table([
       [`verify-chain (${o.verifyRuns} run${o.verifyRuns > 1 ? "s, median" : ""})`, "entries", "seconds", "entries/s"],
-      verifyRow("as a process (node + tsx start-up included)", proc.map((r) => r.seconds)),
+      verifyRow(`as a process (node start-up included; ${proc[0].compiled ? "compiled dist/" : "src/ through tsx: dist/ is stale"})`, proc.map((r) => r.seconds)),
       verifyRow("in-process (verifyChainCommand)", inproc.map((r) => r.seconds)),
     ]));
     if (bad !== undefined) lines.push(`WARNING: verify-chain did not verify the data dir: exit ${bad.code}, ${JSON.stringify(bad.report).slice(0, 400)}`);
@@ -171,7 +124,7 @@ async function main(): Promise<void> {
     lines.push(o.keep ? `data dirs kept under ${root}` : "temp data dirs removed");
     process.stdout.write(lines.join("\n") + "\n");
   } finally {
-    for (const s of running) await s.stop(10_000);
+    await servers.stopAll();
     if (!o.keep) fs.rmSync(root, { recursive: true, force: true });
     process.removeListener("SIGINT", interrupt);
   }

@@ -18,8 +18,8 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import {
-  CHECKPOINT_EVERY, Client, LoadResult, OwnedProcess, REPO_ROOT, RecordAppender, buildLog, commitIndex, created, fmtInt, fmtMs, killOwned, loadAverage,
-  machine, parseFlags, pollUntil, raceTimeout, readAdminToken, runLoad, scriptLog, table,
+  CHECKPOINT_EVERY, Client, LoadResult, OwnedProcess, REPO_ROOT, RecordAppender, buildLog, commitIndex, created, fmtInt, fmtMB, fmtMs, killOwned, loadAverage,
+  machine, parseFlags, pollUntil, raceTimeout, readAdminToken, rssBytes, runLoad, scriptLog, table,
 } from "./bench-lib";
 
 /** RSS samples kept at most (every 250 ms: over an hour): memory stays bounded. */
@@ -44,14 +44,6 @@ function options() {
 }
 
 const log = scriptLog("soak");
-
-function rssBytes(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
-  if (m === null) throw new Error(`no VmRSS in /proc/${pid}/status`);
-  return Number(m[1]) * 1024;
-}
-
-const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(0)} MB`;
 
 const appender = new RecordAppender("soak");
 
@@ -260,13 +252,13 @@ async function main(): Promise<void> {
     lines.push("");
     lines.push(table([
       ["server RSS (VmRSS)", "MB"],
-      ["before (after the build)", mb(rssBefore)],
-      ["baseline run, max", mb(base.rssMaxBytes)],
-      ["before the subscribers", mb(rssBeforeSubs)],
-      [`with ${o.subscribers} non-readers, max (${withSubs.samples} samples)`, mb(withSubs.rssMaxBytes)],
-      ["5 s after they left", mb(rssAfter)],
+      ["before (after the build)", fmtMB(rssBefore)],
+      ["baseline run, max", fmtMB(base.rssMaxBytes)],
+      ["before the subscribers", fmtMB(rssBeforeSubs)],
+      [`with ${o.subscribers} non-readers, max (${withSubs.samples} samples)`, fmtMB(withSubs.rssMaxBytes)],
+      ["5 s after they left", fmtMB(rssAfter)],
     ]));
-    lines.push(`RSS growth over before: ${mb(growth)} (target <= +${mb(TARGET_RSS_GROWTH_BYTES)}): ${met(growth <= TARGET_RSS_GROWTH_BYTES)}`);
+    lines.push(`RSS growth over before: ${fmtMB(growth)} (target <= +${fmtMB(TARGET_RSS_GROWTH_BYTES)}): ${met(growth <= TARGET_RSS_GROWTH_BYTES)}`);
     lines.push("");
     const closes = [...server.slowCloses].map(([why, n]) => `${why} ${fmtInt(n)}`).join(", ") || "none";
     lines.push(`subscribers: ${o.subscribers} opened, ${subsAtEnd} open at the end, closed by the server as slow (4008): ${closes}; replaced ${fmtInt(reconnects)}, refused ${refused}${firstRefusal === "" ? "" : ` (first: ${firstRefusal})`}, socket errors after upgrade ${resets}`);
