@@ -209,6 +209,17 @@ describe("appended: the pinned checkpoint", () => {
     expect(t.report(1, 6)).toMatchObject({ signed_size: 0 });
   });
 
+  test("a matching pin with no configuration pending keeps the endorsed keys: they endorse the next configuration", () => {
+    const u = new AnchorTracker(trust(), pinned());
+    u.config(entry(1, EntryKind.Config, genesisPayload()), keys(["n1", K1]));
+    expect(u.appended(entry(3, EntryKind.Noop, new Uint8Array(), head), () => root, null)).toBeNull();
+    u.config(entry(5, EntryKind.Config), keys(["n1", K1], ["n2", K2]));
+    u.checkpoint(cp(6, "n1"), keys(["n1", K1], ["n2", K2]));
+    expect(u.report(1, 7)).toMatchObject({ signed_size: 6, checkpointed_size: 6 });
+    u.checkpoint(cp(8, "n2"), keys(["n1", K1], ["n2", K2]));
+    expect(u.report(1, 9)).toMatchObject({ signed_size: 8 });
+  });
+
   test("finish: a log that ends before the pinned size was cut back; at or past it is fine", () => {
     const t = new AnchorTracker(trust(), pinned());
     expect(t.finish(2)).toEqual({
@@ -285,5 +296,8 @@ describe("report: the grades at their boundaries", () => {
     expect(t.report(5, 8).grades).toEqual([{ from: 5, to: 8, grade: "chained, not yet signed" }]);
     expect(t.report(4, 8).grades).toEqual([{ from: 4, to: 8, grade: "chained, not yet signed" }]);
     expect(t.report(3, 8).grades).toEqual([{ from: 3, to: 3, grade: "signed" }, { from: 4, to: 8, grade: "chained, not yet signed" }]);
+    // one entry past what is signed, read alone
+    expect(t.report(5, 5).grades).toEqual([{ from: 5, to: 5, grade: "chained, not yet signed" }]);
+    expect(t.report(4, 4).grades).toEqual([{ from: 4, to: 4, grade: "chained, not yet signed" }]);
   });
 });

@@ -3,7 +3,8 @@
 // independent RFC 9162 verifier, after any sequence of new subjects and new versions, read at any
 // point, and on copies that later changes to the original do not reach.
 import fc from "fast-check";
-import { SubjectTree, subjectLeafData } from "../../src/ledger/subject-tree";
+import { SubjectTree, subjectLeafData, subjectTreeOf } from "../../src/ledger/subject-tree";
+import { MemoryState } from "../../src/ledger/state-machine";
 import { leafHash } from "../../src/ledger/merkle";
 import { toHex } from "../../src/ledger/bytes";
 import * as ind from "../support/independent";
@@ -115,5 +116,33 @@ describe("subjects_root", () => {
     m.set("s3", 2, head(100));
     m.set("new", 1, head(101));
     expect(toHex(c.root())).toBe(m.root());
+  });
+});
+
+describe("the tree's order", () => {
+  test("leavesInOrder: first-seen order, each subject's latest version", () => {
+    const t = new SubjectTree();
+    t.set("b", 1, head(1));
+    t.set("a", 1, head(2));
+    t.set("b", 2, head(3));
+    t.set("c", 1, head(4));
+    expect([...t.leavesInOrder()].map((l) => [l.subject, l.version, toHex(l.head)])).toEqual([
+      ["b", 2, head(3).toString("hex")], ["a", 1, head(2).toString("hex")], ["c", 1, head(4).toString("hex")],
+    ]);
+  });
+
+  test("subjectTreeOf orders subjects by their first record, not by the order the state holds them in", () => {
+    // A state as a snapshot loads it: subjects by name, though "b" had the first record.
+    const state = new MemoryState();
+    for (const [subject, first, version] of [["a", 7, 2], ["b", 3, 1], ["c", 5, 1]] as const) {
+      state.putSubject({ subject, version, head: head(first), lastIndex: first + version });
+      for (let v = 1; v <= version; v++) state.addSubjectRecord(subject, v, first + 10 * (v - 1));
+    }
+    const model = new Model();
+    model.set("b", 1, head(3));
+    model.set("c", 1, head(5));
+    model.set("a", 2, head(7));
+    expect(toHex(subjectTreeOf(state).root())).toBe(model.root());
+    expect([...subjectTreeOf(state).leavesInOrder()].map((l) => l.subject)).toEqual(["b", "c", "a"]);
   });
 });
