@@ -343,12 +343,12 @@ describe("verifyChain refuses a broken data dir: ok false, the first bad index, 
   });
 
   test.each([
-    ["not JSON", "not json"],
-    ["another version", ind.canonicalJson({ v: 2, voters: [member(N1)], learners: [] })],
-    ["a member without a key", ind.canonicalJson({ v: 1, voters: [{ id: "n1", address: "x" }], learners: [] })],
-    ["learners missing", ind.canonicalJson({ v: 1, voters: [member(N1)] })],
-  ])("a CONFIG payload that does not parse: %s", (_name, raw) => {
-    expectBad(verifyChain(source(build(withSpec(1, { kind: "config", term: 1, voters: [], raw })))), 1, /^CONFIG payload is not a configuration: .+/);
+    ["not JSON", "not json", /^CONFIG payload is not a configuration: not I-JSON: .+/],
+    ["another version", ind.canonicalJson({ v: 2, voters: [member(N1)], learners: [] }), /^CONFIG payload is not a configuration: unsupported version 2$/],
+    ["a member without a key", ind.canonicalJson({ v: 1, voters: [{ id: "n1", address: "x" }], learners: [] }), /^CONFIG payload is not a configuration: voters\[0\] has no public_key$/],
+    ["learners missing", ind.canonicalJson({ v: 1, voters: [member(N1)] }), /^CONFIG payload is not a configuration: config has no learners$/],
+  ])("a CONFIG payload that does not parse, with the reason: %s", (_name, raw, reason) => {
+    expectBad(verifyChain(source(build(withSpec(1, { kind: "config", term: 1, voters: [], raw })))), 1, reason);
   });
 
   test("a CHECKPOINT payload that does not parse", () => {
