@@ -485,6 +485,11 @@ describe("subjects_root: a checkpoint that signs one must sign the replayed stat
     const c = build(withSpec(9, { kind: "checkpoint", term: 2, signer: N2, patch: { subjects_root: "00".repeat(32) } }), { lastApplied: 7 });
     expect(verifyChain(source(c))).toMatchObject({ ok: true, last_applied: 7 });
   });
+
+  test("a checkpoint of exactly what was applied is held to it", () => {
+    const c = build(withSpec(9, { kind: "checkpoint", term: 2, signer: N2, patch: { subjects_root: "00".repeat(32) } }), { lastApplied: 8 });
+    expectBad(verifyChain(source(c)), 9, new RegExp(`^checkpoint subjects_root ${"00".repeat(32)} differs from the replayed state's [0-9a-f]{64}$`));
+  });
 });
 
 describe("the checkpoints table must equal the log's CHECKPOINT entries", () => {
