@@ -81,12 +81,12 @@ const PLANS: Record<string, FolderPlan> = {
     tests: [
       "<rootDir>/test/api/app*.test.ts", "<rootDir>/test/api/auth.test.ts", "<rootDir>/test/api/errors.test.ts",
       "<rootDir>/test/api/metrics-gauges.test.ts", "<rootDir>/test/api/params.test.ts", "<rootDir>/test/api/upgrade.test.ts",
-      "<rootDir>/test/api/views.test.ts", "<rootDir>/test/api/stream-backoff.test.ts", "<rootDir>/test/api/openapi.test.ts",
+      "<rootDir>/test/api/views.test.ts", "<rootDir>/test/api/stream-backoff.test.ts", "<rootDir>/test/api/openapi.test.ts", "<rootDir>/test/api/loop-share.test.ts",
       "<rootDir>/test/layers.test.ts",
     ],
     // ~2,700 mutants, ~90 minutes on 2 cores in one run: five parts, so a stopped run keeps what it did.
     parts: {
-      small: ["auth", "receipts", "client-cert", "explorer", "snapshots", "errors", "metrics", "views", "params"].map((f) => `src/api/${f}.ts`),
+      small: ["auth", "receipts", "client-cert", "explorer", "snapshots", "errors", "metrics", "views", "params", "loop-share"].map((f) => `src/api/${f}.ts`),
       server: ["body", "upgrade", "server", "audit"].map((f) => `src/api/${f}.ts`),
       routes: ["src/api/routes.ts"],
       stream: ["src/api/stream.ts"],

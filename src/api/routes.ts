@@ -2,6 +2,7 @@
 import { Request, RequestHandler, Response, Router } from "express";
 import { LedgerError, notFound } from "../util/errors";
 import type { LedgerReader, LedgerWrites, NodeInfo } from "../node/ports";
+import { Slicer } from "./loop-share";
 import { RecordTypes } from "../node/record-types";
 import { nextSubjectHead, SUBJECT_HEAD_ZERO } from "../ledger/state-machine";
 import { toHex } from "../ledger/bytes";
@@ -107,31 +108,10 @@ function readConsistency(writes: LedgerWrites) {
   };
 }
 
-/**
- * Long answers (a page of 1,000 entries, 500 records with proofs) are built in slices of at most
- * SLICE_BUDGET_MS, yielding to the event loop between them, so a reader never holds up the node's
- * Raft ticks and heartbeats for more than a few milliseconds. The budget is time, not items: an
- * item costs from ~20 µs (a cached entry) to a millisecond (a proof on a cold cache, a slow disk),
- * and several readers' slices can run back to back in one turn of the loop.
- * Why 4 ms: the stream pump's turn (src/api/stream.ts); three readers' slices in one turn stay
- * well under a 50 ms tick.
- */
-const SLICE_BUDGET_MS = 4;
-
-/** Yields to the event loop once the current slice has used its budget. */
-class Slicer {
-  private started = performance.now();
-  async pause(): Promise<void> {
-    if (performance.now() - this.started < SLICE_BUDGET_MS) return;
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    this.started = performance.now();
-  }
-}
-
 /** Entry views of ascending indices; a run of consecutive ones reads each entry once (its hash is the next one's prev). */
-async function viewsOf(reader: LedgerReader, indices: readonly number[]): Promise<EntryView[]> {
+async function viewsOf(reader: LedgerReader, node: NodeInfo, indices: readonly number[]): Promise<EntryView[]> {
   const out: EntryView[] = [];
-  const slicer = new Slicer();
+  const slicer = new Slicer(node);
   let prev: { index: number; hash: Uint8Array } | null = null;
   for (const i of indices) {
     await slicer.pause();
@@ -186,7 +166,7 @@ export function v1Routes(deps: RouteDeps): Router {
     const indices = subject === undefined
       ? Array.from({ length: Math.max(0, Math.min(limit, commit - from + 1)) }, (_, i) => from + i)
       : reader.subjectRecords(subject, from, limit).map((x) => x.index);
-    const entries = await viewsOf(reader, indices);
+    const entries = await viewsOf(reader, deps.node, indices);
     const last = indices[indices.length - 1];
     const more = subject === undefined ? last !== undefined && last < commit : indices.length === limit;
     res.json({ entries, next: more && last !== undefined ? last + 1 : null });
@@ -221,7 +201,7 @@ export function v1Routes(deps: RouteDeps): Router {
     }
     const prevHead = toHex(head);
     const records = [];
-    const slicer = new Slicer();
+    const slicer = new Slicer(deps.node);
     for (const { version, index } of page) {
       await slicer.pause();
       const e = reader.entry(index);

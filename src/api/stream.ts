@@ -42,6 +42,7 @@ import type { Entry } from "../ledger/entry";
 import { LedgerError } from "../util/errors";
 import { assert } from "../util/assert";
 import { entryView } from "./views";
+import { afterSlice, SLICE_MS } from "./loop-share";
 import { closeReason } from "../util/close-reason";
 
 export const STREAM_PATH = "/v1/stream";
@@ -80,18 +81,9 @@ const MAX_PAYLOAD_BYTES = 125;
 // Why 8: a well-behaved client waits for a pong before its next ping; more than 8 unanswered pings
 // is a ping flood from a client that does not read (ws terminates it).
 const MAX_PENDING_PONGS = 8;
-// Why 4 ms a turn: the pump yields (setImmediate) after at most ~4 ms, so a Raft tick (50 ms), a
-// peer message or an HTTP request waits at most that long for it; at ~1-2 us per cached frame
-// (~20 us on a miss: a SQLite row plus encoding) that is a few thousand frames. The frame cap
+// A turn of the pump is one slice (src/api/loop-share.ts): about SLICE_MS, and the frame cap
 // bounds a turn if the clock misbehaves.
-const TURN_BUDGET_MS = 4;
 const TURN_FRAMES_MAX = 8192;
-// Why 10 ms: a tick that fired this late means the node is short of CPU (other processes, GC, a
-// slow disk): then the pump waits TURN_BUDGET_MS before its next turn instead of taking the next
-// turn of the loop, so backlogs get at most half of this thread and the process sleeps between
-// turns, which is what lets the kernel run its Raft timers on time. An idle machine never sees
-// it, and backlogs go at full speed. The live tail (a few frames per commit) is not slowed much.
-const BACKOFF_TICK_LATE_MS = 10;
 // Why 64: round-robin fairness; 200 subscribers catching up share each turn instead of the first
 // one taking all of it.
 const VISIT_FRAMES_MAX = 64;
@@ -241,16 +233,15 @@ export class EntryStream {
   private scheduleTurn(): void {
     if (this.turnScheduled || this.closed) return;
     this.turnScheduled = true;
-    if (this.node.tickLateMs() >= BACKOFF_TICK_LATE_MS) setTimeout(() => this.turn(), TURN_BUDGET_MS);
-    else setImmediate(() => this.turn());
+    afterSlice(this.node, () => this.turn());
   }
 
-  /** One bounded turn of the pump: about TURN_BUDGET_MS (at most TURN_FRAMES_MAX frames), round-robin, then yield. */
+  /** One bounded turn of the pump: about SLICE_MS (at most TURN_FRAMES_MAX frames), round-robin, then yield. */
   private turn(): void {
     this.turnScheduled = false;
     if (this.closed) return;
     let budget = TURN_FRAMES_MAX;
-    const endMs = performance.now() + TURN_BUDGET_MS;
+    const endMs = performance.now() + SLICE_MS;
     // Each visit sends >= 1 frame or takes sub off the queue, so this ends within the budget
     // plus one pass over the queue (<= MAX_SUBSCRIBERS).
     for (let visits = 0; budget > 0 && this.ready.size > 0 && visits < TURN_FRAMES_MAX + MAX_SUBSCRIBERS && performance.now() < endMs; visits++) {
