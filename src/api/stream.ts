@@ -42,7 +42,7 @@ import type { Entry } from "../ledger/entry";
 import { LedgerError } from "../util/errors";
 import { assert } from "../util/assert";
 import { entryView } from "./views";
-import { afterSlice, SLICE_MS } from "./loop-share";
+import { afterSlice, sliceMayGoOn } from "./loop-share";
 import { closeReason } from "../util/close-reason";
 
 export const STREAM_PATH = "/v1/stream";
@@ -236,15 +236,15 @@ export class EntryStream {
     afterSlice(this.node, () => this.turn());
   }
 
-  /** One bounded turn of the pump: about SLICE_MS (at most TURN_FRAMES_MAX frames), round-robin, then yield. */
+  /** One bounded turn of the pump: one slice (loop-share.ts) (at most TURN_FRAMES_MAX frames), round-robin, then yield. */
   private turn(): void {
     this.turnScheduled = false;
     if (this.closed) return;
     let budget = TURN_FRAMES_MAX;
-    const endMs = performance.now() + SLICE_MS;
+    const started = performance.now();
     // Each visit sends >= 1 frame or takes sub off the queue, so this ends within the budget
     // plus one pass over the queue (<= MAX_SUBSCRIBERS).
-    for (let visits = 0; budget > 0 && this.ready.size > 0 && visits < TURN_FRAMES_MAX + MAX_SUBSCRIBERS && performance.now() < endMs; visits++) {
+    for (let visits = 0; budget > 0 && this.ready.size > 0 && visits < TURN_FRAMES_MAX + MAX_SUBSCRIBERS && sliceMayGoOn(this.node, started); visits++) {
       const sub = this.ready.values().next().value as Subscriber;
       this.ready.delete(sub);
       let sent = 0;

@@ -192,6 +192,8 @@ export interface NodeInfo {
   drainTickLags(): number[];
   /** How late the latest Raft tick fired (ms): background work (stream backlogs) backs off while it is high. */
   tickLateMs(): number;
+  /** Milliseconds until the next Raft tick is due (<= 0: due now); heavy work does not start a slice the tick would wait for. */
+  tickDueInMs(): number;
   /** Calls fn with the new last_applied after applies, once per turn, after the Ready was handled. */
   onApplied(fn: (lastApplied: number) => void): () => void;
 }

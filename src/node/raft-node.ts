@@ -90,6 +90,10 @@ export class RaftLedgerNode implements NodeInfo {
     return this.rt.tickLag.drain();
   }
 
+  tickDueInMs(): number {
+    return this.rt.tickDueInMs();
+  }
+
   tickLateMs(): number {
     return this.rt.tickLag.latest() * 1000;
   }

@@ -106,6 +106,8 @@ export class LedgerRuntime {
   readonly publicKey: string;
   readonly dbPath: string;
   readonly tickLag = new LagProbe();
+  /** When the next tick is due (performance.now() time). */
+  private tickDue = 0;
   private readonly store: Store;
   private readonly secretKey: Uint8Array;
   private readonly storage: RaftStorage;
@@ -197,6 +199,7 @@ export class LedgerRuntime {
 
   /** The tick timer, re-armed each time, so the probe sees how late each one fired. */
   private scheduleTick(due: number): void {
+    this.tickDue = due;
     this.ticker = setTimeout(() => {
       const now = performance.now();
       this.tickLag.record(due, now);
@@ -205,6 +208,12 @@ export class LedgerRuntime {
       this.scheduleTick(now + this.opts.tickMs);
     }, Math.max(0, due - performance.now()));
     this.ticker.unref();
+  }
+
+  /** Milliseconds until the next tick is due (<= 0: due now, its timer not run yet); Infinity when none will come. */
+  tickDueInMs(): number {
+    if (this.closed || this.haltReason !== null) return Number.POSITIVE_INFINITY;
+    return this.tickDue - performance.now();
   }
 
   private step(m: Message): void {

@@ -39,7 +39,7 @@ const shared = sharedInProcessApp({
         nodeId: node.nodeId, clusterId: node.clusterId, status: () => node.status(), currentTerm: () => node.currentTerm(),
         readiness: () => swap.readiness ?? node.readiness(), isLeader: () => swap.leader ?? node.isLeader(),
         config: () => ({ ...node.config(), voters: [...node.config().voters, ...swap.members.map((id) => ({ id, address: "h:1", public_key: "00".repeat(32) }))] }),
-        figures: () => node.figures(), drainTickLags: () => node.drainTickLags(), tickLateMs: () => node.tickLateMs(), onApplied: (fn) => node.onApplied(fn),
+        figures: () => node.figures(), drainTickLags: () => node.drainTickLags(), tickLateMs: () => node.tickLateMs(), tickDueInMs: () => node.tickDueInMs(), onApplied: (fn) => node.onApplied(fn),
       },
       reader: Object.assign(Object.create(reader) as typeof reader, {
         historyFrom: () => swap.historyFrom ?? reader.historyFrom(),

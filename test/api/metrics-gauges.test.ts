@@ -27,6 +27,7 @@ function fakeNode(k: Knobs): NodeInfo {
     figures: () => k.figures,
     drainTickLags: () => k.lags.splice(0),
     tickLateMs: () => 0,
+    tickDueInMs: () => Number.POSITIVE_INFINITY,
     onApplied: () => () => undefined,
   };
 }

@@ -36,7 +36,9 @@ afterAll(async () => {
 /** Subscribes from=1 to a stream whose node reports its ticks `lateMs` late; resolves with the indices received up to `upTo`. */
 async function drain(lateMs: number, upTo: number): Promise<number[]> {
   const node: NodeInfo = new Proxy(app.node as unknown as NodeInfo, {
-    get: (target, prop, receiver) => (prop === "tickLateMs" ? () => lateMs : Reflect.get(target, prop, receiver)),
+    // No tick due during the test: only the lateness decides (loop-share.ts's tests cover the tick waits).
+    get: (target, prop, receiver) =>
+      prop === "tickLateMs" ? () => lateMs : prop === "tickDueInMs" ? () => Number.POSITIVE_INFINITY : Reflect.get(target, prop, receiver),
   });
   const stream = new EntryStream(app.node.reader, node, pino({ level: "silent" }));
   const server = http.createServer();
@@ -75,8 +77,8 @@ test.each([
   try {
     const got = await drain(lateMs, upTo);
     expect(got).toEqual(Array.from({ length: upTo }, (_, i) => i + 1));
-    // The pump's pauses: a 4 ms timer whose callback takes the next turn (the node's own tick timer is another).
-    const pauseCalls = timers.mock.calls.filter((c) => c[1] === 4 && String(c[0]).includes("this.turn()")).length;
+    // The pump's pauses: a 4 ms timer whose callback queues the next turn (loop-share.ts afterSlice; the node's own tick timer is another).
+    const pauseCalls = timers.mock.calls.filter((c) => c[1] === 4 && String(c[0]).includes("setImmediate(next)")).length;
     expect(pauseCalls > 0).toBe(pauses);
   } finally {
     timers.mockRestore();
