@@ -11,9 +11,9 @@
  * checkpoint that copied everything. Durability is unchanged: a commit is durable once its WAL frames
  * are fsync'd, and a checkpoint fsyncs the database file before the WAL may be reused.
  *
- * Bounded: one request in flight at a time. When the worker cannot start, fails, or leaves
- * UNANSWERED_MAX requests in a row unanswered (stalled, or starved of CPU at its lower priority),
- * the writer checkpoints on its own connection, as SQLite would have: the WAL never grows without
+ * Bounded: one request in flight at a time. When the worker cannot start, answered its last request
+ * with a failure (or has exited), or leaves UNANSWERED_MAX requests in a row unanswered (stalled, or
+ * starved of CPU at its lower priority), the writer checkpoints on its own connection, as SQLite would have: the WAL never grows without
  * bound, only its cost moves back onto the loop while the worker is not there.
  */
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
@@ -57,6 +57,8 @@ export class WalCheckpointer {
   private inFlight = false;
   /** Requests that came due while one was in flight (reset by an answer). */
   private unanswered = 0;
+  /** The last answer was a failure (the worker's connection failed, or the worker is gone). */
+  private lastFailed = false;
   private runner: CheckpointRunner | null = null;
   /** Why the runner is gone for good (it could not start, or the node stopped); the writer checkpoints itself. */
   private gone: string | null = null;
@@ -76,6 +78,10 @@ export class WalCheckpointer {
   committed(): void {
     if (++this.commits < COMMITS_PER_CHECKPOINT) return;
     this.commits = 0;
+    // After a failed answer the writer checkpoints too (a worker that exited fails every request at
+    // once): the WAL stays bounded, and a lasting fault surfaces here, on the writer's path, where
+    // the storage-fault policy handles it.
+    if (this.lastFailed) this.checkpointOnWriter("the checkpoint worker's last answer was a failure");
     if (this.inFlight) {
       if (++this.unanswered >= UNANSWERED_MAX) {
         this.unanswered = 0;
@@ -94,6 +100,7 @@ export class WalCheckpointer {
       this.inFlight = false;
       this.unanswered = 0;
       this.counts.answered++;
+      this.lastFailed = !o.ok;
       if (o.priority !== undefined) this.log.warn({ reason: o.priority }, "WAL checkpoint worker runs at the loop's priority");
       if (!o.ok) {
         this.counts.failed++;

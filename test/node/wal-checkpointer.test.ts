@@ -87,14 +87,25 @@ describe("the policy", () => {
     expect(m.waiting.length).toBe(1); // still the one request: never a second in flight
   });
 
-  test("a failed checkpoint is counted and the next one is asked for all the same", () => {
+  test("after a failed checkpoint the writer checkpoints too, and the worker is asked again", () => {
     const m = manualRunner();
     const s = setup(() => m.runner);
     s.commit(COMMITS_PER_CHECKPOINT);
     m.waiting[0]({ ok: false, message: "database or disk is full", code: "SQLITE_FULL" });
     s.commit(COMMITS_PER_CHECKPOINT);
     expect(m.waiting.length).toBe(2);
-    expect(s.cp.stats()).toEqual({ requested: 2, answered: 1, failed: 1, onWriter: 0 });
+    expect(s.cp.stats()).toEqual({ requested: 2, answered: 1, failed: 1, onWriter: 1 });
+    m.waiting[1](DONE); // it recovered: the writer leaves checkpoints to it again
+    s.commit(COMMITS_PER_CHECKPOINT);
+    expect(s.cp.stats()).toEqual({ requested: 3, answered: 2, failed: 1, onWriter: 1 });
+  });
+
+  test("a worker that exited fails every request at once: the writer checkpoints every period", () => {
+    const s = setup(() => ({ request: (done) => done({ ok: false, message: "WAL checkpoint worker has exited" }), close: async () => undefined }));
+    s.commit(COMMITS_PER_CHECKPOINT);
+    expect(s.onWriter()).toBe(0);
+    s.commit(COMMITS_PER_CHECKPOINT * 3);
+    expect(s.onWriter()).toBe(3);
   });
 
   test("a worker that cannot start: the writer checkpoints itself every period, and the start is not retried", () => {
