@@ -57,7 +57,8 @@ export function createApp(deps: RouteDeps, logger: Logger, opts: AppOptions = {}
     // pino's standard serializer never touches req.query (whose parser refuses bad encodings).
     wrapSerializers: false,
     serializers: {
-      req: (req: { method?: string; url?: string; remoteAddress?: string }) => ({ method: req.method, url: req.url, remote: req.remoteAddress }),
+      // The raw request: its peer address is on its socket (remoteAddress is the standard serializer's field).
+      req: (req: http.IncomingMessage) => ({ method: req.method, url: req.url, remote: req.socket.remoteAddress }),
       res: (res: { statusCode?: number }) => ({ status: res.statusCode }),
     },
   }));

@@ -44,6 +44,7 @@ import { assert } from "../util/assert";
 import { entryView } from "./views";
 import { afterSlice, sliceMayGoOn } from "./loop-share";
 import { closeReason } from "../util/close-reason";
+import { parseUrl } from "../util/url";
 
 export const STREAM_PATH = "/v1/stream";
 
@@ -426,23 +427,14 @@ export class EntryStream {
 
 /** The path of a request target, or null when it does not parse. */
 function pathOf(url: string | undefined): string | null {
-  try {
-    return new URL(url ?? "/", "http://localhost").pathname;
-  } catch (err) {
-    if (err instanceof TypeError) return null; // not a URL: not the stream's path
-    throw err;
-  }
+  return parseUrl(url ?? "/", "http://localhost")?.pathname ?? null;
 }
 
 /** The from query parameter (default 1), or null when it is not a whole number >= 1. */
 function fromParam(url: string | undefined): number | null {
-  let raw: string;
-  try {
-    raw = new URL(url ?? "/", "http://localhost").searchParams.get("from") ?? "1";
-  } catch (err) {
-    if (err instanceof TypeError) return null; // a request target that is no URL is a bad request
-    throw err;
-  }
+  const target = parseUrl(url ?? "/", "http://localhost");
+  if (target === null) return null; // a request target that is no URL is a bad request
+  const raw = target.searchParams.get("from") ?? "1";
   if (!/^[0-9]{1,16}$/.test(raw)) return null;
   const from = Number(raw);
   return Number.isSafeInteger(from) && from >= 1 ? from : null;

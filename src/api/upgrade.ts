@@ -11,6 +11,7 @@ import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { LedgerError } from "../util/errors";
 import { STATUS } from "./errors";
+import { parseUrl } from "../util/url";
 
 /** An endpoint that takes over upgrade requests to its path. */
 export interface UpgradeHandler {
@@ -60,12 +61,7 @@ export function webSocketRequestProblem(req: http.IncomingMessage): { err: Ledge
 
 /** The pathname of an upgrade request's target, or null when it does not parse. */
 function pathnameOf(req: http.IncomingMessage): string | null {
-  try {
-    return new URL(req.url ?? "", "http://upgrade.invalid").pathname;
-  } catch (err) {
-    if (err instanceof TypeError) return null; // not a URL: the caller answers 400
-    throw err;
-  }
+  return parseUrl(req.url ?? "", "http://upgrade.invalid")?.pathname ?? null;
 }
 
 /** Installs the server's 'upgrade' listener: exact pathname → handler, anything else → a JSON error. */

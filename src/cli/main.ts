@@ -10,6 +10,7 @@ import { checkWritable, clusterNodeIds, initCluster, lockDataDir, StartRefused }
 import { ClusterCertificates, installClusterCertificates, installNodeTls, loadTlsMaterial, makeClusterCertificates, readClusterCertificates } from "../node/tls";
 import { prepareJoin, requestMembership } from "../node/join";
 import { useNativeCrypto } from "../node/native-crypto";
+import { parseUrl } from "../util/url";
 import { MAX_PENDING_WRITES_DEFAULT, MAX_UNCOMMITTED_BYTES_DEFAULT } from "../node/writes";
 import { SNAPSHOTS_KEEP_DEFAULT } from "../node/snapshots";
 import { readFileSync } from "node:fs";
@@ -62,13 +63,8 @@ function peerList(raw: string): Map<string, string> {
 
 /** A browser origin (scheme://host[:port], nothing else), as the Origin header carries it. */
 function origin(v: string): string {
-  let u: URL;
-  try {
-    u = new URL(v);
-  } catch (err) {
-    if (err instanceof TypeError) throw new InvalidArgumentError(`not an origin: ${JSON.stringify(v)}`);
-    throw err;
-  }
+  const u = parseUrl(v);
+  if (u === null) throw new InvalidArgumentError(`not an origin: ${JSON.stringify(v)}`);
   if (u.origin !== v || (u.protocol !== "http:" && u.protocol !== "https:")) throw new InvalidArgumentError(`an origin is scheme://host[:port] exactly, e.g. https://audit.example, got ${JSON.stringify(v)}`);
   return v;
 }

@@ -21,6 +21,7 @@ import { CheckpointJson, entryProblem, payloadOf, signatureProblem } from "./che
 import { Completeness, HistoryChain, HistoryJson, HistoryRecordJson } from "./history-chain";
 import { parseTrustFile, PinnedCheckpoint, TrustFile } from "../ledger/trust";
 import { ClientError } from "./errors";
+import { parseUrl } from "../util/url";
 import { CheckpointGuard } from "./checkpoint-guard";
 import { ClientState, MemoryState } from "./state";
 
@@ -226,7 +227,8 @@ export class LedgerClient {
         const loc = res.headers.get("location");
         if (loc !== null && redirects < MAX_REDIRECTS) {
           redirects++;
-          const u = new URL(loc, base);
+          const u = parseUrl(loc, base);
+          if (u === null) throw new ClientError(res.status, "bad_redirect", `${base} redirected to ${JSON.stringify(loc.slice(0, 200))}, which is no URL`);
           // The token goes with the request: never to another scheme than the cluster's (an https
           // node that points at http:// would send it in clear) nor to anything but http(s).
           if (u.protocol !== new URL(base).protocol) {

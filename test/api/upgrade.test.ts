@@ -100,6 +100,38 @@ describe("routeUpgrades", () => {
     expect([forbidden?.status, forbidden?.headers.get("retry-after")]).toEqual([403, undefined]);
   });
 
+  test("a target that is not a path is a 400, and the socket closes", async () => {
+    const r = await upgrade("//[");
+    expect(summary(r)).toEqual({ status: 400, json: { error: "bad_request", message: "the request target is not a valid path" } });
+    expect(r?.headers.get("connection")).toBe("close");
+  });
+
+  test("an error on the handed-over socket ends that socket only, logged at debug with the peer's address", async () => {
+    const debug = capturingLogger();
+    debug.logger.level = "debug";
+    const failing: UpgradeHandler = {
+      handleUpgrade(_req: http.IncomingMessage, socket: Duplex): void {
+        socket.emit("error", new Error("reset by peer"));
+        socket.destroy();
+      },
+    };
+    const own = http.createServer((_req, res) => res.end());
+    routeUpgrades(own, new Map([["/fails", failing]]), debug.logger);
+    await new Promise<void>((resolve) => own.listen(0, "127.0.0.1", resolve));
+    try {
+      const lines = Object.entries({ Host: "x", Connection: "Upgrade", Upgrade: "websocket", "Sec-WebSocket-Key": KEY, "Sec-WebSocket-Version": "13" }).map(([k, v]) => `${k}: ${v}`);
+      expect(await rawHttp((own.address() as net.AddressInfo).port, Buffer.from(`GET /fails HTTP/1.1\r\n${lines.join("\r\n")}\r\n\r\n`))).toBeNull();
+      expect(debug.lines.filter((l) => l.msg === "upgrade socket error")).toEqual([
+        expect.objectContaining({ level: 20, remote: "127.0.0.1", err: "reset by peer" }),
+      ]);
+    } finally {
+      await new Promise<void>((resolve) => {
+        own.close(() => resolve());
+        own.closeAllConnections();
+      });
+    }
+  });
+
   test("a handler's bug destroys the socket without an answer and is logged as an error", async () => {
     captured.lines.length = 0;
     toThrow = new Error("handler bug");
@@ -127,7 +159,7 @@ describe("webSocketRequestProblem (RFC 6455 4.2.1)", () => {
     const { "sec-websocket-key": _k, ...noKey } = good;
     expect(message("GET", noKey)).toBe("missing or invalid Sec-WebSocket-Key header");
     // the key is 16 bytes in base64: 22 characters and "=="
-    for (const key of ["dGhlIHNhbXBsZSBub25jZQ=", "dGhlIHNhbXBsZSBub25jZQ", "xdGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25jZ*==", ` ${KEY}`]) {
+    for (const key of ["dGhlIHNhbXBsZSBub25jZQ=", "dGhlIHNhbXBsZSBub25jZQ", "xdGhlIHNhbXBsZSBub25jZQ==", `${KEY}AAAA`, `${KEY}==`, "dGhlIHNhbXBsZSBub25jZ*==", ` ${KEY}`]) {
       expect(message("GET", { ...good, "sec-websocket-key": key })).toBe("missing or invalid Sec-WebSocket-Key header");
     }
     const { "sec-websocket-version": _v, ...noVersion } = good;
@@ -145,6 +177,29 @@ describe("answerUpgrade", () => {
     const socket = { writable: false, destroy: () => void destroyed++, end: () => void written++ } as unknown as Duplex;
     answerUpgrade(socket, new LedgerError("not_found", "x"));
     expect([destroyed, written]).toEqual([1, 0]);
+  });
+
+  test("the socket is destroyed once the answer is flushed, or after 2 s if the client never reads it", () => {
+    jest.useFakeTimers();
+    try {
+      let destroyed = 0;
+      let flushed: (() => void) | undefined;
+      const socket = { writable: true, destroy: () => void destroyed++, end: (_s: string, cb: () => void) => void (flushed = cb) } as unknown as Duplex;
+      answerUpgrade(socket, new LedgerError("not_found", "x"));
+      expect(destroyed).toBe(0);
+      flushed?.();
+      expect(destroyed).toBe(1);
+
+      let stuck = 0;
+      const slow = { writable: true, destroy: () => void stuck++, end: () => undefined } as unknown as Duplex;
+      answerUpgrade(slow, new LedgerError("not_found", "x"));
+      jest.advanceTimersByTime(1999);
+      expect(stuck).toBe(0);
+      jest.advanceTimersByTime(1);
+      expect(stuck).toBe(1);
+    } finally {
+      jest.useRealTimers();
+    }
   });
 
   test("the answer is one HTTP/1.1 head with the extra headers after the fixed ones, then the JSON body", () => {

@@ -71,6 +71,22 @@ describe("LedgerClient against a real node", () => {
     }
   });
 
+  test("a redirect to a Location that is no URL is a bad_redirect, not a crash", async () => {
+    const follower = http.createServer((_req, res) => {
+      res.writeHead(307, { Location: "http://[::1", "Content-Type": "application/json" });
+      res.end(JSON.stringify({ error: "not_leader", leader: "n1" }));
+    });
+    await new Promise<void>((r) => follower.listen(0, "127.0.0.1", r));
+    const port = (follower.address() as { port: number }).port;
+    try {
+      const c = new LedgerClient({ urls: [`http://127.0.0.1:${port}`], token: server.token, maxAttempts: 1 });
+      await expect(c.append(rec(301))).rejects.toMatchObject({ status: 307, code: "bad_redirect", message: `http://127.0.0.1:${port} redirected to "http://[::1", which is no URL` });
+    } finally {
+      follower.closeAllConnections();
+      await new Promise<void>((r) => follower.close(() => r()));
+    }
+  });
+
   test("a redirect to another scheme is not followed with the token", async () => {
     let tokenSeen: string | undefined = "none yet";
     const target = http.createServer((req, res) => {

@@ -12,7 +12,7 @@ import { openDataDir } from "../../src/node/data-dir";
 import { RaftLedgerNode, RaftNodeOptions } from "../../src/node/raft-node";
 import { RecordTypes } from "../../src/node/record-types";
 import { AuditRunner } from "../../src/api/audit";
-import { AppOptions, createApp, listen } from "../../src/api/server";
+import { AppOptions, createApp, HttpsCredentials, listen } from "../../src/api/server";
 import type { RouteDeps } from "../../src/api/routes";
 
 export interface InProcessApp {
@@ -39,6 +39,8 @@ export interface InProcessOptions {
   readonly logger?: Logger;
   /** A data dir to open again (a restart); close() then leaves it for the caller. Default: a new temp dir, removed on close. */
   readonly dir?: string;
+  /** Serve HTTPS with these credentials (baseUrl is then https://); default plain HTTP. */
+  readonly tls?: HttpsCredentials;
 }
 
 /** The body limit `serve` uses by default (DESIGN.md: a record body is at most 64 KiB by default). */
@@ -88,10 +90,10 @@ async function startNode(o: InProcessOptions): Promise<InProcessNode> {
 /** The app over a started node, listening on 127.0.0.1:0; close() closes the listener, then `after`. */
 async function serveApp(n: InProcessNode, o: InProcessOptions, after: () => Promise<void>): Promise<InProcessApp> {
   const app = createApp(o.wrap === undefined ? n.deps : o.wrap(n.deps), o.logger ?? pino({ level: "silent" }), o.app ?? {});
-  const { server, port } = await listen(app, "127.0.0.1", 0);
+  const { server, port } = await listen(app, "127.0.0.1", 0, o.tls);
   let closed = false;
   return {
-    dir: n.dir, node: n.node, port, baseUrl: `http://127.0.0.1:${port}`, adminToken: n.adminToken, auditToken: n.auditToken, clusterId: n.clusterId,
+    dir: n.dir, node: n.node, port, baseUrl: `${o.tls === undefined ? "http" : "https"}://127.0.0.1:${port}`, adminToken: n.adminToken, auditToken: n.auditToken, clusterId: n.clusterId,
     async close(): Promise<void> {
       if (closed) return;
       closed = true;
