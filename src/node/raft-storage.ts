@@ -65,17 +65,22 @@ export class RaftStorage implements Storage {
     return { term: h.term, vote: h.votedFor, commit: h.commitIndex };
   }
 
-  /** Term, vote, commit index and last_applied as durable now (never what an open transaction wrote). */
+  /**
+   * Term, vote, commit index and last_applied as last committed (never what an open transaction
+   * wrote). Term and vote are fsync'd; commit index and last_applied may trail on disk by the apply
+   * transactions persist() commits without an fsync, which a restart redoes (see there).
+   */
   durable(): Readonly<DurableHard> {
     return this.hard;
   }
 
-  /** Runs fn in one transaction; the cached hard state follows only if it commits. */
-  transaction(fn: () => void): void {
+  /** Runs fn in one transaction (fsync'd unless `synced` is false); the cached hard state follows only if it commits. */
+  transaction(fn: () => void, synced = true): void {
     assert(this.txnHard === null, "nested storage transaction");
     this.txnHard = { ...this.hard };
     try {
-      this.store.transaction(fn);
+      if (synced) this.store.transaction(fn);
+      else this.store.transactionUnsynced(fn);
       this.hard = this.txnHard;
     } finally {
       this.txnHard = null;
@@ -125,12 +130,29 @@ export class RaftStorage implements Storage {
 
   /**
    * Makes rd's snapshot, entries and hard state durable in one transaction, with alsoInTxn (the
-   * apply of committed entries) at its end: one fsync per Ready. Throws
+   * apply of committed entries) at its end: at most one fsync per Ready. Throws
    * VerificationFailure (and writes nothing) when what the leader sent does not check out.
+   *
+   * A Ready that brings no snapshot, no entry and no new term or vote (on a leader, the one that
+   * applies what followers just acknowledged) is committed without an fsync (Store.transactionUnsynced).
+   * What it writes, the commit index, last_applied and the applied state, is redone from what is
+   * durable if a machine crash loses it: the entries are fsync'd on a majority before they commit;
+   * Raft's commit index is volatile (a restarted node learns it again from the leader, or as leader by
+   * committing its NOOP); and the start-up replay applies (last_applied, commit_index] again, the same
+   * entries to the same state, in order (runtime.ts applyFromStore). etcd applies the same way.
    */
   persist(rd: Ready, keys: MemberKeys, alsoInTxn: (() => void) | null = null): void {
-    if (rd.snapshot === null && rd.entries.length === 0 && rd.hardState === null) {
-      if (alsoInTxn !== null) this.transaction(alsoInTxn);
+    const votes = rd.hardState !== null && (rd.hardState.term !== this.hard.term || rd.hardState.vote !== this.hard.votedFor);
+    if (rd.snapshot === null && rd.entries.length === 0 && !votes) {
+      if (rd.hardState === null && alsoInTxn === null) return;
+      this.transaction(() => {
+        if (rd.hardState !== null) {
+          const cur = this.txnHard as DurableHard;
+          this.txnHard = { ...cur, commitIndex: Math.max(rd.hardState.commit, cur.lastApplied) };
+          this.store.setHardState(this.txnHard);
+        }
+        alsoInTxn?.();
+      }, false);
       return;
     }
     let range = this.range;

@@ -248,6 +248,29 @@ export class Store implements StateStore, ChainSource {
     return this.db.transaction(fn)();
   }
 
+  /**
+   * Runs fn in one SQLite transaction committed without an fsync (synchronous=NORMAL for this commit
+   * only). In WAL mode the commit is atomic and survives a crash of the process (its pages are in
+   * the WAL, in the OS's cache); only a crash of the machine before the next fsync can lose it, and
+   * then whole, never in part. The WAL is a sequence: the next transaction() (FULL) or checkpoint
+   * fsyncs it and makes every earlier commit durable with it. For writes that can be redone from
+   * what is durable (the apply of committed entries: src/node/raft-storage.ts).
+   */
+  transactionUnsynced<T>(fn: () => T): T {
+    assert(!this.db.inTransaction, "transactionUnsynced inside a transaction");
+    this.db.pragma("synchronous = NORMAL");
+    try {
+      return this.db.transaction(fn)();
+    } finally {
+      this.db.pragma("synchronous = FULL");
+    }
+  }
+
+  /** SQLite's synchronous setting on the writer's connection: 2 (FULL) outside transactionUnsynced. */
+  synchronous(): number {
+    return this.db.pragma("synchronous", { simple: true }) as number;
+  }
+
   getMeta(key: string): string | undefined {
     return (this.s.metaGet.get(key) as { value: string } | undefined)?.value;
   }

@@ -103,3 +103,60 @@ describe("RaftStorage refuses what does not check out", () => {
     s.store.close();
   });
 });
+
+describe("which Readys are fsync'd", () => {
+  /** Counts the store's synced and unsynced transactions while fn runs. */
+  function count(s: ReturnType<typeof setup>, fn: () => void): { synced: number; unsynced: number } {
+    const synced = jest.spyOn(s.store, "transaction");
+    const unsynced = jest.spyOn(s.store, "transactionUnsynced");
+    try {
+      fn();
+      return { synced: synced.mock.calls.length, unsynced: unsynced.mock.calls.length };
+    } finally {
+      synced.mockRestore();
+      unsynced.mockRestore();
+    }
+  }
+  const withHard = (rd: Ready, hardState: Ready["hardState"]): Ready => ({ ...rd, hardState });
+
+  test("entries, a new term or a new vote: one fsync'd transaction", () => {
+    const s = setup();
+    const h = s.storage.hardState();
+    expect(count(s, () => s.storage.persist(ready(withCheckpoint(s, s.key, false)), keys(s)))).toEqual({ synced: 1, unsynced: 0 });
+    expect(count(s, () => s.storage.persist(withHard(ready([]), { term: h.term + 1, vote: null, commit: h.commit }), keys(s)))).toEqual({ synced: 1, unsynced: 0 });
+    expect(count(s, () => s.storage.persist(withHard(ready([]), { term: h.term + 1, vote: "n1", commit: h.commit }), keys(s)))).toEqual({ synced: 1, unsynced: 0 });
+    expect(s.store.hardState()).toMatchObject({ term: h.term + 1, votedFor: "n1" });
+  });
+
+  test("only a new commit index, with the apply of what it commits: one transaction without an fsync, whose writes are all there", () => {
+    const s = setup();
+    s.storage.persist(ready(withCheckpoint(s, s.key, false)), keys(s));
+    const h = s.storage.hardState();
+    let applied = false;
+    expect(count(s, () => s.storage.persist(withHard(ready([]), { term: h.term, vote: h.vote, commit: 3 }), keys(s), () => {
+      applied = true;
+      s.storage.markApplied(3);
+    }))).toEqual({ synced: 0, unsynced: 1 });
+    expect(applied).toBe(true);
+    expect(s.store.hardState()).toMatchObject({ term: h.term, votedFor: h.vote, commitIndex: 3, lastApplied: 3 });
+    expect(s.storage.durable()).toMatchObject({ commitIndex: 3, lastApplied: 3 });
+    // A commit index alone, and an apply alone, are unsynced too.
+    expect(count(s, () => s.storage.persist(withHard(ready([]), { term: h.term, vote: h.vote, commit: 4 }), keys(s)))).toEqual({ synced: 0, unsynced: 1 });
+    expect(s.store.hardState()).toMatchObject({ commitIndex: 4, lastApplied: 3 });
+    expect(count(s, () => s.storage.persist(ready([]), keys(s), () => s.storage.markApplied(4)))).toEqual({ synced: 0, unsynced: 1 });
+    expect(s.store.hardState()).toMatchObject({ commitIndex: 4, lastApplied: 4 });
+    // Nothing at all: no transaction.
+    expect(count(s, () => s.storage.persist(ready([]), keys(s)))).toEqual({ synced: 0, unsynced: 0 });
+    s.store.close();
+  });
+
+  test("a commit index below last_applied is stored as last_applied (never behind what was applied)", () => {
+    const s = setup();
+    s.storage.persist(ready(withCheckpoint(s, s.key, false)), keys(s));
+    const h = s.storage.hardState();
+    s.storage.persist(withHard(ready([]), { term: h.term, vote: h.vote, commit: 3 }), keys(s), () => s.storage.markApplied(3));
+    s.storage.persist(withHard(ready([]), { term: h.term, vote: h.vote, commit: 2 }), keys(s));
+    expect(s.store.hardState()).toMatchObject({ commitIndex: 3, lastApplied: 3 });
+    s.store.close();
+  });
+});

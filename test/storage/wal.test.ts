@@ -57,3 +57,47 @@ test("a checkpoint connection needs the database to exist: it creates nothing", 
   expect(() => new WalCheckpointConnection(path.join(dir, "missing.db"))).toThrow();
   expect(fs.readdirSync(dir)).toEqual([]);
 });
+
+describe("transactionUnsynced", () => {
+  test("commits with synchronous=NORMAL, visible to another connection at once, then the writer is back at FULL", () => {
+    const file = path.join(dir, "ledger.db");
+    const store = new Store(file);
+    expect(store.synchronous()).toBe(2);
+    let inside = -1;
+    store.transactionUnsynced(() => {
+      inside = store.synchronous();
+      store.setMeta("applied", "7");
+    });
+    expect(inside).toBe(1);
+    expect(store.synchronous()).toBe(2);
+    const reader = new Store(file, { readonly: true });
+    expect(reader.getMeta("applied")).toBe("7");
+    reader.close();
+    store.close();
+  });
+
+  test("a throw rolls the transaction back and still restores FULL; it refuses to run inside a transaction", () => {
+    const store = new Store(path.join(dir, "ledger.db"));
+    expect(() => store.transactionUnsynced(() => {
+      store.setMeta("x", "1");
+      throw new Error("apply failed");
+    })).toThrow("apply failed");
+    expect(store.getMeta("x")).toBeUndefined();
+    expect(store.synchronous()).toBe(2);
+    expect(() => store.transaction(() => store.transactionUnsynced(() => undefined))).toThrow(/transactionUnsynced inside a transaction/);
+    expect(store.synchronous()).toBe(2);
+    store.close();
+  });
+
+  test("a synced commit after unsynced ones leaves every one of them in the database, in order", () => {
+    const file = path.join(dir, "ledger.db");
+    const store = new Store(file);
+    for (let i = 0; i < 20; i++) store.transactionUnsynced(() => store.setMeta(`u${i}`, String(i)));
+    store.transaction(() => store.setMeta("synced", "yes"));
+    store.close();
+    const again = new Store(file);
+    expect(Array.from({ length: 20 }, (_, i) => again.getMeta(`u${i}`))).toEqual(Array.from({ length: 20 }, (_, i) => String(i)));
+    expect(again.getMeta("synced")).toBe("yes");
+    again.close();
+  });
+});
