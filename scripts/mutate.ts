@@ -12,6 +12,7 @@
 // a clean checkout starts from it, so a run retests only the mutants whose code or covering tests
 // changed since (a first run of ledger/ takes over an hour on 2 cores). `--full` retests everything.
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
 import type { MutantResult, PartialStrykerOptions } from "@stryker-mutator/api/core";
@@ -231,8 +232,12 @@ async function runFolder(run: Run, plan: FolderPlan, full: boolean): Promise<{ s
     const again = forgetStaticSurvivors(name);
     if (again > 0) process.stdout.write(`mutate: ${name}: ${again} static mutant(s) left alive last time are tested again\n`);
   }
-  const saved = Object.keys(plan.env ?? {}).map((k): [string, string | undefined] => [k, process.env[k]]);
-  for (const [k, v] of Object.entries(plan.env ?? {})) process.env[k] = v;
+  // The tests' temp dirs go under one dir of this run, removed after it: a test runner Stryker stops
+  // on a timeout never runs its afterAll, and its data dirs would be left in the system's temp dir.
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `resonetics-mutate-${name.replace(/[^A-Za-z0-9.-]/g, "_")}-`));
+  const env: Record<string, string> = { ...(plan.env ?? {}), TMPDIR: tmp };
+  const saved = Object.keys(env).map((k): [string, string | undefined] => [k, process.env[k]]);
+  for (const [k, v] of Object.entries(env)) process.env[k] = v;
   const options: PartialStrykerOptions = {
     configFile: path.join(ROOT, "stryker.config.json"),
     mutate: run.files.length === 0 ? plan.mutate : run.files,
@@ -267,6 +272,7 @@ async function runFolder(run: Run, plan: FolderPlan, full: boolean): Promise<{ s
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }
+    fs.rmSync(tmp, { recursive: true, force: true });
   }
   if (whole) saveBaseline(name);
   return { summary: summarize(name, results, Math.round((Date.now() - started) / 1000)), results };
