@@ -83,7 +83,7 @@ const PLANS: Record<string, FolderPlan> = {
       "<rootDir>/test/api/app*.test.ts", "<rootDir>/test/api/auth.test.ts", "<rootDir>/test/api/errors.test.ts",
       "<rootDir>/test/api/metrics-gauges.test.ts", "<rootDir>/test/api/params.test.ts", "<rootDir>/test/api/upgrade.test.ts",
       "<rootDir>/test/api/views.test.ts", "<rootDir>/test/api/stream-backoff.test.ts", "<rootDir>/test/api/openapi.test.ts", "<rootDir>/test/api/loop-share.test.ts",
-      "<rootDir>/test/api/audit-runner.test.ts", "<rootDir>/test/api/body.test.ts", "<rootDir>/test/api/server.test.ts",
+      "<rootDir>/test/api/audit-runner.test.ts", "<rootDir>/test/api/body.test.ts", "<rootDir>/test/api/server.test.ts", "<rootDir>/test/api/stream-inproc.test.ts",
       "<rootDir>/test/layers.test.ts",
     ],
     // ~2,700 mutants, ~90 minutes on 2 cores in one run: five parts, so a stopped run keeps what it did.

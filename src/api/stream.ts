@@ -118,7 +118,7 @@ interface Subscriber {
   inflightBytes: number;
   /** True while inflightBytes counts toward totalBytes (false once it is closing or gone). */
   counted: boolean;
-  /** When it last hit its bound with more to send (ms since epoch); 0 = not blocked. */
+  /** Since when it has had frames to send but waited for its buffer to drain (half or more unconfirmed), ms since epoch; 0 = not blocked. */
   blockedSinceMs: number;
   closing: boolean;
 }
@@ -223,9 +223,18 @@ export class EntryStream {
     for (const sub of this.subs) this.wake(sub);
   }
 
-  /** Queues sub for the pump when it has frames to send and room in its buffer. */
+  /**
+   * Queues sub for the pump when it has frames to send and room in its buffer. With frames to send
+   * and half its buffer or more unconfirmed, it waits for a write callback: from then on it counts
+   * as blocked, so one that stopped reading is closed by the stall sweep even when it never filled
+   * its whole buffer (a caught-up subscriber, sent a few live frames at a time).
+   */
   private wake(sub: Subscriber): void {
-    if (sub.closing || sub.next > this.applied || sub.inflightBytes >= SUBSCRIBER_BUFFER_BYTES_MAX / 2) return;
+    if (sub.closing || sub.next > this.applied) return;
+    if (sub.inflightBytes >= SUBSCRIBER_BUFFER_BYTES_MAX / 2) {
+      if (sub.blockedSinceMs === 0) sub.blockedSinceMs = Date.now();
+      return;
+    }
     this.ready.add(sub);
     this.scheduleTurn();
   }
@@ -388,7 +397,8 @@ export class EntryStream {
     try {
       return this.reader.prevHash(index);
     } catch (err) {
-      if (err instanceof LedgerError && err.code === "not_found") return null;
+      // Not in the log (not_found), or below what this node serves after a prune (gone): 4004, never 1011.
+      if (err instanceof LedgerError && (err.code === "not_found" || err.code === "gone")) return null;
       throw err;
     }
   }
