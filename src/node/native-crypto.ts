@@ -3,15 +3,16 @@
  * code (test/node/native-crypto.test.ts holds them equal), in native code. Under a TypeScript loader
  * noble's SHA-512 (inside Ed25519) ran ~4 ms per snapshot record; OpenSSL hashes ~1 GB/s.
  */
-import { createHash, createPrivateKey, createPublicKey, KeyObject, sign as nodeSign, verify as nodeVerify } from "node:crypto";
+import { createPrivateKey, createPublicKey, hash, KeyObject, sign as nodeSign, verify as nodeVerify } from "node:crypto";
 import { Sha256, useSha256 } from "../ledger/hash";
 import { Ed25519, useEd25519 } from "../ledger/keys";
 
 export const nativeSha256: Sha256 = (parts) => {
-  const h = createHash("sha256");
-  for (const p of parts) h.update(p);
-  // A plain Uint8Array (not a Buffer), so the bytes compare and serialize like noble's.
-  return Uint8Array.from(h.digest());
+  // One call into OpenSSL over the parts joined (crypto.hash): a createHash object and its update
+  // calls cost more than hashing a few hundred bytes, and a ledger hashes ~4 such inputs per entry.
+  const d = hash("sha256", parts.length === 1 ? parts[0] : Buffer.concat(parts), "buffer");
+  // A plain Uint8Array over the digest's own 32-byte buffer (not a Buffer), so the bytes compare and serialize like noble's.
+  return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
 };
 
 /** DER prefixes that wrap a raw 32-byte Ed25519 seed (PKCS #8) or public key (SPKI), RFC 8410. */

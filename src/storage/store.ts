@@ -113,6 +113,9 @@ function toCheckpoint(r: CheckpointRow, cluster: string): StoredCheckpoint {
   return typeof r.subjects_root === "string" ? { ...base, subjects_root: r.subjects_root, sig: r.sig, index: r.idx } : { ...base, sig: r.sig, index: r.idx };
 }
 
+/** The WAL file's size kept when it starts over (SQLite's journal_size_limit): 64 MiB, four times its usual size. */
+const WAL_FILE_BYTES_KEPT = 64 << 20;
+
 /** What a PASSIVE checkpoint did: frames in the WAL, how many of them are now in the database file. */
 export interface WalCheckpoint {
   /** True when it could not run (another checkpoint, or a recovery, held the lock). */
@@ -165,6 +168,9 @@ export class Store implements StateStore, ChainSource {
     if (!this.readonly) {
       this.db.pragma("journal_mode = WAL");
       this.db.pragma("synchronous = FULL");
+      // When the WAL starts over, a file that grew past this (a long audit held an old snapshot) is
+      // cut back to it: the WAL's usual size is up to ~16 MiB (src/node/wal-checkpointer.ts).
+      this.db.pragma(`journal_size_limit = ${WAL_FILE_BYTES_KEPT}`);
       this.db.pragma("foreign_keys = ON");
       migrate(this.db);
     }

@@ -8,7 +8,7 @@ import * as path from "node:path";
 import pino from "pino";
 import { Store, WalCheckpoint } from "../../src/storage/store";
 import {
-  CheckpointRunner, COMMITS_PER_CHECKPOINT, UNANSWERED_MAX, WalCheckpointer, WalOutcome, workerCheckpointRunner,
+  CheckpointRunner, COMMITS_PER_CHECKPOINT, UNANSWERED_MAX, WAL_FRAMES_RESTART, WalCheckpointer, WalOutcome, workerCheckpointRunner,
 } from "../../src/node/wal-checkpointer";
 import { DB_FILE, openDataDir } from "../../src/node/data-dir";
 import { RaftLedgerNode } from "../../src/node/raft-node";
@@ -100,6 +100,25 @@ describe("the policy", () => {
     expect(s.cp.stats()).toEqual({ requested: 3, answered: 2, failed: 1, onWriter: 1 });
   });
 
+  test("an answer that saw WAL_FRAMES_RESTART frames or more: the writer catches up at its next commit, once", () => {
+    const m = manualRunner();
+    const s = setup(() => m.runner);
+    s.commit(COMMITS_PER_CHECKPOINT);
+    m.waiting[0]({ ok: true, busy: false, walFrames: WAL_FRAMES_RESTART - 1, checkpointed: WAL_FRAMES_RESTART - 1 });
+    s.commit(COMMITS_PER_CHECKPOINT);
+    expect(s.onWriter()).toBe(0);
+    m.waiting[1]({ ok: true, busy: false, walFrames: WAL_FRAMES_RESTART, checkpointed: WAL_FRAMES_RESTART - 20 });
+    expect(s.onWriter()).toBe(0); // not on the worker's answer: on the writer's next commit
+    s.commit(1);
+    expect(s.onWriter()).toBe(1);
+    s.commit(COMMITS_PER_CHECKPOINT - 1);
+    expect(s.onWriter()).toBe(1);
+    expect(m.waiting.length).toBe(3); // the worker's period goes on as before
+    m.waiting[2]({ ok: false, message: "disk I/O error", code: "SQLITE_IOERR" });
+    s.commit(1);
+    expect(s.onWriter()).toBe(1); // a failure is the failure rule's (at the period), not a catch-up
+  });
+
   test("a worker that exited fails every request at once: the writer checkpoints every period", () => {
     const s = setup(() => ({ request: (done) => done({ ok: false, message: "WAL checkpoint worker has exited" }), close: async () => undefined }));
     s.commit(COMMITS_PER_CHECKPOINT);
@@ -158,6 +177,33 @@ describe("the worker thread, on a real ledger.db", () => {
     expect([reopened.getMeta("k299"), reopened.getMeta("after")]).toEqual(["v".repeat(500), "x"]);
     reopened.close();
   });
+
+  test("under steady writes the WAL stays bounded: the worker never copies everything, so the writer catches up", async () => {
+    const file = path.join(tmp(), DB_FILE);
+    const store = new Store(file);
+    store.setAutoCheckpoint(0);
+    const cp = new WalCheckpointer(() => workerCheckpointRunner(file), () => store.checkpointWal(), silent);
+    const pageBytes = store.db.pragma("page_size", { simple: true }) as number;
+    let walMax = 0;
+    try {
+      // ~5 pages a commit: without the writer's catch-up this WAL grew past 120 MB (the worker's
+      // checkpoint never caught up with a writer that commits between its turns).
+      for (let i = 0; i < 6000; i++) {
+        store.transaction(() => {
+          for (let j = 0; j < 3; j++) store.setMeta(`k${i}-${j}`, "v".repeat(400));
+        });
+        cp.committed();
+        walMax = Math.max(walMax, fs.statSync(`${file}-wal`).size);
+        await new Promise((r) => setImmediate(r));
+      }
+      expect(cp.stats().onWriter).toBeGreaterThanOrEqual(1);
+      // At most the bound, the frames of the period before the worker's answer, and the catch-up commit's.
+      expect(walMax).toBeLessThan(2 * WAL_FRAMES_RESTART * (pageBytes + 24));
+    } finally {
+      await cp.close();
+      store.close();
+    }
+  }, 120_000);
 
   test("a request after the worker exited is answered with a failure, not left waiting", async () => {
     const file = path.join(tmp(), DB_FILE);

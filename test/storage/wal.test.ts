@@ -101,3 +101,13 @@ describe("transactionUnsynced", () => {
     again.close();
   });
 });
+
+test("the writer's WAL file is cut back to 64 MiB when it starts over (journal_size_limit), a read-only store sets nothing", () => {
+  const file = path.join(dir, "ledger.db");
+  const store = new Store(file);
+  expect(store.db.pragma("journal_size_limit", { simple: true })).toBe(64 * 1024 * 1024);
+  store.close();
+  const reader = new Store(file, { readonly: true });
+  expect(reader.db.pragma("journal_size_limit", { simple: true })).toBe(-1);
+  reader.close();
+});
