@@ -111,6 +111,10 @@ export class RaftStorage implements Storage {
     return e;
   }
 
+  configIndices(from: number, to: number): number[] {
+    return this.store.configIndices(from, to);
+  }
+
   snapshot(): Snapshot | null {
     // The core needs the snapshot its log follows (the configuration there): the anchor's, once the log was cut.
     const at = this.anchor().index;

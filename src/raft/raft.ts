@@ -116,9 +116,10 @@ export class Raft {
     const snap = cfg.storage.snapshot();
     const anchor = cfg.storage.anchor();
     this.baseConfig = snap !== null && snap.meta.index === anchor.index ? snap.meta.config : EMPTY_CONFIG;
-    for (let i = anchor.index + 1; i <= this.log.lastIndex(); i++) {
+    for (const i of cfg.storage.configIndices(anchor.index + 1, this.log.lastIndex())) {
       const e = this.log.entry(i) as Entry;
-      if (e.kind === EntryKind.Config) this.configs.push({ index: i, config: mustDecodeConfig(e.payload) });
+      assert(e.kind === EntryKind.Config, `storage: entry ${i} was listed as a CONFIG entry and is not one`);
+      this.configs.push({ index: i, config: mustDecodeConfig(e.payload) });
     }
     this.becomeFollower(this.term, null);
   }

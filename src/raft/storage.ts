@@ -21,6 +21,8 @@ export interface Storage {
   entry(i: number): Entry;
   /** The latest snapshot (its meta equals the anchor after compaction), or null if none yet. */
   snapshot(): Snapshot | null;
+  /** Indices of the CONFIG entries stored in [from, to], ascending: what the core reads at start. */
+  configIndices(from: number, to: number): number[];
 }
 
 /** Rough wire size of an entry, used for batch limits (payload + fixed header and hash). */
@@ -65,6 +67,10 @@ export class MemoryStorage implements Storage {
   }
   snapshot(): Snapshot | null {
     return this.snap;
+  }
+
+  configIndices(from: number, to: number): number[] {
+    return this.ents.filter((e) => e.index >= from && e.index <= to && e.kind === EntryKind.Config).map((e) => e.index);
   }
 
   setHardState(hs: HardState): void {

@@ -371,3 +371,38 @@ describe("PreVote rounds", () => {
     expect(raw.status()).toEqual(expect.objectContaining({ role: "candidate", term: 3 }));
   });
 });
+
+describe("configurations at start", () => {
+  /** A log of 1 (bootstrap CONFIG n1..n3), records, a CONFIG of n1..n4 at 4, more records. */
+  function storageWithConfigs(): MemoryStorage {
+    const s = MemoryStorage.bootstrap("c", CFG3);
+    extend(s, [1, 1]);
+    const prev = s.entry(3);
+    s.append([chainEntry(4, 1, EntryKind.Config, prev.hash, encodeConfig(configOfIds(["n1", "n2", "n3", "n4"])))]);
+    extend(s, [1, 1]);
+    return s;
+  }
+
+  test("the core takes each configuration from the entries the storage lists as CONFIG, not by reading every entry", () => {
+    const s = storageWithConfigs();
+    expect(s.configIndices(1, 6)).toEqual([1, 4]);
+    expect(s.configIndices(2, 3)).toEqual([]);
+    expect(s.configIndices(4, 4)).toEqual([4]);
+    const read: number[] = [];
+    const entry = s.entry.bind(s);
+    s.entry = (i: number): Entry => {
+      read.push(i);
+      return entry(i);
+    };
+    const raw = node("n1", s);
+    expect(raw.configAt(3).voters.map((m) => m.id)).toEqual(["n1", "n2", "n3"]);
+    expect(raw.configAt(6).voters.map((m) => m.id)).toEqual(["n1", "n2", "n3", "n4"]);
+    expect(read.filter((i) => i !== 6)).toEqual([1, 4]); // the last entry (its term) and the two CONFIG entries
+  });
+
+  test("a storage that lists a non-CONFIG entry as one is refused at start", () => {
+    const s = storageWithConfigs();
+    s.configIndices = () => [1, 2];
+    expect(() => node("n1", s)).toThrow(/entry 2 was listed as a CONFIG entry and is not one/);
+  });
+});

@@ -50,6 +50,15 @@ describe("Store: inclusive bounds", () => {
     s.close();
   });
 
+  test("configIndices and configAt read the CONFIG entries through their index (migration 0005), not the whole log", () => {
+    const s = open();
+    const plan = (sql: string): string => (s.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(1, 10) as Array<{ detail: string }>).map((r) => r.detail).join("; ");
+    expect(plan("SELECT idx FROM log WHERE kind = 2 AND idx >= ? AND idx <= ? ORDER BY idx")).toMatch(/USING COVERING INDEX log_config/);
+    expect((s.db.prepare("EXPLAIN QUERY PLAN SELECT payload FROM log WHERE kind = 2 AND idx <= ? ORDER BY idx DESC LIMIT 1").all(5) as Array<{ detail: string }>)
+      .map((r) => r.detail).join("; ")).toMatch(/USING (COVERING )?INDEX log_config/);
+    s.close();
+  });
+
   test("latestCheckpoint(cluster, upTo): the newest checkpoint entry at or before upTo", () => {
     const s = open();
     expect(s.latestCheckpoint("c", 100)).toBeUndefined();
