@@ -99,6 +99,7 @@ const PLANS: Record<string, FolderPlan> = {
     mutate: ["src/raft/**/*.ts", "!src/raft/sim/**"],
     tests: [
       "<rootDir>/test/raft/core.test.ts",
+      "<rootDir>/test/raft/units.test.ts",
       "<rootDir>/test/raft/trace.test.ts",
       "<rootDir>/test/raft/simulation.test.ts",
     ],

@@ -1,0 +1,336 @@
+// The Raft core's building blocks on their own (src/raft/storage.ts MemoryStorage, log.ts RaftLog,
+// progress.ts Progress, and the RawNode's start-up checks), with exact bounds and messages: the
+// simulation and core.test.ts drive them only through whole clusters, where a bound one off or an
+// assertion that never fires goes unnoticed (the survivors of `npm run mutate -- raft`).
+import { utf8 } from "../../src/ledger/bytes";
+import { chainEntry, EntryKind, genesisHash, type Entry } from "../../src/ledger/entry";
+import { configOfIds, configsEqual, encodeConfig } from "../../src/raft/config";
+import { RaftLog } from "../../src/raft/log";
+import { Prng } from "../../src/raft/prng";
+import { Progress, ProgressState } from "../../src/raft/progress";
+import { RawNode } from "../../src/raft/rawnode";
+import { entrySizeBytes, MemoryStorage } from "../../src/raft/storage";
+import type { Snapshot } from "../../src/raft/types";
+
+const CFG = configOfIds(["n1", "n2", "n3"]);
+
+/** Bootstrap (1) and records 2..last of the given terms (term of index i = terms[i - 2]). */
+function storageOf(terms: number[]): MemoryStorage {
+  const s = MemoryStorage.bootstrap("c", CFG);
+  let prev = s.entry(1);
+  const out: Entry[] = [];
+  for (const t of terms) {
+    const e = chainEntry(prev.index + 1, t, EntryKind.Record, prev.hash, utf8(`e${prev.index + 1}`));
+    out.push(e);
+    prev = e;
+  }
+  s.append(out);
+  return s;
+}
+
+const next = (after: Entry, term: number, body = "x"): Entry => chainEntry(after.index + 1, term, EntryKind.Record, after.hash, utf8(body));
+
+const snapshotAt = (s: MemoryStorage, index: number): Snapshot => {
+  const e = s.entry(index);
+  return { meta: { index, term: e.term, hash: e.hash, config: CFG }, data: utf8(`state@${index}`) };
+};
+
+describe("MemoryStorage", () => {
+  test("entry(i) serves anchor < i <= last only", () => {
+    const s = storageOf([1, 1]);
+    expect(s.entry(1).index).toBe(1);
+    expect(s.entry(3).index).toBe(3);
+    expect(() => s.entry(0)).toThrow("storage: entry 0 out of range");
+    expect(() => s.entry(4)).toThrow("storage: entry 4 out of range");
+    s.createSnapshot(snapshotAt(s, 2));
+    expect(() => s.entry(2)).toThrow("storage: entry 2 out of range");
+    expect(s.entry(3).index).toBe(3);
+  });
+
+  test("append replaces the suffix from its first index; it refuses a gap or an index at or below the anchor", () => {
+    const s = storageOf([1, 1, 1]);
+    const e3 = chainEntry(3, 2, EntryKind.Record, s.entry(2).hash, utf8("new3"));
+    s.append([e3]);
+    expect(s.lastIndex()).toBe(3);
+    expect(s.entry(3).term).toBe(2);
+    expect(() => s.append([next(s.entry(3), 2), ])).not.toThrow();
+    expect(() => s.append([chainEntry(6, 2, EntryKind.Record, s.entry(4).hash, utf8("gap"))])).toThrow("storage: gap appending 6 after 4");
+    s.createSnapshot(snapshotAt(s, 3));
+    expect(() => s.append([chainEntry(3, 2, EntryKind.Record, s.entry(4).hash, utf8("below"))])).toThrow("storage: append at 3 below anchor 3");
+    s.append([]);
+    expect(s.lastIndex()).toBe(4);
+  });
+
+  test("createSnapshot cuts the entries it covers and moves the anchor; it refuses an index outside the log", () => {
+    const s = storageOf([1, 2, 2]);
+    expect(() => s.createSnapshot(snapshotAt(s, 4))).not.toThrow();
+    expect(s.anchor()).toEqual({ index: 4, term: 2, hash: snapshotAt(storageOf([1, 2, 2]), 4).meta.hash });
+    expect(s.lastIndex()).toBe(4);
+    const t = storageOf([1, 2, 2]);
+    const beyond = { ...snapshotAt(t, 4), meta: { ...snapshotAt(t, 4).meta, index: 5 } };
+    expect(() => t.createSnapshot(beyond)).toThrow("storage: snapshot at 5 out of range");
+    t.createSnapshot(snapshotAt(t, 2));
+    expect(() => t.createSnapshot({ ...snapshotAt(storageOf([1]), 2) })).toThrow("storage: snapshot at 2 out of range");
+    expect(t.entry(3).index).toBe(3);
+    expect(t.lastIndex()).toBe(4);
+  });
+
+  test("a clone is its own disk: appending to it leaves the original as it was", () => {
+    const s = storageOf([1]);
+    const c = s.clone();
+    c.append([next(c.entry(2), 1)]);
+    c.setHardState({ term: 5, vote: "n2", commit: 1 });
+    expect([s.lastIndex(), c.lastIndex()]).toEqual([2, 3]);
+    expect(s.hardState()).toEqual({ term: 1, vote: null, commit: 1 });
+    expect(c.anchor()).toEqual(s.anchor());
+  });
+});
+
+describe("RaftLog", () => {
+  test("starts at the storage's commit and anchor, and refuses a commit beyond its log or an applied beyond commit", () => {
+    const s = storageOf([1, 1]);
+    s.setHardState({ term: 1, vote: null, commit: 3 });
+    const log = new RaftLog(s, 2);
+    expect([log.committed, log.applied, log.lastIndex(), log.firstIndex()]).toEqual([3, 2, 3, 1]);
+    s.setHardState({ term: 1, vote: null, commit: 4 });
+    expect(() => new RaftLog(s, 0)).toThrow("log: commit 4 beyond last 3");
+    s.setHardState({ term: 1, vote: null, commit: 2 });
+    expect(() => new RaftLog(s, 3)).toThrow("log: applied 3 beyond commit 2");
+    // After a snapshot the anchor is committed and applied, whatever the hard state says.
+    s.setHardState({ term: 1, vote: null, commit: 3 });
+    s.createSnapshot(snapshotAt(s, 3));
+    s.setHardState({ term: 1, vote: null, commit: 0 });
+    const cut = new RaftLog(s, 0);
+    expect([cut.committed, cut.applied, cut.firstIndex()]).toEqual([3, 3, 4]);
+  });
+
+  test("entry, term and hash: null outside the log, the anchor's term and hash at the anchor", () => {
+    const s = storageOf([1, 2]);
+    s.createSnapshot(snapshotAt(s, 2));
+    const log = new RaftLog(s, 0);
+    expect(log.entry(2)).toBeNull();
+    expect(log.entry(4)).toBeNull();
+    expect(log.entry(3)?.index).toBe(3);
+    expect(log.term(2)).toBe(1);
+    expect(log.hash(2)).toEqual(s.anchor().hash);
+    expect([log.term(1), log.hash(1), log.term(4), log.hash(4)]).toEqual([null, null, null, null]);
+  });
+
+  test("slice: [lo, hi) within the log, at least one entry, then stops before the byte bound is passed", () => {
+    const s = storageOf([1, 1, 1, 1]);
+    const log = new RaftLog(s, 0);
+    const one = entrySizeBytes(s.entry(2));
+    expect(log.slice(2, 6, 1).map((e) => e.index)).toEqual([2]); // one even past the bound
+    expect(log.slice(2, 6, 2 * one).map((e) => e.index)).toEqual([2, 3]);
+    expect(log.slice(2, 6, 2 * one + 1).map((e) => e.index)).toEqual([2, 3]);
+    expect(log.slice(2, 6, 1 << 20).map((e) => e.index)).toEqual([2, 3, 4, 5]);
+    expect(log.slice(5, 5, 1 << 20)).toEqual([]);
+    expect(() => log.slice(2, 7, 1 << 20)).toThrow("log: slice [2,7) out of range");
+    expect(() => log.slice(0, 3, 1 << 20)).toThrow("log: slice [0,3) out of range");
+    expect(log.slice(1, 2, 1 << 20).map((e) => e.index)).toEqual([1]);
+  });
+
+  test("findConflictByTerm: the largest index at or below index whose term is at most term, else the anchor", () => {
+    const s = storageOf([1, 2, 2, 3, 3]); // terms: 1:1 2:1 3:2 4:2 5:3 6:3
+    const log = new RaftLog(s, 0);
+    expect(log.findConflictByTerm(6, 2)).toEqual({ index: 4, term: 2 });
+    expect(log.findConflictByTerm(9, 3)).toEqual({ index: 6, term: 3 });
+    expect(log.findConflictByTerm(6, 1)).toEqual({ index: 2, term: 1 });
+    expect(log.findConflictByTerm(6, 0)).toEqual({ index: 0, term: 0 });
+    expect(log.findConflictByTerm(3, 5)).toEqual({ index: 3, term: 2 });
+  });
+
+  test("append: truncates the unstable tail or the stable log; refuses at or below commit, at or below the anchor, or after a gap", () => {
+    const s = storageOf([1, 1]);
+    s.setHardState({ term: 1, vote: null, commit: 2 });
+    const log = new RaftLog(s, 0);
+    log.append([]);
+    expect(log.lastIndex()).toBe(3);
+    const a4 = next(s.entry(3), 2, "a4");
+    const a5 = next(a4, 2, "a5");
+    log.append([a4, a5]);
+    expect([log.lastIndex(), log.unstableEntries().map((e) => e.index)]).toEqual([5, [4, 5]]);
+    const b5 = next(a4, 3, "b5");
+    log.append([b5]); // within the unstable tail
+    expect(log.unstableEntries().map((e) => e.term)).toEqual([2, 3]);
+    const c3 = chainEntry(3, 3, EntryKind.Record, s.entry(2).hash, utf8("c3"));
+    log.append([c3]); // below the unstable tail: the stored entry 3 is shadowed
+    expect([log.lastIndex(), log.entry(3)?.term, log.unstableEntries().map((e) => e.index)]).toEqual([3, 3, [3]]);
+    expect(() => log.append([chainEntry(2, 3, EntryKind.Record, s.entry(1).hash, utf8("x"))])).toThrow("log: refusing to truncate at 2, below or at commit 2");
+    expect(() => log.append([chainEntry(5, 3, EntryKind.Record, c3.hash, utf8("gap"))])).toThrow("log: gap appending 5 after 3");
+  });
+
+  test("commitTo never goes back nor past the log; appliedTo never past commit, never back", () => {
+    const s = storageOf([1, 1]);
+    const log = new RaftLog(s, 0);
+    log.commitTo(2);
+    log.commitTo(1);
+    expect(log.committed).toBe(2);
+    expect(() => log.commitTo(4)).toThrow("log: commit 4 beyond last index 3");
+    log.appliedTo(2);
+    log.appliedTo(1);
+    expect(log.applied).toBe(2);
+    expect(() => log.appliedTo(3)).toThrow("log: applied 3 beyond commit 2");
+    expect([log.hasNextCommitted(), log.nextCommitted(1 << 20)]).toEqual([false, []]);
+    log.commitTo(3);
+    expect([log.hasNextCommitted(), log.nextCommitted(1 << 20).map((e) => e.index)]).toEqual([true, [3]]);
+  });
+
+  test("stableTo drops the persisted prefix of the unstable tail only for the same index and term", () => {
+    const s = storageOf([1]);
+    const log = new RaftLog(s, 0);
+    const e3 = next(s.entry(2), 1, "e3");
+    const e4 = next(e3, 2, "e4");
+    log.append([e3, e4]);
+    log.stableTo(2, 1); // below the tail: nothing
+    log.stableTo(5, 2); // beyond it
+    log.stableTo(3, 2); // wrong term
+    expect(log.unstableEntries().map((e) => e.index)).toEqual([3, 4]);
+    expect(log.stableLastIndex()).toBe(2);
+    s.append([e3]);
+    log.stableTo(3, 1);
+    expect(log.unstableEntries().map((e) => e.index)).toEqual([4]);
+    expect(log.stableLastIndex()).toBe(3);
+    s.append([e4]);
+    log.stableTo(4, 2);
+    expect(log.unstableEntries()).toEqual([]);
+    log.stableTo(4, 2); // nothing unstable: nothing to do
+    expect(log.stableLastIndex()).toBe(4);
+  });
+
+  test("restore puts a snapshot above commit in place of the log; stableSnapTo clears it only at its index", () => {
+    const s = storageOf([1, 1]);
+    s.setHardState({ term: 1, vote: null, commit: 2 });
+    const log = new RaftLog(s, 0);
+    const donor = storageOf([1, 1, 1, 1]);
+    expect(() => log.restore(snapshotAt(donor, 2))).toThrow("log: restoring a snapshot at or below commit");
+    const snap = snapshotAt(donor, 5);
+    log.restore(snap);
+    expect([log.lastIndex(), log.committed, log.anchor().index, log.stableLastIndex()]).toEqual([5, 5, 5, 4]);
+    expect(log.pendingSnapshot()).toBe(snap);
+    log.stableSnapTo(4);
+    expect(log.pendingSnapshot()).toBe(snap);
+    log.stableSnapTo(5);
+    expect(log.pendingSnapshot()).toBeNull();
+  });
+});
+
+describe("Progress", () => {
+  test("maybeUpdate moves match and next forward only, and ends a probe's wait", () => {
+    const p = new Progress(5, 2, false);
+    p.sentEntries(4, 0);
+    expect([p.probeSent, p.isPaused()]).toEqual([true, true]);
+    expect(p.maybeUpdate(3)).toBe(true);
+    expect([p.match, p.next, p.probeSent]).toEqual([3, 5, false]);
+    expect(p.maybeUpdate(3)).toBe(false);
+    expect(p.maybeUpdate(2)).toBe(false);
+    expect([p.match, p.next]).toEqual([3, 5]);
+    expect(p.maybeUpdate(7)).toBe(true);
+    expect([p.match, p.next]).toEqual([7, 8]);
+  });
+
+  test("maybeDecrTo: in Replicate, a rejection at or below match is stale; in Probe, only the rejection of what was sent counts", () => {
+    const r = new Progress(1, 4, false);
+    r.maybeUpdate(5);
+    r.becomeReplicate();
+    r.sentEntries(8, 3);
+    expect(r.maybeDecrTo(5, 0)).toBe(false);
+    expect(r.maybeDecrTo(6, 0)).toBe(true);
+    expect(r.next).toBe(6);
+    const p = new Progress(10, 4, false); // probe: next 10, match 0
+    p.sentEntries(9, 0);
+    expect(p.maybeDecrTo(8, 0)).toBe(false); // not the index it sent
+    expect(p.maybeDecrTo(9, 4)).toBe(true); // the follower's hint: its last is 4
+    expect([p.next, p.probeSent]).toEqual([5, false]);
+    p.maybeUpdate(2);
+    p.sentEntries(4, 0);
+    expect(p.maybeDecrTo(4, 0)).toBe(true);
+    expect(p.next).toBe(3); // never below match + 1
+  });
+
+  test("Replicate keeps at most maxInflight Appends in flight; acknowledgements free them in order", () => {
+    const p = new Progress(1, 3, false);
+    p.becomeReplicate();
+    p.sentEntries(2, 0); // an empty Append takes no slot
+    expect(p.isPaused()).toBe(false);
+    p.sentEntries(3, 2);
+    p.sentEntries(5, 2);
+    expect([p.next, p.inflightFull()]).toEqual([6, false]);
+    p.sentEntries(7, 2);
+    expect([p.inflightFull(), p.isPaused()]).toEqual([true, true]);
+    expect(() => p.sentEntries(9, 2)).toThrow("progress: inflight window overflow");
+    p.freeUpTo(2); // below the first: nothing
+    expect(p.inflightFull()).toBe(true);
+    p.freeUpTo(5);
+    expect(p.inflightFull()).toBe(false);
+    p.sentEntries(9, 2);
+    p.sentEntries(11, 2);
+    expect(p.inflightFull()).toBe(true);
+    p.freeFirstOne();
+    expect(p.inflightFull()).toBe(false);
+    p.freeUpTo(100);
+    p.freeFirstOne(); // nothing in flight: nothing to do
+    p.sentEntries(13, 1);
+    p.sentEntries(14, 1);
+    expect(p.inflightFull()).toBe(false);
+  });
+
+  test("from Snapshot, Probe resumes after the snapshot or the match, whichever is later; Snapshot is always paused", () => {
+    const p = new Progress(3, 2, true);
+    p.maybeUpdate(2);
+    p.becomeSnapshot(9);
+    expect([p.state, p.pendingSnapshot, p.isPaused()]).toEqual([ProgressState.Snapshot, 9, true]);
+    p.becomeProbe();
+    expect([p.state, p.next, p.pendingSnapshot]).toEqual([ProgressState.Probe, 10, 0]);
+    p.becomeSnapshot(4);
+    p.maybeUpdate(12);
+    p.becomeProbe();
+    expect(p.next).toBe(13);
+    p.becomeReplicate();
+    expect([p.state, p.next]).toEqual([ProgressState.Replicate, 13]);
+    p.becomeProbe();
+    expect(p.next).toBe(13);
+  });
+});
+
+describe("a RawNode's configuration", () => {
+  const base = { id: "n1", electionTick: 10, heartbeatTick: 1, preVote: true, checkQuorum: true, maxMsgBytes: 1 << 20, maxInflight: 4, rng: new Prng(1) };
+  test.each([
+    [{ heartbeatTick: 0 }, "raft: need 0 < heartbeatTick < electionTick"],
+    [{ heartbeatTick: 10 }, "raft: need 0 < heartbeatTick < electionTick"],
+    [{ maxInflight: 0 }, "raft: limits must be positive"],
+    [{ maxMsgBytes: 0 }, "raft: limits must be positive"],
+  ])("%j is refused", (over, message) => {
+    expect(() => new RawNode({ ...base, storage: MemoryStorage.bootstrap("c", CFG), ...over })).toThrow(message);
+  });
+
+  test("heartbeatTick just under electionTick, and limits of 1, are taken", () => {
+    expect(() => new RawNode({ ...base, storage: MemoryStorage.bootstrap("c", CFG), heartbeatTick: 9, maxInflight: 1, maxMsgBytes: 1 })).not.toThrow();
+  });
+
+  test("a snapshot at the anchor gives the base configuration; the CONFIG entries after it override it in order", () => {
+    const s = storageOf([1, 1]);
+    const four = configOfIds(["n1", "n2", "n3", "n4"]);
+    s.append([chainEntry(4, 1, EntryKind.Config, s.entry(3).hash, encodeConfig(four))]);
+    s.setHardState({ term: 1, vote: null, commit: 4 });
+    s.createSnapshot({ meta: { index: 3, term: 1, hash: s.entry(3).hash, config: configOfIds(["n1", "n2"]) }, data: utf8("s") });
+    const raw = new RawNode({ ...base, storage: s });
+    expect(configsEqual(raw.configAt(3), configOfIds(["n1", "n2"]))).toBe(true);
+    expect(configsEqual(raw.configAt(4), four)).toBe(true);
+    expect(genesisHash("c")).toEqual(MemoryStorage.bootstrap("c", CFG).anchor().hash);
+  });
+});
+
+describe("configsEqual", () => {
+  test("compares voters and learners with address and key, in order; nothing else", () => {
+    const a = configOfIds(["n1", "n2"], ["n3"]);
+    expect(configsEqual(a, configOfIds(["n2", "n1"], ["n3"]))).toBe(true); // configOfIds sorts
+    expect(configsEqual(a, configOfIds(["n1", "n2"]))).toBe(false);
+    expect(configsEqual(a, configOfIds(["n1", "n2", "n3"]))).toBe(false);
+    expect(configsEqual(a, configOfIds(["n1"], ["n2", "n3"]))).toBe(false);
+    const moved = { ...a, voters: a.voters.map((m) => (m.id === "n2" ? { ...m, address: "10.0.0.2:1" } : m)) };
+    expect(configsEqual(a, moved)).toBe(false);
+    const rekeyed = { ...a, learners: a.learners.map((m) => ({ ...m, public_key: "ab".repeat(32) })) };
+    expect(configsEqual(a, rekeyed)).toBe(false);
+  });
+});
