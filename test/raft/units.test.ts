@@ -334,3 +334,90 @@ describe("configsEqual", () => {
     expect(configsEqual(a, rekeyed)).toBe(false);
   });
 });
+
+describe("RawNode's Ready protocol", () => {
+  const make = (s: MemoryStorage): RawNode =>
+    new RawNode({ id: "n1", storage: s, electionTick: 10, heartbeatTick: 1, preVote: true, checkQuorum: true, maxMsgBytes: 1 << 20, maxInflight: 4, rng: new Prng(1) });
+
+  test("no input while a Ready is outstanding, no advance without one", () => {
+    const raw = make(MemoryStorage.bootstrap("c", CFG));
+    expect(() => raw.advance(raw.ready())).not.toThrow();
+    expect(() => raw.advance({ softState: null, hardState: null, snapshot: null, entries: [], committedEntries: [], messages: [], readStates: [], reports: [], halted: null }))
+      .toThrow("rawnode: advance() without a Ready");
+    const rd = raw.ready();
+    expect(() => raw.tick()).toThrow("rawnode: call advance() before feeding more input");
+    raw.advance(rd);
+    expect(() => raw.tick()).not.toThrow();
+  });
+
+  test("the bootstrap entry is handed over committed once; a snapshot may be made only at an applied index", () => {
+    const raw = make(MemoryStorage.bootstrap("c", CFG));
+    expect(raw.hasReady()).toBe(true);
+    expect(() => raw.snapshotMeta(1)).toThrow("rawnode: snapshot at 1 beyond applied 0");
+    const rd = raw.ready();
+    expect(rd.committedEntries.map((e) => e.index)).toEqual([1]);
+    raw.advance(rd);
+    expect(raw.hasReady()).toBe(false);
+    const meta = raw.snapshotMeta(1);
+    expect([meta.index, meta.term]).toEqual([1, 1]);
+    expect(configsEqual(meta.config, CFG)).toBe(true);
+  });
+});
+
+describe("what a leader refuses, and why", () => {
+  /** A one-voter cluster whose node has elected itself and applied its NOOP. */
+  function soloLeader(maxProposalBytes?: number): RawNode {
+    const s = MemoryStorage.bootstrap("c", configOfIds(["n1"]));
+    const raw = new RawNode({
+      id: "n1", storage: s, electionTick: 10, heartbeatTick: 1, preVote: true, checkQuorum: true, maxMsgBytes: 1 << 20, maxInflight: 4, rng: new Prng(1),
+      ...(maxProposalBytes === undefined ? {} : { maxProposalBytes }),
+    });
+    for (let i = 0; i < 200 && !(raw.status().role === "leader" && !raw.hasReady()); i++) {
+      if (!raw.hasReady()) raw.tick();
+      while (raw.hasReady()) {
+        const rd = raw.ready();
+        if (rd.hardState !== null) s.setHardState(rd.hardState);
+        s.append(rd.entries);
+        raw.advance(rd);
+      }
+    }
+    expect(raw.status().role).toBe("leader");
+    return raw;
+  }
+
+  test("a proposal over maxProposalBytes is too_large (at it, taken); a CONFIG through propose is config_invalid", () => {
+    const raw = soloLeader(100);
+    expect(raw.propose(EntryKind.Record, new Uint8Array(100))).toMatchObject({ ok: true });
+    expect(raw.propose(EntryKind.Record, new Uint8Array(101))).toEqual({ ok: false, reason: "too_large", leader: "n1" });
+    expect(raw.propose(EntryKind.Config, encodeConfig(CFG))).toEqual({ ok: false, reason: "config_invalid", leader: "n1" });
+    const big = soloLeader();
+    expect(big.propose(EntryKind.Record, new Uint8Array(1 << 20))).toMatchObject({ ok: true });
+    expect(big.propose(EntryKind.Record, new Uint8Array((1 << 20) + 1))).toMatchObject({ ok: false, reason: "too_large" });
+  });
+
+  test("a configuration without voters, or changing two voters at once, is config_invalid", () => {
+    const raw = soloLeader();
+    expect(raw.proposeConfig(configOfIds([], ["n1"]))).toMatchObject({ ok: false, reason: "config_invalid" });
+    expect(raw.proposeConfig(configOfIds(["n1", "n2", "n3"]))).toMatchObject({ ok: false, reason: "config_invalid" });
+    expect(raw.proposeConfig(configOfIds(["n2"]))).toMatchObject({ ok: false, reason: "config_invalid" }); // n1 out, n2 in
+  });
+
+  test("ReadIndex needs a positive ctx; a one-voter leader answers it at once", () => {
+    const raw = soloLeader();
+    expect(() => raw.readIndex(0)).toThrow("raft: read ctx must be positive");
+    const r = raw.readIndex(7);
+    expect(r).toMatchObject({ ok: true });
+    expect(raw.ready().readStates).toEqual([{ ctx: 7, index: (r as { index: number }).index }]);
+  });
+
+  test("leadership goes only to another voter; a follower refuses proposals and transfers as not_leader", () => {
+    const raw = soloLeader();
+    expect(raw.transferLeader("n1")).toMatchObject({ ok: false, reason: "config_invalid" });
+    expect(raw.transferLeader("n9")).toMatchObject({ ok: false, reason: "config_invalid" });
+    const follower = new RawNode({ id: "n1", storage: MemoryStorage.bootstrap("c", CFG), electionTick: 10, heartbeatTick: 1, preVote: true, checkQuorum: true, maxMsgBytes: 1 << 20, maxInflight: 4, rng: new Prng(1) });
+    expect(follower.propose(EntryKind.Record, new Uint8Array(1))).toEqual({ ok: false, reason: "not_leader", leader: null });
+    expect(follower.proposeConfig(CFG)).toMatchObject({ ok: false, reason: "not_leader" });
+    expect(follower.transferLeader("n2")).toMatchObject({ ok: false, reason: "not_leader" });
+    expect(follower.readIndex(1)).toMatchObject({ ok: false, reason: "not_leader" });
+  });
+});
