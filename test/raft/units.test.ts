@@ -10,7 +10,7 @@ import { Prng } from "../../src/raft/prng";
 import { Progress, ProgressState } from "../../src/raft/progress";
 import { RawNode } from "../../src/raft/rawnode";
 import { entrySizeBytes, MemoryStorage } from "../../src/raft/storage";
-import type { Snapshot } from "../../src/raft/types";
+import type { Message, Snapshot } from "../../src/raft/types";
 
 const CFG = configOfIds(["n1", "n2", "n3"]);
 
@@ -419,5 +419,107 @@ describe("what a leader refuses, and why", () => {
     expect(follower.proposeConfig(CFG)).toMatchObject({ ok: false, reason: "not_leader" });
     expect(follower.transferLeader("n2")).toMatchObject({ ok: false, reason: "not_leader" });
     expect(follower.readIndex(1)).toMatchObject({ ok: false, reason: "not_leader" });
+  });
+});
+
+describe("terms of incoming messages (Raft 5.1, PreVote and CheckQuorum, thesis 9.6)", () => {
+  /** n1 of n1..n3 at term 5, no vote, no leader known, its log the bootstrap entry; sent messages come back from out(). */
+  function at5(opts: { checkQuorum?: boolean; preVote?: boolean; vote?: string } = {}): { raw: RawNode; out: () => readonly Message[] } {
+    const s = MemoryStorage.bootstrap("c", CFG);
+    s.setHardState({ term: 5, vote: opts.vote ?? null, commit: 1 });
+    const raw = new RawNode({
+      id: "n1", storage: s, electionTick: 10, heartbeatTick: 1, preVote: opts.preVote ?? true, checkQuorum: opts.checkQuorum ?? true,
+      maxMsgBytes: 1 << 20, maxInflight: 4, rng: new Prng(1),
+    });
+    const out = (): readonly Message[] => {
+      if (!raw.hasReady()) return [];
+      const rd = raw.ready();
+      if (rd.hardState !== null) s.setHardState(rd.hardState);
+      s.append(rd.entries);
+      raw.advance(rd);
+      return rd.messages;
+    };
+    out();
+    return { raw, out };
+  }
+  const genesis = MemoryStorage.bootstrap("c", CFG).entry(1);
+  const appendAt = (term: number, from = "n2"): Message => ({ type: "Append", from, to: "n1", term, prevIndex: 1, prevTerm: 1, prevHash: genesis.hash, entries: [], commit: 1 });
+  const heartbeatAt = (term: number): Message => ({ type: "Heartbeat", from: "n2", to: "n1", term, commit: 1, commitHash: genesis.hash, readCtx: 0 });
+  const preVoteAt = (term: number, from = "n2", lastIndex = 1, lastTerm = 1): Message => ({ type: "PreVote", from, to: "n1", term, lastIndex, lastTerm });
+  const voteAt = (term: number, from = "n2", transfer = false, lastIndex = 1, lastTerm = 1): Message => ({ type: "Vote", from, to: "n1", term, lastIndex, lastTerm, transfer });
+  const staleReject = { type: "AppendResp", from: "n1", to: "n2", term: 5, reject: true, index: 0, hintIndex: 0, hintTerm: 0 };
+
+  test("a stale Append or Heartbeat is told the term moved on (with CheckQuorum or PreVote), a stale PreVote is refused, a stale Vote ignored", () => {
+    const { raw, out } = at5();
+    raw.step(appendAt(3));
+    expect(out()).toEqual([staleReject]);
+    raw.step(heartbeatAt(4));
+    expect(out()).toEqual([staleReject]);
+    raw.step(preVoteAt(4));
+    expect(out()).toEqual([{ type: "PreVoteResp", from: "n1", to: "n2", term: 5, reject: true }]);
+    raw.step(voteAt(4));
+    expect(out()).toEqual([]);
+    expect(raw.status()).toMatchObject({ term: 5, role: "follower", lead: null });
+    for (const o of [{ checkQuorum: false, preVote: true }, { checkQuorum: true, preVote: false }]) {
+      const one = at5(o);
+      one.raw.step(appendAt(3));
+      expect(one.out()).toEqual([staleReject]);
+    }
+    const neither = at5({ checkQuorum: false, preVote: false });
+    neither.raw.step(appendAt(3));
+    neither.raw.step(heartbeatAt(3));
+    expect(neither.out()).toEqual([]);
+  });
+
+  test("a higher term: a leader's message makes it the leader; a Vote moves the term without a leader; a PreVote, or a PreVote granted, moves nothing", () => {
+    const a = at5();
+    a.raw.step(appendAt(7));
+    expect(a.raw.status()).toMatchObject({ term: 7, role: "follower", lead: "n2" });
+    const v = at5();
+    v.raw.step(voteAt(7, "n3"));
+    expect(v.raw.status()).toMatchObject({ term: 7, lead: null, vote: "n3" });
+    expect(v.out()).toEqual([{ type: "VoteResp", from: "n1", to: "n3", term: 7, reject: false }]);
+    const p = at5();
+    p.raw.step(preVoteAt(7, "n3"));
+    expect(p.raw.status()).toMatchObject({ term: 5, vote: null });
+    expect(p.out()).toEqual([{ type: "PreVoteResp", from: "n1", to: "n3", term: 7, reject: false }]);
+    p.raw.step({ type: "PreVoteResp", from: "n3", to: "n1", term: 8, reject: false });
+    expect(p.raw.status().term).toBe(5);
+    p.raw.step({ type: "PreVoteResp", from: "n3", to: "n1", term: 8, reject: true });
+    expect(p.raw.status()).toMatchObject({ term: 8, role: "follower" });
+  });
+
+  test("while it hears a leader (CheckQuorum), a PreVote or Vote of a higher term is ignored, unless the Vote is a leadership transfer", () => {
+    const { raw, out } = at5();
+    raw.step(appendAt(5));
+    out();
+    raw.step(preVoteAt(6, "n3"));
+    raw.step(voteAt(6, "n3"));
+    expect(out()).toEqual([]);
+    expect(raw.status()).toMatchObject({ term: 5, lead: "n2" });
+    raw.step(voteAt(6, "n3", true));
+    expect(out()).toEqual([{ type: "VoteResp", from: "n1", to: "n3", term: 6, reject: false }]);
+    const free = at5({ checkQuorum: false });
+    free.raw.step(appendAt(5));
+    free.out();
+    free.raw.step(voteAt(6, "n3"));
+    expect(free.out()).toEqual([{ type: "VoteResp", from: "n1", to: "n3", term: 6, reject: false }]);
+  });
+
+  test("one vote per term: again to the same candidate, never to another; never to a log behind its own", () => {
+    const { raw, out } = at5({ vote: "n2" });
+    raw.step(voteAt(5, "n2"));
+    expect(out()).toEqual([{ type: "VoteResp", from: "n1", to: "n2", term: 5, reject: false }]);
+    raw.step(voteAt(5, "n3"));
+    expect(out()).toEqual([{ type: "VoteResp", from: "n1", to: "n3", term: 5, reject: true }]);
+    // A PreVote for a later term is judged on the log alone, whatever this term's vote.
+    raw.step(preVoteAt(6, "n3"));
+    expect(out()).toEqual([{ type: "PreVoteResp", from: "n1", to: "n3", term: 6, reject: false }]);
+    raw.step(preVoteAt(6, "n3", 0, 0));
+    expect(out()).toEqual([{ type: "PreVoteResp", from: "n1", to: "n3", term: 5, reject: true }]);
+    const fresh = at5();
+    fresh.raw.step(voteAt(6, "n3", false, 0, 0));
+    expect(fresh.out()).toEqual([{ type: "VoteResp", from: "n1", to: "n3", term: 6, reject: true }]);
+    expect(fresh.raw.status()).toMatchObject({ term: 6, vote: null });
   });
 });
