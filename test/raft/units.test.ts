@@ -523,3 +523,97 @@ describe("terms of incoming messages (Raft 5.1, PreVote and CheckQuorum, thesis 
     expect(fresh.raw.status()).toMatchObject({ term: 6, vote: null });
   });
 });
+
+describe("a follower checks what its leader sends (hash chain, committed history)", () => {
+  /** n1 at term 2 following n2, its log 1..4 (terms 1,1,2,2), committed up to `commit`. */
+  function follower(commit: number): { raw: RawNode; s: MemoryStorage; out: () => { messages: readonly Message[]; reports: readonly { kind: string; index: number; detail: string }[] } } {
+    const s = storageOf([1, 2, 2]);
+    s.setHardState({ term: 2, vote: null, commit });
+    const raw = new RawNode({ id: "n1", storage: s, electionTick: 10, heartbeatTick: 1, preVote: true, checkQuorum: true, maxMsgBytes: 1 << 20, maxInflight: 4, rng: new Prng(1) });
+    const out = () => {
+      if (!raw.hasReady()) return { messages: [], reports: [] };
+      const rd = raw.ready();
+      if (rd.hardState !== null) s.setHardState(rd.hardState);
+      s.append(rd.entries);
+      raw.advance(rd);
+      return { messages: rd.messages, reports: rd.reports };
+    };
+    out();
+    return { raw, s, out };
+  }
+  const append = (s: MemoryStorage, prevIndex: number, entries: Entry[], extra: Record<string, unknown> = {}): Message =>
+    ({ type: "Append", from: "n2", to: "n1", term: 2, prevIndex, prevTerm: s.entry(prevIndex).term, prevHash: s.entry(prevIndex).hash, entries, commit: 0, ...extra }) as Message;
+  const resp = (over: Record<string, unknown>) => ({ type: "AppendResp", from: "n1", to: "n2", term: 2, hintIndex: 0, hintTerm: 0, ...over });
+
+  test("an Append from below its commit index changes nothing and is answered with that index", () => {
+    const { raw, s, out } = follower(3);
+    raw.step(append(s, 2, []));
+    expect(out().messages).toEqual([resp({ reject: false, index: 3 })]);
+    expect(raw.status().lastIndex).toBe(4);
+  });
+
+  test("a prevTerm it does not have is rejected with the fast-backtracking hint", () => {
+    const { raw, s, out } = follower(1);
+    raw.step({ ...append(s, 4, []), prevTerm: 3 } as Message);
+    expect(out().messages).toEqual([resp({ reject: true, index: 4, hintIndex: 4, hintTerm: 2 })]);
+    raw.step({ ...append(s, 4, []), prevIndex: 9, prevTerm: 1 } as Message);
+    expect(out().messages).toEqual([resp({ reject: true, index: 9, hintIndex: 2, hintTerm: 1 })]);
+  });
+
+  test("a different hash at prevIndex is reported and rejected; below commit it halts the node", () => {
+    const free = follower(1);
+    free.raw.step({ ...append(free.s, 3, []), prevHash: new Uint8Array(32) } as Message);
+    const o = free.out();
+    expect(o.messages).toEqual([resp({ reject: true, index: 3, hintIndex: 2, hintTerm: 0 })]);
+    expect(o.reports.map((r) => [r.kind, r.index])).toEqual([["prev_hash", 3]]);
+    expect(free.raw.status().halted).toBeNull();
+    const held = follower(3);
+    held.raw.step({ ...append(held.s, 3, []), prevHash: new Uint8Array(32) } as Message);
+    held.out();
+    expect(held.raw.status().halted).toMatch(/^committed history differs from leader n2: hash at 3 \(term 2\)/);
+  });
+
+  test("entries out of sequence, or whose hash does not recompute onto the chain, are reported and rejected; nothing is written", () => {
+    const { raw, s, out } = follower(1);
+    const e5 = next(s.entry(4), 2, "e5");
+    const e6 = next(e5, 2, "e6");
+    raw.step(append(s, 4, [e6]));
+    let o = out();
+    expect(o.messages).toEqual([resp({ reject: true, index: 4, hintIndex: 4 })]);
+    expect(o.reports.map((r) => [r.kind, r.index, r.detail])).toEqual([["entry_hash", 5, "entry 6 out of sequence"]]);
+    raw.step(append(s, 4, [{ ...e5, hash: new Uint8Array(32) }]));
+    o = out();
+    expect(o.messages).toEqual([resp({ reject: true, index: 4, hintIndex: 4 })]);
+    expect(o.reports.map((r) => [r.kind, r.index])).toEqual([["entry_hash", 5]]);
+    expect(raw.status().lastIndex).toBe(4);
+    raw.step(append(s, 4, [e5, e6], { commit: 9 }));
+    o = out();
+    expect(o.messages).toEqual([resp({ reject: false, index: 6 })]);
+    expect(raw.status()).toMatchObject({ lastIndex: 6, commit: 6 }); // commit: the leader's, at most what it sent
+  });
+
+  test("a Heartbeat's commit hash: equal advances commit; different is reported, and below commit halts", () => {
+    const { raw, s, out } = follower(1);
+    raw.step({ type: "Heartbeat", from: "n2", to: "n1", term: 2, commit: 3, commitHash: s.entry(3).hash, readCtx: 4 });
+    expect(out().messages).toEqual([{ type: "HeartbeatResp", from: "n1", to: "n2", term: 2, readCtx: 4 }]);
+    expect(raw.status().commit).toBe(3);
+    raw.step({ type: "Heartbeat", from: "n2", to: "n1", term: 2, commit: 4, commitHash: new Uint8Array(32), readCtx: 0 });
+    const o = out();
+    expect(o.reports.map((r) => [r.kind, r.index])).toEqual([["commit_hash", 4]]);
+    expect(raw.status()).toMatchObject({ commit: 3, halted: null });
+    raw.step({ type: "Heartbeat", from: "n2", to: "n1", term: 2, commit: 9, commitHash: new Uint8Array(32), readCtx: 0 }); // beyond its log: nothing to compare
+    expect(raw.status()).toMatchObject({ commit: 3, halted: null });
+    raw.step({ type: "Heartbeat", from: "n2", to: "n1", term: 2, commit: 2, commitHash: new Uint8Array(32), readCtx: 0 });
+    out();
+    expect(raw.status().halted).toMatch(/^committed history differs from leader n2: hash at 2/);
+  });
+
+  test("an InstallSnapshot at or below commit is answered with the commit index; one of history it holds only commits it", () => {
+    const { raw, s, out } = follower(3);
+    raw.step({ type: "InstallSnapshot", from: "n2", to: "n1", term: 2, snapshot: snapshotAt(s, 2) });
+    expect(out().messages).toEqual([resp({ reject: false, index: 3 })]);
+    raw.step({ type: "InstallSnapshot", from: "n2", to: "n1", term: 2, snapshot: snapshotAt(s, 4) });
+    expect(out().messages).toEqual([resp({ reject: false, index: 4 })]);
+    expect(raw.status()).toMatchObject({ commit: 4, lastIndex: 4, firstIndex: 1 });
+  });
+});
