@@ -234,6 +234,38 @@ describe("leader replication limits", () => {
     expect(more[0].prevIndex).toBe(last);
   });
 
+  test("a rejection in Probe moves next to the follower's hint (never below match + 1); a stale one is ignored", () => {
+    const s = MemoryStorage.bootstrap("c", CFG3);
+    const raw = node("n1", s, { preVote: false });
+    raw.campaign();
+    handle(raw, s);
+    raw.step({ type: "VoteResp", from: "n2", to: "n1", term: 2, reject: false });
+    handle(raw, s);
+    for (let i = 0; i < 3; i++) raw.propose(EntryKind.Record, new Uint8Array(10));
+    handle(raw, s); // log 1..5; n3's probe (prev 1, the NOOP) unanswered, so the proposals wait
+    // n3 rejects prev 1, its hint the start of the log: the next probe sends everything.
+    raw.step({ type: "AppendResp", from: "n3", to: "n1", term: 2, reject: true, index: 1, hintIndex: 0, hintTerm: 0 });
+    const probe = handle(raw, s).messages.filter((m): m is AppendMsg => m.type === "Append" && m.to === "n3");
+    expect(probe.map((m) => [m.prevIndex, m.entries.map((e) => e.index)])).toEqual([[0, [1, 2, 3, 4, 5]]]);
+    // A rejection of an index it did not send now is stale: nothing is sent.
+    raw.step({ type: "AppendResp", from: "n3", to: "n1", term: 2, reject: true, index: 4, hintIndex: 0, hintTerm: 0 });
+    expect(handle(raw, s).messages.filter((m) => m.to === "n3")).toEqual([]);
+    raw.step({ type: "AppendResp", from: "n3", to: "n1", term: 2, reject: false, index: 5, hintIndex: 0, hintTerm: 0 });
+    handle(raw, s);
+    expect(raw.status().commit).toBe(5);
+  });
+
+  test("ReadIndex: only voters' answers for that ctx count, and a confirmation releases the earlier reads too", () => {
+    const { raw, s } = leaderWithFollowers({});
+    expect(raw.readIndex(5)).toMatchObject({ ok: true });
+    expect(raw.readIndex(6)).toMatchObject({ ok: true });
+    handle(raw, s);
+    raw.step({ type: "HeartbeatResp", from: "n3", to: "n1", term: 2, readCtx: 99 }); // no such read
+    expect(handle(raw, s).readStates).toEqual([]);
+    raw.step({ type: "HeartbeatResp", from: "n2", to: "n1", term: 2, readCtx: 6 });
+    expect(handle(raw, s).readStates.map((r) => r.ctx)).toEqual([5, 6]);
+  });
+
   test("ReadIndex waits for the leader's NOOP to commit", () => {
     const s = MemoryStorage.bootstrap("c", CFG3);
     const raw = node("n1", s, { preVote: false });
