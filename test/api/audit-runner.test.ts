@@ -255,11 +255,11 @@ describe("AuditRunner.run", () => {
   });
 });
 
-/** GET /audit on a bare express app over a runner with a stand-in start, with the project's error handler. */
-async function appOver(r: AuditRunner): Promise<{ url: string; close(): Promise<void> }> {
+/** GET /audit on a bare express app over a runner with a stand-in start, with the project's error handler (logging to `errors` when given). */
+async function appOver(r: AuditRunner, errors?: Array<Record<string, unknown>>): Promise<{ url: string; close(): Promise<void> }> {
   const app = express();
   app.get("/audit", (req, res) => r.handle(req, res));
-  app.use(errorHandler(pino({ level: "silent" })));
+  app.use(errorHandler(errors === undefined ? pino({ level: "silent" }) : pino({ level: "info" }, { write: (line: string) => void errors.push(JSON.parse(line) as Record<string, unknown>) })));
   const { server, port } = await listen(app, "127.0.0.1", 0);
   return {
     url: `http://127.0.0.1:${port}`,
@@ -325,6 +325,7 @@ describe("AuditRunner.handle (a bare app, a stand-in audit)", () => {
       expect((from.json as { message: string }).message).toMatch(/^from must be genesis/);
       const to = await http(a.url, "GET", "/audit?to=x", { token: ADMIN });
       expect(to.status).toBe(400);
+      expect((to.json as { message: string }).message).toBe('to must be a whole number >= 1, got "x"');
       expect(started).toHaveLength(0);
       const running = http(a.url, "GET", "/audit", { token: ADMIN });
       while (started.length < 1) await turn();
@@ -339,10 +340,11 @@ describe("AuditRunner.handle (a bare app, a stand-in audit)", () => {
     }
   });
 
-  test("a caller who leaves stops the audit; one who stays to the answer never cancels it", async () => {
+  test("a caller who leaves stops the audit, and nothing is answered or logged as failed for it; one who stays to the answer never cancels it", async () => {
     const { start, started } = fakeStart();
     const { r } = runner(start);
-    const a = await appOver(r);
+    const errors: Array<Record<string, unknown>> = [];
+    const a = await appOver(r, errors);
     try {
       const controller = new AbortController();
       const left = fetch(`${a.url}/audit`, { headers: { authorization: `Bearer ${ADMIN}` }, signal: controller.signal }).then(() => "answered", () => "aborted");
@@ -352,6 +354,8 @@ describe("AuditRunner.handle (a bare app, a stand-in audit)", () => {
       while (started[0].cancels.length < 1) await turn();
       expect(started[0].cancels.map((c) => c.message)).toEqual(["the client closed the connection; audit abandoned"]);
       while (r.busy()) await turn();
+      await turn();
+      expect(errors).toEqual([]);
 
       // Connection: close, so the socket (and the response's "close") ends right after the answer.
       const stayed = http(a.url, "GET", "/audit", { token: ADMIN, headers: { connection: "close" } });

@@ -153,6 +153,7 @@ describe("reading", () => {
     const err = await settled(run);
     expect(err).toBeInstanceOf(LedgerError);
     expect((err as LedgerError).code).toBe("invalid_json");
+    expect((err as LedgerError).message).toBe('body/a: key "a" appears more than once');
     expect(run.headers.has("Connection")).toBe(false);
     expect(run.req.body).toBeUndefined();
   });
