@@ -146,19 +146,12 @@ export class RaftStorage implements Storage {
    * entries to the same state, in order (runtime.ts applyFromStore). etcd applies the same way.
    */
   persist(rd: Ready, keys: MemberKeys, alsoInTxn: (() => void) | null = null): void {
-    const votes = rd.hardState !== null && (rd.hardState.term !== this.hard.term || rd.hardState.vote !== this.hard.votedFor);
-    if (rd.snapshot === null && rd.entries.length === 0 && !votes) {
-      if (rd.hardState === null && alsoInTxn === null) return;
-      this.transaction(() => {
-        if (rd.hardState !== null) {
-          const cur = this.txnHard as DurableHard;
-          this.txnHard = { ...cur, commitIndex: Math.max(rd.hardState.commit, cur.lastApplied) };
-          this.store.setHardState(this.txnHard);
-        }
-        alsoInTxn?.();
-      }, false);
+    if (rd.snapshot === null && rd.entries.length === 0 && rd.hardState === null) {
+      if (alsoInTxn !== null) this.transaction(alsoInTxn, false);
       return;
     }
+    const termOrVote = rd.hardState !== null && (rd.hardState.term !== this.hard.term || rd.hardState.vote !== this.hard.votedFor);
+    const synced = rd.snapshot !== null || rd.entries.length > 0 || termOrVote;
     let range = this.range;
     const nodes: MerkleNode[] = [];
     const checkpoints: Array<{ index: number; cp: Checkpoint }> = [];
@@ -201,8 +194,8 @@ export class RaftStorage implements Storage {
         this.store.setHardState(this.txnHard);
       }
       alsoInTxn?.();
-    });
-    // Durable: now the caches follow.
+    }, synced);
+    // Committed: now the caches follow.
     this.refresh();
     if (installed !== null || truncateAt !== null) this.forgetTail(() => true);
     this.range = rd.entries.length > 0 ? range : installed !== null ? installed.range : this.range;

@@ -18,8 +18,9 @@
  *
  * Bounded: one request in flight at a time. When the worker cannot start, answered its last request
  * with a failure (or has exited), or leaves UNANSWERED_MAX requests in a row unanswered (stalled, or
- * starved of CPU at its lower priority), the writer checkpoints on its own connection, as SQLite would have: the WAL never grows without
- * bound, only its cost moves back onto the loop while the worker is not there.
+ * starved of CPU at its lower priority), the writer checkpoints on its own connection, as SQLite
+ * would have: the WAL never grows without bound, only its cost moves back onto the loop while the
+ * worker is not there.
  */
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import type { Logger } from "pino";
@@ -33,7 +34,7 @@ import { lowerThisThreadPriority, startWorker } from "./background";
 export const COMMITS_PER_CHECKPOINT = 150;
 /**
  * WAL frames past which the writer catches the checkpoint up itself, so the WAL starts over: 4,096
- * frames is 16 MiB at SQLite's 4 KiB pages, ~1,300 commits of ~3 pages. Without it the WAL never
+ * frames is 16 MiB at SQLite's 4 KiB pages, ~700 commits of ~6 pages (four or five worker answers). Without it the WAL never
  * started over under steady writes: 3 GB of WAL beside a 340 MB database after a 1,000,000-entry
  * build, read through at every start (6.7 s to /ready). While a reader holds an older snapshot
  * (an audit) nothing can start it over; the writer tries again after the worker's next answer.

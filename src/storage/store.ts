@@ -272,11 +272,6 @@ export class Store implements StateStore, ChainSource {
     }
   }
 
-  /** SQLite's synchronous setting on the writer's connection: 2 (FULL) outside transactionUnsynced. */
-  synchronous(): number {
-    return this.db.pragma("synchronous", { simple: true }) as number;
-  }
-
   getMeta(key: string): string | undefined {
     return (this.s.metaGet.get(key) as { value: string } | undefined)?.value;
   }

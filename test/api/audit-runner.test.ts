@@ -66,8 +66,15 @@ const caught = async (p: Promise<unknown>): Promise<LedgerError> => {
   return e;
 };
 
-/** Lets the runner reach its `await handle.result` (start is called synchronously; this is for symmetry in tests that await). */
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+/** Loop turns until `cond` holds: at most 10,000 (a request over loopback takes a few), else a failure naming it. */
+async function until(what: string, cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 10_000; i++) {
+    if (cond()) return;
+    await turn();
+  }
+  throw new Error(`${what}: not after 10,000 turns of the loop`);
+}
 
 afterEach(() => {
   jest.restoreAllMocks();
@@ -277,7 +284,7 @@ describe("AuditRunner.handle (a bare app, a stand-in audit)", () => {
     const a = await appOver(r);
     try {
       const okAnswer = http(a.url, "GET", "/audit", { token: AUDITOR });
-      while (started.length < 1) await turn();
+      await until("audit 1 started", () => started.length >= 1);
       started[0].resolve({ report: report(true), stateRootLive: "live" });
       const ok = await okAnswer;
       expect(ok.status).toBe(200);
@@ -285,7 +292,7 @@ describe("AuditRunner.handle (a bare app, a stand-in audit)", () => {
       expect(ok.headers.get("cache-control")).toBe("no-store");
 
       const badAnswer = http(a.url, "GET", "/audit?from=4&to=6", { token: ADMIN });
-      while (started.length < 2) await turn();
+      await until("audit 2 started", () => started.length >= 2);
       expect(started[1].job).toStrictEqual({ from: 4, to: 6 });
       started[1].resolve({ report: report(false) });
       const bad = await badAnswer;
@@ -307,7 +314,7 @@ describe("AuditRunner.handle (a bare app, a stand-in audit)", () => {
       expect((await http(closed.url, "GET", "/audit?from=zero")).status).toBe(401); // the token first
       expect(started).toHaveLength(0);
       const answer = http(open.url, "GET", "/audit");
-      while (started.length < 1) await turn();
+      await until("audit 1 started", () => started.length >= 1);
       started[0].resolve({ report: report(true) });
       expect((await answer).status).toBe(200);
     } finally {
@@ -328,7 +335,7 @@ describe("AuditRunner.handle (a bare app, a stand-in audit)", () => {
       expect((to.json as { message: string }).message).toBe('to must be a whole number >= 1, got "x"');
       expect(started).toHaveLength(0);
       const running = http(a.url, "GET", "/audit", { token: ADMIN });
-      while (started.length < 1) await turn();
+      await until("audit 1 started", () => started.length >= 1);
       const busy = await http(a.url, "GET", "/audit", { token: ADMIN });
       expect(busy.status).toBe(429);
       expect(busy.headers.get("retry-after")).toBe("1");
@@ -348,18 +355,18 @@ describe("AuditRunner.handle (a bare app, a stand-in audit)", () => {
     try {
       const controller = new AbortController();
       const left = fetch(`${a.url}/audit`, { headers: { authorization: `Bearer ${ADMIN}` }, signal: controller.signal }).then(() => "answered", () => "aborted");
-      while (started.length < 1) await turn();
+      await until("audit 1 started", () => started.length >= 1);
       controller.abort();
       expect(await left).toBe("aborted");
-      while (started[0].cancels.length < 1) await turn();
+      await until("the audit cancelled", () => started[0].cancels.length >= 1);
       expect(started[0].cancels.map((c) => c.message)).toEqual(["the client closed the connection; audit abandoned"]);
-      while (r.busy()) await turn();
+      await until("the runner free", () => !r.busy());
       await turn();
       expect(errors).toEqual([]);
 
       // Connection: close, so the socket (and the response's "close") ends right after the answer.
       const stayed = http(a.url, "GET", "/audit", { token: ADMIN, headers: { connection: "close" } });
-      while (started.length < 2) await turn();
+      await until("audit 2 started", () => started.length >= 2);
       started[1].resolve({ report: report(true) });
       expect((await stayed).status).toBe(200);
       await a.close(); // every socket closed: every "close" has fired
