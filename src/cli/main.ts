@@ -1,7 +1,8 @@
 /** The `resonetics` command line. Every flag also reads an environment variable. */
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { checkCleartextExposure, checkPortFree, serve } from "./serve";
-import { verifyChainCommand } from "./verify-chain";
+import { PARALLEL_MIN_ENTRIES, verifyChainCommand } from "./verify-chain";
+import { WORKERS_MAX as VERIFY_WORKERS_MAX } from "../node/verify-pipeline";
 import { trustExportCommand } from "./trust";
 import { verifyReceiptCommand } from "./receipt";
 import { clientTls, int, withClientOptions } from "./client-options";
@@ -211,7 +212,8 @@ export function program(): Command {
     .option("--json", "one JSON report on stdout", false)
     .addOption(new Option("--trust <file>", "the auditor's trust file (resonetics trust export): anchors the report").env("RESONETICS_TRUST"))
     .addOption(new Option("--checkpoint <file>", "a signed checkpoint to pin (with --trust): root(size) must match it").env("RESONETICS_CHECKPOINT"))
-    .action((dataDir: string, o: { from: string; json: boolean; trust?: string; checkpoint?: string }) => {
+    .addOption(new Option("--workers <n>", `threads that check entries beside the replay, 0 = none (default: one per core but one, at most ${VERIFY_WORKERS_MAX}, from ${PARALLEL_MIN_ENTRIES} entries)`).env("RESONETICS_VERIFY_WORKERS").argParser(int(0, VERIFY_WORKERS_MAX)))
+    .action((dataDir: string, o: { from: string; json: boolean; trust?: string; checkpoint?: string; workers?: number }) => {
       process.exitCode = verifyChainCommand(dataDir, { ...o, progress: !o.json && process.stderr.isTTY === true }, out, err);
     });
   p.command("trust")

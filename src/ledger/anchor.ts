@@ -45,6 +45,11 @@ export interface AnchorProblem {
 
 type Keys = ReadonlyMap<string, string>;
 
+/** A RECORD entry's ts (undefined when its payload is no record), a checkpoint's, or none. */
+export function entryTs(e: Entry, cp: Checkpoint | null): string | undefined {
+  return e.kind === EntryKind.Record ? decodeRecord(e.payload)?.ts : cp?.ts;
+}
+
 export class AnchorTracker {
   /** Keys of the last endorsed configuration; null until the first one (the genesis CONFIG, or the start snapshot's). */
   private endorsed: Keys | null = null;
@@ -95,8 +100,12 @@ export class AnchorTracker {
     if (this.pending.length === 0) this.checkpointed = cp.size;
   }
 
-  /** After entry e is in the tree: the pinned checkpoint's root and head, and time's order. */
-  appended(e: Entry, root: () => Uint8Array, cp: Checkpoint | null): AnchorProblem | null {
+  /**
+   * After entry e is in the tree: the pinned checkpoint's root and head, and time's order. `ts` is
+   * the entry's time: a record's (none when its payload is no record: the replay reports that),
+   * a checkpoint's; the caller passes it when it has parsed the payload already.
+   */
+  appended(e: Entry, root: () => Uint8Array, cp: Checkpoint | null, ts: string | undefined = entryTs(e, cp)): AnchorProblem | null {
     const p = this.pinned;
     if (p !== undefined && e.index === p.size) {
       const got = toHex(root());
@@ -112,7 +121,6 @@ export class AnchorTracker {
         return { index: e.index, reason: `entry ${e.index} is not the pinned checkpoint` };
       }
     }
-    const ts = e.kind === EntryKind.Record ? decodeRecord(e.payload)?.ts : cp?.ts;
     if (ts !== undefined) {
       const ms = Date.parse(ts);
       if (!Number.isFinite(ms)) return { index: e.index, reason: `ts ${JSON.stringify(ts)} is not a date-time` };

@@ -135,10 +135,13 @@ export class CompactRange {
     return this.count;
   }
 
-  /** Adds leaf data (an entry hash); returns every node completed, the leaf itself first. */
-  append(leafData: Uint8Array): MerkleNode[] {
+  /**
+   * Adds leaf data (an entry hash); returns every node completed, the leaf itself first. `leaf` is
+   * leafHash(leafData) when the caller has it already (verify-chain hashes leaves on other threads).
+   */
+  append(leafData: Uint8Array, leaf: Uint8Array = leafHash(leafData)): MerkleNode[] {
     const created: MerkleNode[] = [];
-    let node: MerkleNode = { level: 0, index: this.count, hash: leafHash(leafData) };
+    let node: MerkleNode = { level: 0, index: this.count, hash: leaf };
     created.push(node);
     while (this.peaks.length > 0 && this.peaks[this.peaks.length - 1].level === node.level) {
       const left = this.peaks.pop() as MerkleNode;

@@ -4,7 +4,7 @@
  */
 import { Entry, EntryKind } from "./entry";
 import { parseRecordPayload, RecordPayload } from "./record";
-import { AssertionError } from "../util/assert";
+import { assert, AssertionError } from "../util/assert";
 import { LedgerError } from "../util/errors";
 import { sha256 } from "./hash";
 import { canonicalBytes } from "./canonical";
@@ -54,7 +54,8 @@ export class UnappliableRecord extends AssertionError {
   }
 }
 
-function recordOf(entry: Entry): RecordPayload {
+/** The RECORD entry's payload as parseRecordPayload accepts it; UnappliableRecord (with why) when it does not. */
+export function recordOf(entry: Entry): RecordPayload {
   try {
     return parseRecordPayload(entry.payload);
   } catch (err) {
@@ -71,7 +72,28 @@ function recordOf(entry: Entry): RecordPayload {
  */
 export function applyEntry(store: StateStore, entry: Entry): ApplyResult {
   if (entry.kind !== EntryKind.Record) return { kind: "none" };
-  const rec = recordOf(entry);
+  return applyRecord(store, entry, recordOf(entry));
+}
+
+/** The fields of a RECORD payload that a replay reads (apply, and the verifier's order of time); the rest is what the log records. */
+export type RecordKeys = Pick<RecordPayload, "subject" | "idempotency_key" | "request_digest" | "ts">;
+
+/** The keys apply reads, copied out of a record that parseRecordPayload accepted (small enough to pass between threads). */
+export function recordKeys(rec: RecordPayload): RecordKeys {
+  return {
+    subject: rec.subject,
+    ts: rec.ts,
+    ...(rec.idempotency_key === undefined ? {} : { idempotency_key: rec.idempotency_key }),
+    ...(rec.request_digest === undefined ? {} : { request_digest: rec.request_digest }),
+  };
+}
+
+/**
+ * applyEntry for a RECORD entry whose payload was already checked: `rec` is what
+ * parseRecordPayload(entry.payload) returned (or its recordKeys), here or on another thread.
+ */
+export function applyRecord(store: StateStore, entry: Entry, rec: RecordKeys): ApplyResult {
+  assert(entry.kind === EntryKind.Record, `applyRecord of entry ${entry.index}, of kind ${entry.kind}`);
   if (rec.idempotency_key !== undefined) {
     const prior = store.getDedup(rec.idempotency_key);
     if (prior !== undefined) return { kind: "duplicate", original: prior, digest: rec.request_digest };

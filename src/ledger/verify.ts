@@ -5,11 +5,11 @@
  * Reads through ChainSource, so it shares the exact hashing code with the server.
  */
 import { Entry, EntryKind, entryHash, genesisHash, isEntryKind } from "./entry";
-import { CompactRange } from "./merkle";
+import { CompactRange, leafHash } from "./merkle";
 import { bytesEqual, toHex } from "./bytes";
 import { decodeCheckpoint, verifyCheckpointSignature, Checkpoint } from "./checkpoint";
 import { configPayloadProblem, decodeConfig } from "./config";
-import { applyEntry, DedupRow, MemoryState, StateStore, stateRootSteps, SubjectRow, UnappliableRecord } from "./state-machine";
+import { applyRecord, DedupRow, MemoryState, RecordKeys, recordKeys, recordOf, stateRootSteps, SubjectRow, UnappliableRecord } from "./state-machine";
 import { subjectTreeOf, trackSubjects } from "./subject-tree";
 import { decodeSnapshot, snapshotProblem, snapshotRange, snapshotState } from "./snapshot";
 import { AnchorProblem, AnchorReport, AnchorTracker } from "./anchor";
@@ -20,7 +20,8 @@ export interface ChainSource {
   getMeta(key: string): string | undefined;
   hardState(): { readonly commitIndex: number; readonly lastApplied: number; readonly term: number };
   lastIndex(): number;
-  entries(from: number, to: number): Iterable<Entry>;
+  /** Entries from..to in index order; an entry may come with its facts computed ahead (entryFacts). */
+  entries(from: number, to: number): Iterable<Entry & { readonly facts?: EntryFacts }>;
   /** A stored Merkle node, undefined when absent. */
   findNode(level: number, index: number): Uint8Array | undefined;
   checkpoints(cluster: string): Iterable<Checkpoint & { readonly index: number }>;
@@ -35,6 +36,38 @@ export interface ChainSource {
   snapshotIndexes?(): number[];
   /** The snapshot document stored at index. */
   snapshotBytesAt?(index: number): Uint8Array | undefined;
+}
+
+/**
+ * What an entry's own bytes decide, given the stored hash of the entry before it: everything of a
+ * verification that does not need the replay so far. verify-chain computes it for many entries at
+ * once on worker threads (src/node/verify-pipeline.ts); verifyChainSteps uses it as it comes, or
+ * computes it in place, and the report is the same either way.
+ */
+export interface EntryFacts {
+  /**
+   * entryHash(index, term, kind, prevHash, payload) equals the stored hash; undefined when the
+   * index, term or kind is not of the format (the replay reports that before it hashes).
+   */
+  readonly hashMatches: boolean | undefined;
+  /** The entry's Merkle leaf: leafHash(stored hash). */
+  readonly leaf: Uint8Array;
+  /** A RECORD entry's keys for apply, or why its payload does not apply (UnappliableRecord's message). */
+  readonly record?: RecordKeys | { readonly problem: string };
+}
+
+/** The facts of `e`, whose predecessor's stored hash is prevHash (the genesis hash, or a snapshot's head, for the first). */
+export function entryFacts(e: Entry, prevHash: Uint8Array): EntryFacts {
+  const hashable = isU64(e.index) && isU64(e.term) && isEntryKind(e.kind);
+  const hashMatches = hashable ? bytesEqual(entryHash(e.index, e.term, e.kind, prevHash, e.payload), e.hash) : undefined;
+  const leaf = leafHash(e.hash);
+  if (e.kind !== EntryKind.Record) return { hashMatches, leaf };
+  try {
+    return { hashMatches, leaf, record: recordKeys(recordOf(e)) };
+  } catch (err) {
+    if (err instanceof UnappliableRecord) return { hashMatches, leaf, record: { problem: err.message } };
+    throw err;
+  }
 }
 
 /** Where a verification starts: genesis, the latest snapshot, or the retained snapshot at an index. */
@@ -211,8 +244,10 @@ export function* verifyChainSteps(src: ChainSource, options: VerifyOptions = {})
       if (!isEntryKind(e.kind)) throw new Violation(e.index, `kind ${JSON.stringify(e.kind)} is not 0..3`);
       if (e.hash.length !== 32) throw new Violation(e.index, `stored hash is ${e.hash.length} bytes, not 32`);
       if (e.term < prevTerm) throw new Violation(e.index, `term ${e.term} is lower than the previous entry's ${prevTerm}`);
-      const h = entryHash(e.index, e.term, e.kind, prevHash, e.payload);
-      if (!bytesEqual(h, e.hash)) {
+      // Facts computed ahead used the stored hash before this entry, which prevHash is here.
+      const facts = e.facts ?? entryFacts(e, prevHash);
+      if (facts.hashMatches !== true) {
+        const h = entryHash(e.index, e.term, e.kind, prevHash, e.payload);
         throw new Violation(e.index, `entry hash mismatch: stored ${toHex(e.hash)}, recomputed ${toHex(h)}`);
       }
       if (e.index === 1 && e.kind !== EntryKind.Config) throw new Violation(1, "entry 1 must be the genesis CONFIG entry");
@@ -237,14 +272,18 @@ export function* verifyChainSteps(src: ChainSource, options: VerifyOptions = {})
         anchoring.checkpoint(cp, keys);
         checkpoints++;
       }
-      for (const n of range.append(e.hash)) {
+      for (const n of range.append(e.hash, facts.leaf)) {
         const stored = src.findNode(n.level, n.index);
         if (stored === undefined || !bytesEqual(stored, n.hash)) {
           throw new Violation(e.index, `stored Merkle node ${n.level}/${n.index} ${stored === undefined ? "is missing" : "differs from the recomputed hash"}`);
         }
       }
-      anchorCheck(anchoring.appended(e, () => range.root(), cp));
-      if (e.index <= hard.lastApplied) applyOrViolation(tracked, e);
+      const rec = facts.record === undefined || "problem" in facts.record ? undefined : facts.record;
+      anchorCheck(anchoring.appended(e, () => range.root(), cp, e.kind === EntryKind.Record ? rec?.ts : cp?.ts));
+      if (e.index <= hard.lastApplied && facts.record !== undefined) {
+        if ("problem" in facts.record) throw new Violation(e.index, facts.record.problem);
+        applyRecord(tracked, e, facts.record);
+      }
       prevHash = e.hash;
       prevTerm = e.term;
       expected++;
@@ -344,15 +383,5 @@ function* checkState(src: ChainSource, replay: MemoryState): Generator<void, voi
       throw new Violation(w.index, `dedup row for key ${JSON.stringify(key)} differs from a replay`);
     }
     yield;
-  }
-}
-
-/** A RECORD entry that an honest leader could not have written is a violation at its index. */
-function applyOrViolation(state: StateStore, e: Entry): void {
-  try {
-    applyEntry(state, e);
-  } catch (err) {
-    if (err instanceof UnappliableRecord) throw new Violation(e.index, err.message);
-    throw err;
   }
 }

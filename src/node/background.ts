@@ -10,20 +10,22 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { Worker } from "node:worker_threads";
+import { TransferListItem, Worker } from "node:worker_threads";
 
 /** The nice value of background threads (0 is the loop's; 19 the lowest; 10: ~1/10th of the loop's share). */
 export const BACKGROUND_NICE = 10;
 
 /**
- * Starts a worker thread running `moduleFile` (the __filename of a worker module) with `data`.
+ * Starts a worker thread running `moduleFile` (the __filename of a worker module) with `data`
+ * (and the ports or buffers in `transferList` moved to it).
  * From compiled JavaScript it loads the file itself; from the sources (tests, bin/resonetics's tsx
  * fallback) it loads them through tsx, as bin/resonetics does.
  */
-export function startWorker(moduleFile: string, data: unknown): Worker {
-  if (moduleFile.endsWith(".js")) return new Worker(moduleFile, { workerData: data });
+export function startWorker(moduleFile: string, data: unknown, transferList: readonly TransferListItem[] = []): Worker {
+  const options = { workerData: data, transferList: [...transferList] };
+  if (moduleFile.endsWith(".js")) return new Worker(moduleFile, options);
   const ts = path.join(path.dirname(moduleFile), `${path.basename(moduleFile, path.extname(moduleFile))}.ts`);
-  return new Worker(`require("tsx/cjs/api").register(); require(${JSON.stringify(ts)});`, { eval: true, workerData: data });
+  return new Worker(`require("tsx/cjs/api").register(); require(${JSON.stringify(ts)});`, { ...options, eval: true });
 }
 
 /**

@@ -190,6 +190,7 @@ export class Store implements StateStore, ChainSource {
       logInsert: p("INSERT INTO log (idx, term, kind, payload, hash) VALUES (?, ?, ?, ?, ?)"),
       anchorGet: p("SELECT idx, term, hash FROM log_anchor WHERE id = 1"),
       nodeGet: p("SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?"),
+      nodeRange: p("SELECT idx, hash FROM merkle_nodes WHERE level = ? AND idx >= ? AND idx <= ? ORDER BY idx"),
       nodePut: p("INSERT OR REPLACE INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)"),
       cpLatest: p("SELECT * FROM checkpoints ORDER BY idx DESC LIMIT 1"),
       cpLatestUpTo: p("SELECT * FROM checkpoints WHERE idx <= ? ORDER BY idx DESC LIMIT 1"),
@@ -454,6 +455,11 @@ export class Store implements StateStore, ChainSource {
   findNode(level: number, index: number): Uint8Array | undefined {
     const r = this.s.nodeGet.get(level, index) as { hash: Buffer } | undefined;
     return r === undefined ? undefined : u8(r.hash);
+  }
+
+  /** The stored nodes of one level whose index is in [from, to], in index order (one query, not one per node). */
+  nodesOfLevel(level: number, from: number, to: number): MerkleNode[] {
+    return (this.s.nodeRange.all(level, from, to) as Array<{ idx: number; hash: Buffer }>).map((r) => ({ level, index: r.idx, hash: u8(r.hash) }));
   }
 
   insertCheckpoint(index: number, cp: Checkpoint): void {

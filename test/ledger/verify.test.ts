@@ -5,7 +5,9 @@
 // index and a reason naming the fault; the intact chain must give exactly the independent figures.
 import { createPrivateKey, createPublicKey, sign as cryptoSign, KeyObject } from "node:crypto";
 import type { Entry } from "../../src/ledger/entry";
-import { ChainSource, VerifyReport, startProblem, verifyChain, verifyChainSteps } from "../../src/ledger/verify";
+import { ChainSource, VerifyOptions, VerifyReport, startProblem, verifyChain as verifyOnThisThread, verifyChainSteps } from "../../src/ledger/verify";
+import { PagedChainSource, ParallelChainSource, VerifyWorkers } from "../../src/node/verify-pipeline";
+import type { MerkleNode } from "../../src/ledger/merkle";
 import { CompactRange } from "../../src/ledger/merkle";
 import { encodeSnapshot, makeSnapshot, SnapshotDoc } from "../../src/ledger/snapshot";
 import type { Checkpoint } from "../../src/ledger/checkpoint";
@@ -161,6 +163,41 @@ function source(c: Chain): ChainSource {
       snapshotBytesAt: (index: number) => c.snapshots?.get(index),
     }),
   };
+}
+
+// ---------------------------------------------------------------- every verification twice
+
+/** verify-chain's worker threads (src/node/verify-pipeline.ts), started by the first case that verifies, ended after the file. */
+let workers: VerifyWorkers | undefined;
+afterAll(() => workers?.close());
+
+/** Pages this small put page edges (a first entry without facts, a predecessor from the page before) all through these chains. */
+const PAGE_ENTRIES = 3;
+
+/** The source with the one extra read the pipeline needs: a level's stored nodes over a range. */
+function paged(src: ChainSource): PagedChainSource {
+  const nodesOfLevel = (level: number, from: number, to: number): MerkleNode[] => {
+    const out: MerkleNode[] = [];
+    for (let index = from; index <= to; index++) {
+      const hash = src.findNode(level, index);
+      if (hash !== undefined) out.push({ level, index, hash });
+    }
+    return out;
+  };
+  return Object.assign(Object.create(src) as ChainSource, { nodesOfLevel });
+}
+
+/**
+ * verifyChain on this thread, and again with every entry's facts (its hash, leaf and record
+ * checks) computed ahead on worker threads as verify-chain does: the two reports must be equal,
+ * so every case of this file holds for both ways.
+ */
+function verifyChain(src: ChainSource, options: VerifyOptions = {}): VerifyReport {
+  const here = verifyOnThisThread(src, options);
+  const { onProgress: _progress, ...rest } = options;
+  workers ??= new VerifyWorkers(2);
+  expect(verifyOnThisThread(new ParallelChainSource(paged(src), workers, PAGE_ENTRIES), rest)).toEqual(here);
+  return here;
 }
 
 /** The base chain: two configs' worth of keys, records with and without keys, a duplicate, two checkpoints (one by a learner). */

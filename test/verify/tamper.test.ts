@@ -169,6 +169,8 @@ interface VerifyOutcome {
   dir: string;
   result: ProcessResult;
   report: Record<string, unknown> | null;
+  /** The same verification with entries checked on two worker threads (--workers 2): it must answer the same. */
+  piped: ProcessResult;
 }
 
 /** Copies the pristine data dir, lets mutate change it, and runs verify-chain --json on the copy. */
@@ -181,12 +183,21 @@ async function tamperAndVerify(mutate: (db: Db) => void): Promise<VerifyOutcome>
   } finally {
     db.close();
   }
-  const result = await runCli(["verify-chain", dir, "--json"], VERIFY_TIMEOUT_MS);
-  return { dir, result, report: parseJsonOutput(result.stdout) };
+  const [result, piped] = await Promise.all([
+    runCli(["verify-chain", dir, "--json", "--workers", "0"], VERIFY_TIMEOUT_MS),
+    runCli(["verify-chain", dir, "--json", "--workers", "2"], VERIFY_TIMEOUT_MS),
+  ]);
+  return { dir, result, report: parseJsonOutput(result.stdout), piped };
+}
+
+/** The run with worker threads exits and reports exactly as the one without. */
+function expectSamePiped(o: VerifyOutcome): void {
+  expect({ code: o.piped.code, report: parseJsonOutput(o.piped.stdout) }).toEqual({ code: o.result.code, report: o.report });
 }
 
 const describeOutcome = (o: VerifyOutcome): string =>
-  `exit ${o.result.code} (signal ${o.result.signal})\nstdout: ${o.result.stdout.slice(0, 2000)}\nstderr: ${o.result.stderr.slice(0, 2000)}\ntampered copy: ${o.dir}`;
+  `exit ${o.result.code} (signal ${o.result.signal})\nstdout: ${o.result.stdout.slice(0, 2000)}\nstderr: ${o.result.stderr.slice(0, 2000)}\n` +
+  `with --workers 2: exit ${o.piped.code}, stdout: ${o.piped.stdout.slice(0, 2000)}\ntampered copy: ${o.dir}`;
 
 /** Runs a tamper case; on failure keeps the copy and prints the seed and how to rerun it. */
 function tamperCase(name: string, mutate: (db: Db, rng: Rng) => { expectIndex: number | "any"; reason?: RegExp }): void {
@@ -202,6 +213,7 @@ function tamperCase(name: string, mutate: (db: Db, rng: Rng) => { expectIndex: n
       if (expected.expectIndex === "any") expect(typeof o.report?.first_bad_index).toBe("number");
       else expect(o.report?.first_bad_index).toBe(expected.expectIndex);
       if (expected.reason !== undefined) expect(String(o.report?.reason)).toMatch(expected.reason);
+      expectSamePiped(o);
     } catch (err) {
       keepDir(o.dir, "tamper case failed");
       if (err instanceof Error) err.message += `\n--- ${reproduce(name)}\nexpected first_bad_index ${expected.expectIndex}\n${describeOutcome(o)}`;
@@ -247,6 +259,7 @@ describe("verify-chain on an intact copy and on unreadable input", () => {
       entries: layout.last,
       checkpoints: layout.checkpoints.length,
     });
+    expectSamePiped(o);
   });
 
   test("a missing path exits 2", async () => {
@@ -574,6 +587,7 @@ describe("the test's forger is complete (so the cases above test the verifier, n
     });
     if (o.result.code !== 0) keepDir(o.dir, "forger self-check failed");
     expect({ code: o.result.code, ok: o.report?.ok }).toEqual({ code: 0, ok: true });
+    expectSamePiped(o);
   });
 });
 
@@ -600,6 +614,7 @@ describe("a record that does not apply is a violation at its index, even with a 
       expect(o.result.code).toBe(1);
       expect(o.report?.first_bad_index).toBe(idx);
       expect(String(o.report?.reason)).toMatch(/does not apply/);
+      expectSamePiped(o);
     } catch (err) {
       keepDir(o.dir, "unappliable record case failed");
       if (err instanceof Error) err.message += `\n--- ${reproduce(name)}\n${describeOutcome(o)}`;

@@ -1,0 +1,340 @@
+/**
+ * verify-chain on more than one core. The replay (ledger/verify.ts verifyChainSteps) is sequential,
+ * but most of its work per entry is not: recomputing the entry hash from the stored hash before it,
+ * the Merkle leaf hash, and parsing and checking a RECORD payload (entryFacts) depend on the
+ * entry's own bytes alone. Here worker threads compute them a page of entries at a time, ahead of
+ * the replay; this thread reads the pages (from its one read transaction: one snapshot of the
+ * database), hands each entry to the replay with its facts, and serves the replay's Merkle node
+ * reads from one range query per level per page instead of one query per node.
+ *
+ * The replay is synchronous (verifyChain is one call, and so is the command), so this thread waits
+ * for a page's facts with Atomics.wait on a counter the worker bumps after it posts them, and takes
+ * the message with receiveMessageOnPort. Pages go to the workers in turn and each worker answers
+ * in order, so page j's facts are the next message on worker j mod W's port.
+ */
+import { isMainThread, MessageChannel, MessagePort, receiveMessageOnPort, Worker, workerData } from "node:worker_threads";
+import { Entry, EntryKind } from "../ledger/entry";
+import { MerkleNode } from "../ledger/merkle";
+import { ChainSource, EntryFacts, entryFacts } from "../ledger/verify";
+import type { RecordKeys } from "../ledger/state-machine";
+import { assert } from "../util/assert";
+import { startWorker } from "./background";
+import { useNativeCrypto } from "./native-crypto";
+
+/** Entries per page: ~40 ms of a worker's time; big enough that messages cost little per entry. */
+export const PAGE_ENTRIES = 2048;
+/** A page ends sooner past this many payload bytes, so a page of large records stays a few MiB in flight. */
+const PAGE_BYTES = 4 * 1024 * 1024;
+/** Pages read ahead per worker: one being computed and one waiting, so a worker never idles between pages. */
+const PAGES_AHEAD_PER_WORKER = 2;
+/** A worker that has not answered a page in this long is taken for dead (a page takes well under a second). */
+const PAGE_WAIT_MS = 120_000;
+/** Workers at most: past ~4 the replay on this thread is the bottleneck (it does a third of the work or more). */
+export const WORKERS_MAX = 4;
+
+/** A worker per core but the one the replay runs on, at least one, at most WORKERS_MAX. */
+export function defaultWorkers(cores: number): number {
+  return Math.max(1, Math.min(WORKERS_MAX, cores - 1));
+}
+
+/** The facts of one entry as they cross threads: hashMatches encoded, its leaf in the page's leaves. */
+const enum Status {
+  /** No facts: the first entry read, whose predecessor's hash the replay alone knows. */
+  None = 0,
+  Matches = 1,
+  Differs = 2,
+  /** Its index, term or kind is not of the format (hashMatches undefined). */
+  NotHashable = 3,
+}
+
+/** A page of entries packed into two transferable buffers. */
+interface PageJob {
+  readonly page: number;
+  /** The stored hash of the entry before the page's first, or null for the very first page. */
+  readonly prev: Uint8Array | null;
+  /** Per entry: index, term, kind, payload length, hash length. */
+  readonly meta: Float64Array;
+  /** Per entry: payload then hash bytes. */
+  readonly bytes: Uint8Array;
+}
+
+interface PageFacts {
+  readonly page: number;
+  readonly status: Uint8Array;
+  /** 32 bytes per entry: its leaf hash (zeros where status is None). */
+  readonly leaves: Uint8Array;
+  readonly records: ReadonlyArray<RecordKeys | { readonly problem: string } | null>;
+  /** Set when the worker could not compute the page (a bug): the replay stops with it. */
+  readonly error?: string;
+}
+
+const META_FIELDS = 5;
+
+function pack(page: number, prev: Uint8Array | null, entries: readonly Entry[]): PageJob {
+  let total = 0;
+  for (const e of entries) total += e.payload.length + e.hash.length;
+  const meta = new Float64Array(entries.length * META_FIELDS);
+  const bytes = new Uint8Array(total);
+  let off = 0;
+  entries.forEach((e, i) => {
+    meta.set([e.index, e.term, e.kind, e.payload.length, e.hash.length], i * META_FIELDS);
+    bytes.set(e.payload, off);
+    bytes.set(e.hash, off + e.payload.length);
+    off += e.payload.length + e.hash.length;
+  });
+  return { page, prev, meta, bytes };
+}
+
+/** The worker's side: the facts of every entry of a page (the first one's only when prev is known). */
+export function computePage(job: PageJob): PageFacts {
+  const n = job.meta.length / META_FIELDS;
+  const status = new Uint8Array(n);
+  const leaves = new Uint8Array(32 * n);
+  const records: Array<RecordKeys | { readonly problem: string } | null> = [];
+  let prev = job.prev;
+  let off = 0;
+  for (let i = 0; i < n; i++) {
+    const [index, term, kind, payloadLength, hashLength] = job.meta.subarray(i * META_FIELDS, (i + 1) * META_FIELDS);
+    const payload = job.bytes.subarray(off, off + payloadLength);
+    const hash = job.bytes.subarray(off + payloadLength, off + payloadLength + hashLength);
+    off += payloadLength + hashLength;
+    if (prev === null) {
+      records.push(null);
+    } else {
+      const f = entryFacts({ index, term, kind: kind as EntryKind, payload, hash }, prev);
+      status[i] = f.hashMatches === undefined ? Status.NotHashable : f.hashMatches ? Status.Matches : Status.Differs;
+      leaves.set(f.leaf, 32 * i);
+      records.push(f.record ?? null);
+    }
+    prev = hash;
+  }
+  return { page: job.page, status, leaves, records };
+}
+
+/** The facts of entry i of a page, as the replay takes them; undefined for Status.None. */
+function factsAt(f: PageFacts, i: number): EntryFacts | undefined {
+  const s = f.status[i] as Status;
+  if (s === Status.None) return undefined;
+  const hashMatches = s === Status.NotHashable ? undefined : s === Status.Matches;
+  const leaf = f.leaves.subarray(32 * i, 32 * (i + 1));
+  const record = f.records[i];
+  return record === null ? { hashMatches, leaf } : { hashMatches, leaf, record };
+}
+
+interface WorkerHandle {
+  readonly worker: Worker;
+  readonly port: MessagePort;
+  /** Bumped by the worker after each page it posts. */
+  readonly signal: Int32Array;
+}
+
+interface WorkerData {
+  readonly verifyPipeline: true;
+  readonly port: MessagePort;
+  readonly signal: Int32Array;
+}
+
+/** Waits (blocking this thread) for the next message on w's port. */
+function nextMessage(w: WorkerHandle): PageFacts {
+  const deadline = Date.now() + PAGE_WAIT_MS;
+  // Ends: each turn either returns a message, or waits until the worker bumps the counter or the deadline passes.
+  for (;;) {
+    const seen = Atomics.load(w.signal, 0);
+    const m = receiveMessageOnPort(w.port);
+    if (m !== undefined) return m.message as PageFacts;
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error(`a verify worker did not answer a page in ${PAGE_WAIT_MS / 1000} s`);
+    Atomics.wait(w.signal, 0, seen, left);
+  }
+}
+
+/** Stored Merkle nodes read ahead, a page at a time, keyed by level and index; each is handed out once. */
+class NodeCache {
+  private readonly nodes = new Map<number, Uint8Array>();
+
+  /** Every stored node that entries a..b complete: node (l, k) is completed by entry (k + 1) * 2^l. */
+  load(store: PagedChainSource, a: number, b: number): void {
+    for (let level = 0, span = 1; span <= b; level++, span *= 2) {
+      const from = Math.ceil(a / span) - 1;
+      const to = Math.floor(b / span) - 1;
+      if (from > to) continue;
+      for (const n of store.nodesOfLevel(level, from, to)) this.nodes.set(key(n), n.hash);
+    }
+  }
+
+  take(level: number, index: number): Uint8Array | undefined {
+    const k = key({ level, index });
+    const hash = this.nodes.get(k);
+    if (hash !== undefined) this.nodes.delete(k);
+    return hash;
+  }
+
+  clear(): void {
+    this.nodes.clear();
+  }
+}
+
+/** Levels below 64 (a tree of 2^63 leaves), indices below 2^47: one safe integer per node. */
+const key = (n: Pick<MerkleNode, "level" | "index">): number => n.index * 64 + n.level;
+
+/** A ChainSource that can also read one level of stored Merkle nodes over a range of indices (Store does). */
+export interface PagedChainSource extends ChainSource {
+  nodesOfLevel(level: number, from: number, to: number): MerkleNode[];
+}
+
+/**
+ * The worker threads a ParallelChainSource hands its pages to. Started on first use; close() ends
+ * them (a CLI's pool is unref'd, so it never keeps the process alive either way).
+ */
+export class VerifyWorkers {
+  private handles: WorkerHandle[] = [];
+
+  constructor(readonly count: number) {
+    assert(Number.isSafeInteger(count) && count >= 1, `workers ${count}`);
+  }
+
+  /** The started workers (starting them if needed). */
+  get started(): readonly WorkerHandle[] {
+    if (this.handles.length === 0) {
+      for (let i = 0; i < this.count; i++) {
+        const { port1, port2 } = new MessageChannel();
+        const signal = new Int32Array(new SharedArrayBuffer(4));
+        const data: WorkerData = { verifyPipeline: true, port: port2, signal };
+        const worker = startWorker(__filename, data, [port2]);
+        worker.unref();
+        port1.unref();
+        this.handles.push({ worker, port: port1, signal });
+      }
+    }
+    return this.handles;
+  }
+
+  /** Ends the workers (idempotent); the next use starts new ones. */
+  close(): void {
+    for (const w of this.handles.splice(0)) {
+      w.port.close();
+      void w.worker.terminate();
+    }
+  }
+}
+
+/**
+ * A ChainSource over `inner` whose entries come with their facts computed by `workers`, a page of
+ * `pageEntries` at a time (tests use small pages to cross many page edges). Everything else is
+ * inner's, read on this thread only.
+ */
+export class ParallelChainSource implements ChainSource {
+  private readonly cache = new NodeCache();
+
+  constructor(private readonly inner: PagedChainSource, private readonly workers: VerifyWorkers, private readonly pageEntries = PAGE_ENTRIES) {
+    assert(Number.isSafeInteger(pageEntries) && pageEntries >= 1, `pageEntries ${pageEntries}`);
+  }
+
+  getMeta(key: string): string | undefined {
+    return this.inner.getMeta(key);
+  }
+  hardState(): ReturnType<ChainSource["hardState"]> {
+    return this.inner.hardState();
+  }
+  lastIndex(): number {
+    return this.inner.lastIndex();
+  }
+  findNode(level: number, index: number): Uint8Array | undefined {
+    return this.cache.take(level, index) ?? this.inner.findNode(level, index);
+  }
+  checkpoints(cluster: string): ReturnType<ChainSource["checkpoints"]> {
+    return this.inner.checkpoints(cluster);
+  }
+  allSubjects(): ReturnType<ChainSource["allSubjects"]> {
+    return this.inner.allSubjects();
+  }
+  allSubjectRecords(): ReturnType<ChainSource["allSubjectRecords"]> {
+    return this.inner.allSubjectRecords();
+  }
+  allDedup(): ReturnType<ChainSource["allDedup"]> {
+    return this.inner.allDedup();
+  }
+  latestSnapshotBytes(): Uint8Array | undefined {
+    return this.inner.latestSnapshotBytes();
+  }
+  anchor(): ReturnType<ChainSource["anchor"]> {
+    return this.inner.anchor();
+  }
+  get snapshotIndexes(): ChainSource["snapshotIndexes"] {
+    return this.inner.snapshotIndexes?.bind(this.inner);
+  }
+  get snapshotBytesAt(): ChainSource["snapshotBytesAt"] {
+    return this.inner.snapshotBytesAt?.bind(this.inner);
+  }
+
+  *entries(from: number, to: number): Generator<Entry & { readonly facts?: EntryFacts }, void, void> {
+    const workers = this.workers.started;
+    const rows = this.inner.entries(from, to)[Symbol.iterator]();
+    const ahead = PAGES_AHEAD_PER_WORKER * workers.length;
+    const pending: Entry[][] = [];
+    let sent = 0;
+    let taken = 0;
+    let prev: Uint8Array | null = null;
+    let exhausted = false;
+    try {
+      // Ends: every turn takes one page off `pending`, and `rows` yields finitely many entries.
+      for (;;) {
+        while (!exhausted && pending.length < ahead) {
+          const page = this.readPage(rows);
+          if (page.length === 0) {
+            exhausted = true;
+            break;
+          }
+          this.cache.load(this.inner, page[0].index, page[page.length - 1].index);
+          const job = pack(sent, prev, page);
+          workers[sent % workers.length].port.postMessage(job, [job.meta.buffer as ArrayBuffer, job.bytes.buffer as ArrayBuffer]);
+          prev = page[page.length - 1].hash;
+          pending.push(page);
+          sent++;
+        }
+        const page = pending.shift();
+        if (page === undefined) return;
+        const facts = nextMessage(workers[taken % workers.length]);
+        if (facts.error !== undefined) throw new Error(`a verify worker failed on a page: ${facts.error}`);
+        assert(facts.page === taken && facts.status.length === page.length, `verify worker answered page ${facts.page} (${facts.status.length} entries) for page ${taken} (${page.length})`);
+        taken++;
+        for (let i = 0; i < page.length; i++) {
+          const f = factsAt(facts, i);
+          yield f === undefined ? page[i] : { ...page[i], facts: f };
+        }
+      }
+    } finally {
+      this.cache.clear();
+      // Pages still out would be answered later, into the next entries() call's turn: drain them.
+      for (; taken < sent; taken++) nextMessage(workers[taken % workers.length]);
+    }
+  }
+
+  private readPage(rows: Iterator<Entry>): Entry[] {
+    const page: Entry[] = [];
+    let bytes = 0;
+    while (page.length < this.pageEntries && bytes < PAGE_BYTES) {
+      const r = rows.next();
+      if (r.done === true) break;
+      page.push(r.value);
+      bytes += r.value.payload.length;
+    }
+    return page;
+  }
+}
+
+if (!isMainThread && (workerData as Partial<WorkerData> | null)?.verifyPipeline === true) {
+  const { port, signal } = workerData as WorkerData;
+  useNativeCrypto();
+  port.on("message", (job: PageJob) => {
+    let out: PageFacts;
+    try {
+      out = computePage(job);
+    } catch (err) {
+      out = { page: job.page, status: new Uint8Array(0), leaves: new Uint8Array(0), records: [], error: (err as Error).message };
+    }
+    port.postMessage(out, [out.status.buffer as ArrayBuffer, out.leaves.buffer as ArrayBuffer]);
+    Atomics.add(signal, 0, 1);
+    Atomics.notify(signal, 0);
+  });
+}
