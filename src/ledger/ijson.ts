@@ -99,7 +99,26 @@ export function numberIsInteroperable(v: number): boolean {
 
 class Scanner {
   private pos = 0;
+  /**
+   * The keys and array indices from the root to where the scan is: the JSON Pointer of an error is
+   * built from them only when one is thrown (building it for every key and element cost more than
+   * the rest of the scan of a typical record).
+   */
+  private readonly segments: Array<string | number> = [];
+  /**
+   * Whether the text is, so far, in the canonical form of RFC 8785 (as JSON.stringify with sorted
+   * keys writes it): no whitespace between tokens, each object's keys in ascending UTF-16 order,
+   * only the escapes JSON.stringify writes, numbers as Number's toString writes them.
+   */
+  canonical = true;
   constructor(private readonly b: Uint8Array, private readonly root: string) {}
+
+  /** root followed by the JSON Pointer (RFC 6901) of the value the scan is in, or of `extra` inside it. */
+  private path(extra?: string): string {
+    let p = this.root;
+    for (const s of this.segments) p += `/${typeof s === "number" ? s : pointerToken(s)}`;
+    return extra === undefined ? p : `${p}/${pointerToken(extra)}`;
+  }
 
   run(): void {
     const b = this.b;
@@ -107,14 +126,15 @@ class Scanner {
       throw new IJsonError("bom", this.root, "a byte-order mark is not allowed (RFC 8259 8.1)");
     }
     this.ws();
-    if (this.pos >= b.length) throw this.syntax(this.root, "no JSON value");
-    this.value(this.root, 0);
+    if (this.pos >= b.length) throw this.syntax("no JSON value");
+    this.value(0);
     this.ws();
-    if (this.pos < b.length) throw this.syntax(this.root, "text after the JSON value");
+    if (this.pos < b.length) throw this.syntax("text after the JSON value");
   }
 
-  private syntax(path: string, what: string): IJsonError {
-    return new IJsonError("syntax", path, `${what} at byte ${this.pos}`);
+  /** A syntax error at the value the scan is in. */
+  private syntax(what: string): IJsonError {
+    return new IJsonError("syntax", this.path(), `${what} at byte ${this.pos}`);
   }
 
   private ws(): void {
@@ -122,168 +142,197 @@ class Scanner {
     while (this.pos < b.length) {
       const c = b[this.pos];
       if (c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) return;
+      this.canonical = false;
       this.pos++;
     }
   }
 
-  private expectLiteral(word: string, path: string): void {
+  private expectLiteral(word: string): void {
     for (let i = 0; i < word.length; i++) {
-      if (this.b[this.pos + i] !== word.charCodeAt(i)) throw this.syntax(path, "not a JSON value");
+      if (this.b[this.pos + i] !== word.charCodeAt(i)) throw this.syntax("not a JSON value");
     }
     this.pos += word.length;
   }
 
-  private value(path: string, depth: number): void {
+  private value(depth: number): void {
     const c = this.b[this.pos];
     switch (c) {
       case 0x7b: // {
-        this.object(path, depth + 1);
+        this.object(depth + 1);
         return;
       case 0x5b: // [
-        this.array(path, depth + 1);
+        this.array(depth + 1);
         return;
       case 0x22: // "
-        this.string(path, "string");
+        this.string("string");
         return;
       case 0x74:
-        this.expectLiteral("true", path);
+        this.expectLiteral("true");
         return;
       case 0x66:
-        this.expectLiteral("false", path);
+        this.expectLiteral("false");
         return;
       case 0x6e:
-        this.expectLiteral("null", path);
+        this.expectLiteral("null");
         return;
       default:
         if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
-          this.number(path);
+          this.number();
           return;
         }
-        throw this.syntax(path, c === undefined ? "unexpected end of text" : "not a JSON value");
+        throw this.syntax(c === undefined ? "unexpected end of text" : "not a JSON value");
     }
   }
 
-  private enter(path: string, depth: number): void {
-    if (depth > IJSON_DEPTH_MAX) throw new IJsonError("too_deep", path, `nesting deeper than ${IJSON_DEPTH_MAX}`);
+  private enter(depth: number): void {
+    if (depth > IJSON_DEPTH_MAX) throw new IJsonError("too_deep", this.path(), `nesting deeper than ${IJSON_DEPTH_MAX}`);
     this.pos++;
     this.ws();
   }
 
-  private object(path: string, depth: number): void {
-    this.enter(path, depth);
+  private object(depth: number): void {
+    this.enter(depth);
     const keys = new Set<string>();
     if (this.b[this.pos] === 0x7d) {
       this.pos++;
       return;
     }
+    let previous: string | undefined;
     for (;;) {
-      if (this.b[this.pos] !== 0x22) throw this.syntax(path, "expected a string key");
-      const key = this.key(path);
-      const at = `${path}/${pointerToken(key)}`;
-      if (keys.has(key)) throw new IJsonError("duplicate_key", at, `key ${JSON.stringify(key)} appears more than once`);
+      if (this.b[this.pos] !== 0x22) throw this.syntax("expected a string key");
+      const key = this.key();
+      this.segments.push(key);
+      if (keys.has(key)) throw new IJsonError("duplicate_key", this.path(), `key ${JSON.stringify(key)} appears more than once`);
       keys.add(key);
+      // Canonical keys ascend by UTF-16 code units, which is how JavaScript compares strings.
+      if (previous !== undefined && key < previous) this.canonical = false;
+      previous = key;
       this.ws();
-      if (this.b[this.pos] !== 0x3a) throw this.syntax(at, "expected ':'");
+      if (this.b[this.pos] !== 0x3a) throw this.syntax("expected ':'");
       this.pos++;
       this.ws();
-      this.value(at, depth);
+      this.value(depth);
+      this.segments.pop();
       this.ws();
       const c = this.b[this.pos];
       if (c === 0x7d) {
         this.pos++;
         return;
       }
-      if (c !== 0x2c) throw this.syntax(path, "expected ',' or '}'");
+      if (c !== 0x2c) throw this.syntax("expected ',' or '}'");
       this.pos++;
       this.ws();
     }
   }
 
-  private array(path: string, depth: number): void {
-    this.enter(path, depth);
+  private array(depth: number): void {
+    this.enter(depth);
     if (this.b[this.pos] === 0x5d) {
       this.pos++;
       return;
     }
     for (let i = 0; ; i++) {
-      this.value(`${path}/${i}`, depth);
+      this.segments.push(i);
+      this.value(depth);
+      this.segments.pop();
       this.ws();
       const c = this.b[this.pos];
       if (c === 0x5d) {
         this.pos++;
         return;
       }
-      if (c !== 0x2c) throw this.syntax(path, "expected ',' or ']'");
+      if (c !== 0x2c) throw this.syntax("expected ',' or ']'");
       this.pos++;
       this.ws();
     }
   }
 
-  private hex4(path: string): number {
+  /**
+   * At the four hex digits of a \\u escape: whether JSON.stringify would write this escape, which it
+   * does only for the control characters without a short form (U+0000..U+001F but for \\b \\t \\n
+   * \\f \\r), with lowercase hex. Anything else it writes as the character itself.
+   */
+  private canonicalUnicodeEscape(): boolean {
+    const b = this.b;
+    const p = this.pos;
+    if (b[p] !== 0x30 || b[p + 1] !== 0x30 || (b[p + 2] !== 0x30 && b[p + 2] !== 0x31)) return false;
+    const last = b[p + 3];
+    const low = last >= 0x30 && last <= 0x39 ? last - 0x30 : last >= 0x61 && last <= 0x66 ? last - 0x57 : -1;
+    if (low < 0) return false;
+    const unit = (b[p + 2] - 0x30) * 16 + low;
+    return unit !== 0x08 && unit !== 0x09 && unit !== 0x0a && unit !== 0x0c && unit !== 0x0d;
+  }
+
+  private hex4(): number {
     let v = 0;
     for (let i = 0; i < 4; i++) {
       const c = this.b[this.pos + i];
       const d = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : c >= 0x41 && c <= 0x46 ? c - 0x37 : -1;
-      if (d < 0) throw this.syntax(path, "bad \\u escape");
+      if (d < 0) throw this.syntax("bad \\u escape");
       v = v * 16 + d;
     }
     this.pos += 4;
     return v;
   }
 
-  private checkCodePoint(cp: number, path: string, what: string): void {
+  private checkCodePoint(cp: number, what: string): void {
     if (isNoncharacter(cp)) {
       // The smallest noncharacter is U+FDD0, so the hex always has the four digits U+ notation wants.
-      throw new IJsonError("noncharacter", path, `${what} holds the noncharacter U+${cp.toString(16).toUpperCase()}`);
+      throw new IJsonError("noncharacter", this.path(), `${what} holds the noncharacter U+${cp.toString(16).toUpperCase()}`);
     }
   }
 
   /** Scans a key; a key that is not I-JSON is reported at its own pointer, spelled as it was sent. */
-  private key(path: string): string {
+  private key(): string {
     const start = this.pos;
     try {
-      return this.string(path, "key");
+      return this.string("key");
     } catch (err) {
       if (!(err instanceof IJsonError) || err.reason === "syntax") throw err;
       // Up to the closing quote (bounded by the text): the key as sent, with bad bytes shown as U+FFFD.
       let end = start + 1;
       while (end < this.b.length && this.b[end] !== 0x22) end += this.b[end] === 0x5c ? 2 : 1;
       const sent = LENIENT.decode(this.b.subarray(start + 1, end)); // subarray stops at the text's end
-      throw new IJsonError(err.reason, `${path}/${pointerToken(sent)}`, err.message.slice(err.path.length + 2));
+      throw new IJsonError(err.reason, this.path(sent), err.message.slice(err.path.length + 2));
     }
   }
 
   /** Scans a string token; returns its value only for keys (values are built by JSON.parse later). */
-  private string(path: string, what: "key" | "string"): string {
+  private string(what: "key" | "string"): string {
     const b = this.b;
     const start = this.pos;
+    let escaped = false;
     this.pos++;
     for (;;) {
       const c = b[this.pos];
-      if (c === undefined) throw this.syntax(path, `unterminated ${what}`);
+      if (c === undefined) throw this.syntax(`unterminated ${what}`);
       if (c === 0x22) {
         this.pos++;
         break;
       }
-      if (c < 0x20) throw this.syntax(path, `unescaped control character in a ${what}`);
+      if (c < 0x20) throw this.syntax(`unescaped control character in a ${what}`);
       if (c === 0x5c) {
+        escaped = true;
         const e = b[this.pos + 1];
         this.pos += 2;
         if (e === 0x75) {
-          const unit = this.hex4(path);
-          if (unit >= 0xdc00 && unit <= 0xdfff) throw new IJsonError("lone_surrogate", path, `${what} holds a lone low surrogate \\u${unit.toString(16)}`);
+          if (!this.canonicalUnicodeEscape()) this.canonical = false;
+          const unit = this.hex4();
+          if (unit >= 0xdc00 && unit <= 0xdfff) throw new IJsonError("lone_surrogate", this.path(), `${what} holds a lone low surrogate \\u${unit.toString(16)}`);
           if (unit >= 0xd800 && unit <= 0xdbff) {
-            if (b[this.pos] !== 0x5c || b[this.pos + 1] !== 0x75) throw new IJsonError("lone_surrogate", path, `${what} holds a lone high surrogate \\u${unit.toString(16)}`);
+            if (b[this.pos] !== 0x5c || b[this.pos + 1] !== 0x75) throw new IJsonError("lone_surrogate", this.path(), `${what} holds a lone high surrogate \\u${unit.toString(16)}`);
             this.pos += 2;
-            const low = this.hex4(path);
-            if (low < 0xdc00 || low > 0xdfff) throw new IJsonError("lone_surrogate", path, `${what} holds a lone high surrogate \\u${unit.toString(16)}`);
-            this.checkCodePoint(0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00), path, what);
+            const low = this.hex4();
+            if (low < 0xdc00 || low > 0xdfff) throw new IJsonError("lone_surrogate", this.path(), `${what} holds a lone high surrogate \\u${unit.toString(16)}`);
+            this.checkCodePoint(0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00), what);
           } else {
-            this.checkCodePoint(unit, path, what);
+            this.checkCodePoint(unit, what);
           }
         } else if (e !== 0x22 && e !== 0x5c && e !== 0x2f && e !== 0x62 && e !== 0x66 && e !== 0x6e && e !== 0x72 && e !== 0x74) {
           this.pos -= 2;
-          throw this.syntax(path, `bad escape in a ${what}`);
+          throw this.syntax(`bad escape in a ${what}`);
+        } else if (e === 0x2f) {
+          this.canonical = false; // JSON.stringify writes "/" as it is
         }
         continue;
       }
@@ -291,14 +340,15 @@ class Scanner {
         this.pos++;
         continue;
       }
-      this.checkCodePoint(this.utf8(path, what), path, what);
+      this.checkCodePoint(this.utf8(what), what);
     }
     if (what === "string") return "";
-    return JSON.parse(UTF8.decode(b.subarray(start, this.pos))) as string;
+    // Without escapes a key is its bytes between the quotes (already checked to be UTF-8).
+    return escaped ? (JSON.parse(UTF8.decode(b.subarray(start, this.pos))) as string) : UTF8.decode(b.subarray(start + 1, this.pos - 1));
   }
 
   /** Decodes one multi-byte UTF-8 sequence strictly (no overlong forms, no surrogates, at most U+10FFFF). */
-  private utf8(path: string, what: string): number {
+  private utf8(what: string): number {
     const b = this.b;
     const c = b[this.pos];
     let n: number;
@@ -307,20 +357,20 @@ class Scanner {
     if (c >= 0xc2 && c <= 0xdf) [n, cp, min] = [1, c & 0x1f, 0x80];
     else if (c >= 0xe0 && c <= 0xef) [n, cp, min] = [2, c & 0x0f, 0x800];
     else if (c >= 0xf0 && c <= 0xf4) [n, cp, min] = [3, c & 0x07, 0x10000];
-    else throw new IJsonError("invalid_utf8", path, `${what} holds the byte 0x${c.toString(16)}, which starts no UTF-8 sequence (at byte ${this.pos})`);
+    else throw new IJsonError("invalid_utf8", this.path(), `${what} holds the byte 0x${c.toString(16)}, which starts no UTF-8 sequence (at byte ${this.pos})`);
     for (let i = 1; i <= n; i++) {
       const k = b[this.pos + i];
-      if (k === undefined || (k & 0xc0) !== 0x80) throw new IJsonError("invalid_utf8", path, `${what} holds a truncated UTF-8 sequence at byte ${this.pos}`);
+      if (k === undefined || (k & 0xc0) !== 0x80) throw new IJsonError("invalid_utf8", this.path(), `${what} holds a truncated UTF-8 sequence at byte ${this.pos}`);
       cp = (cp << 6) | (k & 0x3f);
     }
-    if (cp < min) throw new IJsonError("invalid_utf8", path, `${what} holds an overlong UTF-8 sequence at byte ${this.pos}`);
-    if (cp >= 0xd800 && cp <= 0xdfff) throw new IJsonError("lone_surrogate", path, `${what} holds a UTF-8 encoded surrogate at byte ${this.pos}`);
-    if (cp > 0x10ffff) throw new IJsonError("invalid_utf8", path, `${what} holds a code point above U+10FFFF at byte ${this.pos}`);
+    if (cp < min) throw new IJsonError("invalid_utf8", this.path(), `${what} holds an overlong UTF-8 sequence at byte ${this.pos}`);
+    if (cp >= 0xd800 && cp <= 0xdfff) throw new IJsonError("lone_surrogate", this.path(), `${what} holds a UTF-8 encoded surrogate at byte ${this.pos}`);
+    if (cp > 0x10ffff) throw new IJsonError("invalid_utf8", this.path(), `${what} holds a code point above U+10FFFF at byte ${this.pos}`);
     this.pos += n + 1;
     return cp;
   }
 
-  private number(path: string): void {
+  private number(): void {
     const b = this.b;
     const start = this.pos;
     const digits = (): number => {
@@ -329,27 +379,40 @@ class Scanner {
       return this.pos - from;
     };
     if (b[this.pos] === 0x2d) this.pos++;
+    let plain = true;
     if (b[this.pos] === 0x30) this.pos++;
-    else if (digits() === 0) throw this.syntax(path, "bad number");
+    else if (digits() === 0) throw this.syntax("bad number");
     if (b[this.pos] === 0x2e) {
+      plain = false;
       this.pos++;
-      if (digits() === 0) throw this.syntax(path, "bad number: no digits after '.'");
+      if (digits() === 0) throw this.syntax("bad number: no digits after '.'");
     }
     if (b[this.pos] === 0x65 || b[this.pos] === 0x45) {
+      plain = false;
       this.pos++;
       if (b[this.pos] === 0x2b || b[this.pos] === 0x2d) this.pos++;
-      if (digits() === 0) throw this.syntax(path, "bad number: no digits in the exponent");
+      if (digits() === 0) throw this.syntax("bad number: no digits in the exponent");
+    }
+    // An integer of at most 15 digits is below 2^53 in magnitude: an exact, interoperable double,
+    // written canonically as it is (JSON has no leading zeros) unless it is -0 (canonical: 0).
+    if (plain && this.pos - start - (b[start] === 0x2d ? 1 : 0) <= PLAIN_INTEGER_DIGITS_MAX) {
+      if (b[start] === 0x2d && b[start + 1] === 0x30) this.canonical = false;
+      return;
     }
     const text = String.fromCharCode(...b.subarray(start, Math.min(this.pos, start + NUMBER_TEXT_MAX + 1)));
     const shown = text.length > 40 ? `${text.slice(0, 40)}…` : text;
     if (this.pos - start > NUMBER_TEXT_MAX || !numberIsExact(text)) {
-      throw new IJsonError("number_not_exact", path, `the number ${shown} would not keep its value in canonical JSON (RFC 8785 writes IEEE-754 doubles)`);
+      throw new IJsonError("number_not_exact", this.path(), `the number ${shown} would not keep its value in canonical JSON (RFC 8785 writes IEEE-754 doubles)`);
     }
     if (!numberIsInteroperable(Number(text))) {
-      throw new IJsonError("number_not_exact", path, `the number ${shown} is an integer beyond ±2^53, which readers do not agree on (RFC 7493 2.2)`);
+      throw new IJsonError("number_not_exact", this.path(), `the number ${shown} is an integer beyond ±2^53, which readers do not agree on (RFC 7493 2.2)`);
     }
+    if (String(Number(text)) !== text) this.canonical = false;
   }
 }
+
+/** 10^15 < 2^53: every integer literal of this many digits or fewer is exact and interoperable, so it skips the checks. */
+const PLAIN_INTEGER_DIGITS_MAX = 15;
 
 /**
  * Longest number literal accepted: a double's shortest form has at most 17 significant digits and a
@@ -359,14 +422,28 @@ const NUMBER_TEXT_MAX = 400;
 
 /** Checks that bytes are an I-JSON text; throws IJsonError (400) or EncodingError (415) saying why and where. */
 export function checkIJson(bytes: Uint8Array, root = ""): void {
+  checkedScanner(bytes, root);
+}
+
+function checkedScanner(bytes: Uint8Array, root: string): Scanner {
   if (bytes.length >= 2 && ((bytes[0] === 0xfe && bytes[1] === 0xff) || (bytes[0] === 0xff && bytes[1] === 0xfe) || bytes[0] === 0 || bytes[1] === 0)) {
     throw new EncodingError("the body is not UTF-8 (it looks like UTF-16 or UTF-32); send UTF-8 JSON");
   }
-  new Scanner(bytes, root).run();
+  const scanner = new Scanner(bytes, root);
+  scanner.run();
+  return scanner;
 }
 
 /** Parses an I-JSON text (see checkIJson); the value is exactly what the text says. */
 export function parseIJson(bytes: Uint8Array, root = ""): unknown {
-  checkIJson(bytes, root);
-  return JSON.parse(UTF8.decode(bytes)) as unknown;
+  return parseIJsonCanonical(bytes, root).value;
+}
+
+/**
+ * parseIJson, and whether the text is the value's RFC 8785 canonical form byte for byte (what
+ * canonicalJson(value) would write), found in the same scan: no second serialization to compare.
+ */
+export function parseIJsonCanonical(bytes: Uint8Array, root = ""): { readonly value: unknown; readonly canonical: boolean } {
+  const scanner = checkedScanner(bytes, root);
+  return { value: JSON.parse(UTF8.decode(bytes)) as unknown, canonical: scanner.canonical };
 }

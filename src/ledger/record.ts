@@ -1,7 +1,7 @@
 /** RECORD entry payloads: a governance record as the leader wrote it, in canonical JSON. */
 import { canonicalBytes, canonicalJson } from "./canonical";
-import { fromUtf8, toHex, utf8 } from "./bytes";
-import { parseIJson } from "./ijson";
+import { toHex, utf8 } from "./bytes";
+import { parseIJsonCanonical } from "./ijson";
 import { LedgerError } from "../util/errors";
 import { sha256 } from "./hash";
 
@@ -62,11 +62,13 @@ const TS = /^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?
 export function isUtcTimestamp(ts: string): boolean {
   const m = TS.exec(ts);
   if (m === null) return false;
-  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number);
+  const year = Number(m[1]);
+  const month = Number(m[2]);
+  const day = Number(m[3]);
   if (month < 1 || month > 12) return false;
   const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0); // proleptic Gregorian, as RFC 3339
-  const daysInMonth = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
-  return day >= 1 && day <= daysInMonth && hour <= 23 && minute <= 59 && second <= 59;
+  const daysInMonth = month === 2 ? (leap ? 29 : 28) : month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
+  return day >= 1 && day <= daysInMonth && Number(m[4]) <= 23 && Number(m[5]) <= 59 && Number(m[6]) <= 59;
 }
 const DIGEST = /^[0-9a-f]{64}$/;
 const PAYLOAD_KEYS = new Set(["v", "type", "subject", "data", "actor", "ts", "idempotency_key", "request_digest"]);
@@ -103,9 +105,9 @@ export function parseRecordPayload(payload: Uint8Array): RecordPayload {
 const checked = new WeakMap<Uint8Array, RecordPayload>();
 
 function checkRecordPayload(payload: Uint8Array): RecordPayload {
-  const value = parseIJson(payload, "payload");
+  const { value, canonical } = parseIJsonCanonical(payload, "payload");
   if (typeof value !== "object" || value === null || Array.isArray(value)) throw problem("payload", "must be an object");
-  if (canonicalJson(value) !== fromUtf8(payload)) throw problem("payload", "is not in canonical form (RFC 8785)");
+  if (!canonical) throw problem("payload", "is not in canonical form (RFC 8785)");
   const r = value as Record<string, unknown>;
   for (const k of Object.keys(r)) if (!PAYLOAD_KEYS.has(k)) throw problem(`payload/${k}`, "is not a field of a record");
   if (r.v !== 1) throw problem("payload/v", "must be 1");

@@ -299,8 +299,9 @@ export class ParallelChainSource implements ChainSource {
         assert(facts.page === taken && facts.status.length === page.length, `verify worker answered page ${facts.page} (${facts.status.length} entries) for page ${taken} (${page.length})`);
         taken++;
         for (let i = 0; i < page.length; i++) {
+          const e = page[i];
           const f = factsAt(facts, i);
-          yield f === undefined ? page[i] : { ...page[i], facts: f };
+          yield f === undefined ? e : { index: e.index, term: e.term, kind: e.kind, payload: e.payload, hash: e.hash, facts: f };
         }
       }
     } finally {

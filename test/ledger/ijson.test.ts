@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import fc from "fast-check";
-import { checkIJson, EncodingError, IJSON_DEPTH_MAX, IJsonError, isNoncharacter, numberIsExact, numberIsInteroperable, parseIJson } from "../../src/ledger/ijson";
+import { checkIJson, EncodingError, IJSON_DEPTH_MAX, IJsonError, isNoncharacter, numberIsExact, numberIsInteroperable, parseIJson, parseIJsonCanonical } from "../../src/ledger/ijson";
 import { canonicalJson } from "../../src/ledger/canonical";
 
 const SUITE = path.join(__dirname, "..", "fixtures", "json-test-suite", "test_parsing");
@@ -186,6 +186,68 @@ describe("properties (fast-check; the seed is printed on failure)", () => {
     }), params);
   });
 
+  // The scanner's canonical flag against the definition: the text is what canonicalJson (the
+  // canonicalize package, RFC 8785) writes for the value JSON.parse reads from it.
+  const canonicalByDefinition = (text: string): boolean => canonicalJson(JSON.parse(text)) === text;
+  const noNoncharacter = (s: string): boolean => ![...s].some((c) => isNoncharacter(c.codePointAt(0) as number));
+  const interoperableValue = (v: unknown): boolean =>
+    typeof v === "number" ? numberIsInteroperable(v) : typeof v === "object" && v !== null ? Object.values(v).every(interoperableValue) : true;
+  const ijsonValue = fc.jsonValue({ maxDepth: 5, stringUnit: "grapheme" }).filter((v) => noNoncharacter(JSON.stringify(v)) && interoperableValue(v));
+  /** The flag for a text that is I-JSON; undefined for one the boundary refuses (no flag to compare). */
+  const flag = (text: string): boolean | undefined => {
+    try {
+      return parseIJsonCanonical(enc(text)).canonical;
+    } catch (err) {
+      if (err instanceof IJsonError) return undefined;
+      throw err;
+    }
+  };
+
+  test(`the canonical flag: a value's canonical text is canonical; its other spellings are exactly when canonicalize agrees (seed ${seed})`, () => {
+    const spellings = (v: unknown): string[] => [
+      JSON.stringify(v), // keys in insertion order
+      JSON.stringify(v, null, 1),
+      ` ${canonicalJson(v)}`,
+      `${canonicalJson(v)}\n`,
+      canonicalJson(v).replace(/\//g, "\\/"),
+      canonicalJson(v).replace(/"([^"\\]*)"/, (_m, body: string) => `"${[...body].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`).join("")}"`),
+      canonicalJson(v).replace(/"([^"\\]*)"/, (_m, body: string) => `"${[...body].map((c) => `\\u${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`).join("")}"`),
+      canonicalJson(v).replace(/([0-9])([,}\]]|$)/, "$1.0$2"),
+      canonicalJson(v).replace(/([0-9])([,}\]]|$)/, "$1e0$2"),
+      canonicalJson(v).replace(/(^|[[:,])0/, "$1-0"),
+    ];
+    fc.assert(fc.property(ijsonValue, (v) => {
+      expect(flag(canonicalJson(v))).toBe(true);
+      for (const text of spellings(v)) {
+        const got = flag(text);
+        if (got !== undefined) expect({ text, canonical: got }).toEqual({ text, canonical: canonicalByDefinition(text) });
+      }
+    }), params);
+  });
+
+  test(`the canonical flag on strings spelled with every kind of escape, as values and as keys (seed ${seed})`, () => {
+    const piece = fc.oneof(
+      fc.constantFrom("a", "é", "😀", "/", "\u007f", "\u2028"),
+      fc.constantFrom("\\\"", "\\\\", "\\/", "\\b", "\\f", "\\n", "\\r", "\\t"),
+      fc.tuple(fc.integer({ min: 0, max: 0x7f }), fc.boolean()).map(([u, upper]) => `\\u${(upper ? u.toString(16).toUpperCase() : u.toString(16)).padStart(4, "0")}`),
+      fc.constantFrom("\\u00e9", "\\u00E9", "\\ud83d\\ude00", "\\u2028"),
+    );
+    fc.assert(fc.property(fc.array(piece, { maxLength: 8 }), fc.array(piece, { maxLength: 4 }), (value, key) => {
+      for (const text of [`"${value.join("")}"`, `{"${key.join("")}":"${value.join("")}"}`, `{"${key.join("")}":1,"~":[2]}`, `["${value.join("")}",{"${key.join("")}":null}]`]) {
+        const got = flag(text);
+        if (got !== undefined) expect({ text, canonical: got }).toEqual({ text, canonical: canonicalByDefinition(text) });
+      }
+    }), { seed, numRuns: 2000 });
+  });
+
+  test(`the canonical flag on objects whose keys come in any order (seed ${seed})`, () => {
+    const key = fc.constantFrom("a", "b", "B", "aa", "é", "😀", "ﬀ", "10", "9", "", "~", "_");
+    fc.assert(fc.property(fc.uniqueArray(key, { maxLength: 6 }), (keys) => {
+      const text = `{${keys.map((k, i) => `"${k}":${i}`).join(",")}}`;
+      expect({ text, canonical: flag(text) }).toEqual({ text, canonical: canonicalByDefinition(text) });
+    }), params);
+  });
+
   test(`random bytes: only a typed refusal, and what is accepted is strict UTF-8 JSON (seed ${seed})`, () => {
     const alphabet = fc.constantFrom(..."{}[]\":,\\ truefalsnul0123456789.eE+-u".split("").map((c) => c.charCodeAt(0)), 0xed, 0xa0, 0x80, 0xc0, 0xff, 0xef, 0xbb, 0xbf, 0xf0, 0x9f, 0x98, 0x80, 0x00);
     fc.assert(fc.property(fc.array(alphabet, { maxLength: 40 }), (arr) => {
@@ -194,6 +256,7 @@ describe("properties (fast-check; the seed is printed on failure)", () => {
       if (got === "accept") {
         const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(b);
         expect(() => JSON.parse(text)).not.toThrow();
+        expect({ text, canonical: parseIJsonCanonical(b).canonical }).toEqual({ text, canonical: canonicalByDefinition(text) });
       }
     }), { seed, numRuns: 3000 });
   });
