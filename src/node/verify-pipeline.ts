@@ -77,7 +77,12 @@ function pack(page: number, prev: Uint8Array | null, entries: readonly Entry[]):
   const bytes = new Uint8Array(total);
   let off = 0;
   entries.forEach((e, i) => {
-    meta.set([e.index, e.term, e.kind, e.payload.length, e.hash.length], i * META_FIELDS);
+    const m = i * META_FIELDS;
+    meta[m] = e.index;
+    meta[m + 1] = e.term;
+    meta[m + 2] = e.kind;
+    meta[m + 3] = e.payload.length;
+    meta[m + 4] = e.hash.length;
     bytes.set(e.payload, off);
     bytes.set(e.hash, off + e.payload.length);
     off += e.payload.length + e.hash.length;
@@ -94,7 +99,8 @@ export function computePage(job: PageJob): PageFacts {
   let prev = job.prev;
   let off = 0;
   for (let i = 0; i < n; i++) {
-    const [index, term, kind, payloadLength, hashLength] = job.meta.subarray(i * META_FIELDS, (i + 1) * META_FIELDS);
+    const m = i * META_FIELDS;
+    const [index, term, kind, payloadLength, hashLength] = [job.meta[m], job.meta[m + 1], job.meta[m + 2], job.meta[m + 3], job.meta[m + 4]];
     const payload = job.bytes.subarray(off, off + payloadLength);
     const hash = job.bytes.subarray(off + payloadLength, off + payloadLength + hashLength);
     off += payloadLength + hashLength;

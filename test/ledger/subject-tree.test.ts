@@ -7,6 +7,7 @@ import { SubjectTree, subjectLeafData, subjectTreeOf } from "../../src/ledger/su
 import { MemoryState } from "../../src/ledger/state-machine";
 import { leafHash } from "../../src/ledger/merkle";
 import { toHex } from "../../src/ledger/bytes";
+import { canonicalBytes, canonicalJson } from "../../src/ledger/canonical";
 import * as ind from "../support/independent";
 
 const head = (n: number): Buffer => ind.sha256(Buffer.from(`head ${n}`));
@@ -36,6 +37,18 @@ describe("subjects_root", () => {
     const data = subjectLeafData("policy/é", 3, h);
     expect(Buffer.from(data).toString("utf8")).toBe(`resonetics/subject/v1{"head":"${h.toString("hex")}","subject":"policy/é","version":3}`);
     expect(toHex(leafHash(data))).toBe(ind.subjectLeafHash("policy/é", 3, h).toString("hex"));
+  });
+
+  test("the leaf data is the canonical JSON (canonicalBytes) of {head, subject, version} for any subject and version", () => {
+    const seed = Number(process.env.FC_SEED ?? Date.now() % 2 ** 31);
+    fc.assert(fc.property(fc.string({ unit: "grapheme", minLength: 1, maxLength: 20 }), fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), fc.uint8Array({ minLength: 32, maxLength: 32 }), (subject, version, h) => {
+      const want = Buffer.concat([Buffer.from("resonetics/subject/v1"), Buffer.from(canonicalBytes({ head: toHex(h), subject, version }))]);
+      expect(Buffer.from(subjectLeafData(subject, version, h)).equals(want)).toBe(true);
+    }), { seed, numRuns: 500 });
+    for (const subject of ["\u0000\u001f\"\\/\u2028\u007f", "é😀"]) {
+      expect(Buffer.from(subjectLeafData(subject, 1, head(2))).toString("utf8")).toBe(`resonetics/subject/v1${canonicalJson({ head: head(2).toString("hex"), subject, version: 1 })}`);
+    }
+    expect(() => subjectLeafData("s", 0, head(1))).toThrow("subject version 0");
   });
 
   test("an empty tree has the empty root and proves nothing", () => {
