@@ -14,7 +14,6 @@
  */
 import { isMainThread, MessageChannel, MessagePort, receiveMessageOnPort, Worker, workerData } from "node:worker_threads";
 import { Entry, EntryKind } from "../ledger/entry";
-import { MerkleNode } from "../ledger/merkle";
 import { ChainSource, EntryFacts, entryFacts } from "../ledger/verify";
 import type { RecordKeys } from "../ledger/state-machine";
 import { assert } from "../util/assert";
@@ -154,9 +153,14 @@ function nextMessage(w: WorkerHandle): PageFacts {
   }
 }
 
-/** Stored Merkle nodes read ahead, a page at a time, keyed by level and index; each is handed out once. */
+/**
+ * Stored Merkle nodes read ahead a page at a time: per level, the runs of hashes that the pages in
+ * flight complete, oldest first. The replay asks for each level's nodes in increasing index order,
+ * so a run is dropped once the replay asks past it. A run that is not whole (a node missing or not
+ * 32 bytes: only in a damaged data dir) is not kept; the replay then reads those nodes one by one.
+ */
 class NodeCache {
-  private readonly nodes = new Map<number, Uint8Array>();
+  private readonly levels: Array<Array<{ readonly from: number; readonly to: number; readonly hashes: Uint8Array }>> = [];
 
   /** Every stored node that entries a..b complete: node (l, k) is completed by entry (k + 1) * 2^l. */
   load(store: PagedChainSource, a: number, b: number): void {
@@ -164,28 +168,30 @@ class NodeCache {
       const from = Math.ceil(a / span) - 1;
       const to = Math.floor(b / span) - 1;
       if (from > to) continue;
-      for (const n of store.nodesOfLevel(level, from, to)) this.nodes.set(key(n), n.hash);
+      const hashes = store.nodeRun(level, from, to);
+      if (hashes !== undefined) (this.levels[level] ??= []).push({ from, to, hashes });
     }
   }
 
   take(level: number, index: number): Uint8Array | undefined {
-    const k = key({ level, index });
-    const hash = this.nodes.get(k);
-    if (hash !== undefined) this.nodes.delete(k);
-    return hash;
+    const runs = this.levels[level];
+    if (runs === undefined) return undefined;
+    while (runs.length > 0 && runs[0].to < index) runs.shift();
+    const run = runs[0];
+    if (run === undefined || run.from > index) return undefined;
+    const at = (index - run.from) * 32;
+    return run.hashes.subarray(at, at + 32);
   }
 
   clear(): void {
-    this.nodes.clear();
+    this.levels.length = 0;
   }
 }
 
-/** Levels below 64 (a tree of 2^63 leaves), indices below 2^47: one safe integer per node. */
-const key = (n: Pick<MerkleNode, "level" | "index">): number => n.index * 64 + n.level;
-
-/** A ChainSource that can also read one level of stored Merkle nodes over a range of indices (Store does). */
+/** A ChainSource that can also read a run of stored Merkle nodes in one go (Store does). */
 export interface PagedChainSource extends ChainSource {
-  nodesOfLevel(level: number, from: number, to: number): MerkleNode[];
+  /** The hashes of nodes from..to of a level, 32 bytes each in index order; undefined unless every one is stored and 32 bytes long. */
+  nodeRun(level: number, from: number, to: number): Uint8Array | undefined;
 }
 
 /**

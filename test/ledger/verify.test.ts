@@ -7,7 +7,6 @@ import { createPrivateKey, createPublicKey, sign as cryptoSign, KeyObject } from
 import type { Entry } from "../../src/ledger/entry";
 import { ChainSource, VerifyOptions, VerifyReport, startProblem, verifyChain as verifyOnThisThread, verifyChainSteps } from "../../src/ledger/verify";
 import { PagedChainSource, ParallelChainSource, VerifyWorkers } from "../../src/node/verify-pipeline";
-import type { MerkleNode } from "../../src/ledger/merkle";
 import { CompactRange } from "../../src/ledger/merkle";
 import { encodeSnapshot, makeSnapshot, SnapshotDoc } from "../../src/ledger/snapshot";
 import type { Checkpoint } from "../../src/ledger/checkpoint";
@@ -174,17 +173,18 @@ afterAll(() => workers?.close());
 /** Pages this small put page edges (a first entry without facts, a predecessor from the page before) all through these chains. */
 const PAGE_ENTRIES = 3;
 
-/** The source with the one extra read the pipeline needs: a level's stored nodes over a range. */
+/** The source with the one extra read the pipeline needs: a run of a level's stored nodes, as Store.nodeRun answers. */
 function paged(src: ChainSource): PagedChainSource {
-  const nodesOfLevel = (level: number, from: number, to: number): MerkleNode[] => {
-    const out: MerkleNode[] = [];
+  const nodeRun = (level: number, from: number, to: number): Uint8Array | undefined => {
+    const hashes: Uint8Array[] = [];
     for (let index = from; index <= to; index++) {
       const hash = src.findNode(level, index);
-      if (hash !== undefined) out.push({ level, index, hash });
+      if (hash === undefined || hash.length !== 32) return undefined;
+      hashes.push(hash);
     }
-    return out;
+    return Buffer.concat(hashes);
   };
-  return Object.assign(Object.create(src) as ChainSource, { nodesOfLevel });
+  return Object.assign(Object.create(src) as ChainSource, { nodeRun });
 }
 
 /**
