@@ -47,7 +47,7 @@ const enum Status {
 }
 
 /** A page of entries packed into two transferable buffers. */
-interface PageJob {
+export interface PageJob {
   readonly page: number;
   /** The stored hash of the entry before the page's first, or null for the very first page. */
   readonly prev: Uint8Array | null;
@@ -57,7 +57,7 @@ interface PageJob {
   readonly bytes: Uint8Array;
 }
 
-interface PageFacts {
+export interface PageFacts {
   readonly page: number;
   readonly status: Uint8Array;
   /** 32 bytes per entry: its leaf hash (zeros where status is None). */
@@ -195,18 +195,60 @@ export interface PagedChainSource extends ChainSource {
 }
 
 /**
+ * Where a ParallelChainSource's pages are computed: `slots` lanes that pages go to in turn, each
+ * answering its own pages in the order it got them.
+ */
+export interface PageExecutor {
+  readonly slots: number;
+  submit(slot: number, job: PageJob): void;
+  /** The slot's next answer, waiting for it. */
+  next(slot: number): PageFacts;
+}
+
+/**
+ * Pages computed on this thread as they are submitted: the replay's use of facts computed ahead,
+ * without threads (test/ledger/verify.test.ts verifies every case this way too).
+ */
+export class InThreadPages implements PageExecutor {
+  readonly slots = 1;
+  private readonly answers: PageFacts[] = [];
+
+  submit(_slot: number, job: PageJob): void {
+    this.answers.push(computePage(job));
+  }
+
+  next(): PageFacts {
+    const a = this.answers.shift();
+    assert(a !== undefined, "no page was submitted to answer");
+    return a;
+  }
+}
+
+/**
  * The worker threads a ParallelChainSource hands its pages to. Started on first use; close() ends
  * them (a CLI's pool is unref'd, so it never keeps the process alive either way).
  */
-export class VerifyWorkers {
+export class VerifyWorkers implements PageExecutor {
   private handles: WorkerHandle[] = [];
 
   constructor(readonly count: number) {
     assert(Number.isSafeInteger(count) && count >= 1, `workers ${count}`);
   }
 
+  get slots(): number {
+    return this.count;
+  }
+
+  submit(slot: number, job: PageJob): void {
+    this.started[slot].port.postMessage(job, [job.meta.buffer as ArrayBuffer, job.bytes.buffer as ArrayBuffer]);
+  }
+
+  next(slot: number): PageFacts {
+    return nextMessage(this.started[slot]);
+  }
+
   /** The started workers (starting them if needed). */
-  get started(): readonly WorkerHandle[] {
+  private get started(): readonly WorkerHandle[] {
     if (this.handles.length === 0) {
       for (let i = 0; i < this.count; i++) {
         const { port1, port2 } = new MessageChannel();
@@ -231,14 +273,14 @@ export class VerifyWorkers {
 }
 
 /**
- * A ChainSource over `inner` whose entries come with their facts computed by `workers`, a page of
+ * A ChainSource over `inner` whose entries come with their facts computed by `pages` (worker threads), a page of
  * `pageEntries` at a time (tests use small pages to cross many page edges). Everything else is
  * inner's, read on this thread only.
  */
 export class ParallelChainSource implements ChainSource {
   private readonly cache = new NodeCache();
 
-  constructor(private readonly inner: PagedChainSource, private readonly workers: VerifyWorkers, private readonly pageEntries = PAGE_ENTRIES) {
+  constructor(private readonly inner: PagedChainSource, private readonly pages: PageExecutor, private readonly pageEntries = PAGE_ENTRIES) {
     assert(Number.isSafeInteger(pageEntries) && pageEntries >= 1, `pageEntries ${pageEntries}`);
   }
 
@@ -280,9 +322,9 @@ export class ParallelChainSource implements ChainSource {
   }
 
   *entries(from: number, to: number): Generator<Entry & { readonly facts?: EntryFacts }, void, void> {
-    const workers = this.workers.started;
+    const slots = this.pages.slots;
     const rows = this.inner.entries(from, to)[Symbol.iterator]();
-    const ahead = PAGES_AHEAD_PER_WORKER * workers.length;
+    const ahead = PAGES_AHEAD_PER_WORKER * slots;
     const pending: Entry[][] = [];
     let sent = 0;
     let taken = 0;
@@ -299,14 +341,14 @@ export class ParallelChainSource implements ChainSource {
           }
           this.cache.load(this.inner, page[0].index, page[page.length - 1].index);
           const job = pack(sent, prev, page);
-          workers[sent % workers.length].port.postMessage(job, [job.meta.buffer as ArrayBuffer, job.bytes.buffer as ArrayBuffer]);
+          this.pages.submit(sent % slots, job);
           prev = page[page.length - 1].hash;
           pending.push(page);
           sent++;
         }
         const page = pending.shift();
         if (page === undefined) return;
-        const facts = nextMessage(workers[taken % workers.length]);
+        const facts = this.pages.next(taken % slots);
         if (facts.error !== undefined) throw new Error(`a verify worker failed on a page: ${facts.error}`);
         assert(facts.page === taken && facts.status.length === page.length, `verify worker answered page ${facts.page} (${facts.status.length} entries) for page ${taken} (${page.length})`);
         taken++;
@@ -317,9 +359,11 @@ export class ParallelChainSource implements ChainSource {
         }
       }
     } finally {
+      // The inner source's read ends here too (an open statement keeps its connection busy).
+      rows.return?.();
       this.cache.clear();
       // Pages still out would be answered later, into the next entries() call's turn: drain them.
-      for (; taken < sent; taken++) nextMessage(workers[taken % workers.length]);
+      for (; taken < sent; taken++) this.pages.next(taken % slots);
     }
   }
 

@@ -6,7 +6,7 @@
 import { createPrivateKey, createPublicKey, sign as cryptoSign, KeyObject } from "node:crypto";
 import type { Entry } from "../../src/ledger/entry";
 import { ChainSource, VerifyOptions, VerifyReport, startProblem, verifyChain as verifyOnThisThread, verifyChainSteps } from "../../src/ledger/verify";
-import { PagedChainSource, ParallelChainSource, VerifyWorkers } from "../../src/node/verify-pipeline";
+import { InThreadPages, PagedChainSource, ParallelChainSource } from "../../src/node/verify-pipeline";
 import { CompactRange } from "../../src/ledger/merkle";
 import { encodeSnapshot, makeSnapshot, SnapshotDoc } from "../../src/ledger/snapshot";
 import type { Checkpoint } from "../../src/ledger/checkpoint";
@@ -166,10 +166,6 @@ function source(c: Chain): ChainSource {
 
 // ---------------------------------------------------------------- every verification twice
 
-/** verify-chain's worker threads (src/node/verify-pipeline.ts), started by the first case that verifies, ended after the file. */
-let workers: VerifyWorkers | undefined;
-afterAll(() => workers?.close());
-
 /** Pages this small put page edges (a first entry without facts, a predecessor from the page before) all through these chains. */
 const PAGE_ENTRIES = 3;
 
@@ -188,15 +184,15 @@ function paged(src: ChainSource): PagedChainSource {
 }
 
 /**
- * verifyChain on this thread, and again with every entry's facts (its hash, leaf and record
- * checks) computed ahead on worker threads as verify-chain does: the two reports must be equal,
- * so every case of this file holds for both ways.
+ * verifyChain as it is, and again with every entry's facts (its hash, leaf and record checks)
+ * computed ahead a page at a time, as verify-chain's worker threads do (here on this thread, so
+ * the mutation runs see it: test/node/verify-pipeline.test.ts and test/verify/tamper.test.ts run
+ * the threads): the two reports must be equal, so every case of this file holds for both ways.
  */
 function verifyChain(src: ChainSource, options: VerifyOptions = {}): VerifyReport {
   const here = verifyOnThisThread(src, options);
   const { onProgress: _progress, ...rest } = options;
-  workers ??= new VerifyWorkers(2);
-  expect(verifyOnThisThread(new ParallelChainSource(paged(src), workers, PAGE_ENTRIES), rest)).toEqual(here);
+  expect(verifyOnThisThread(new ParallelChainSource(paged(src), new InThreadPages(), PAGE_ENTRIES), rest)).toEqual(here);
   return here;
 }
 

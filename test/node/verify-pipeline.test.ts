@@ -1,0 +1,156 @@
+// verify-chain's worker threads (src/node/verify-pipeline.ts) on a real data dir, written by a real
+// node in this process: with any number of threads and any page size, intact or damaged, the report
+// must be the one verifyChain gives on one thread. (test/ledger/verify.test.ts runs every crafted
+// case through the same pipeline on this thread; test/verify/tamper.test.ts runs every tamper case
+// as `verify-chain --workers 2`.)
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import Database from "better-sqlite3";
+import { openLedgerReadonly } from "../../src/cli/open-readonly";
+import { verifyChain, VerifyReport } from "../../src/ledger/verify";
+import { ParallelChainSource, VerifyWorkers } from "../../src/node/verify-pipeline";
+import type { Store } from "../../src/storage/store";
+import { prng, testSeed } from "../support/independent";
+import { startInProcessApp } from "../support/in-process-app";
+import { http } from "../support/server";
+
+const RECORDS = 150;
+const SUBJECTS = 5;
+/** Every KEYED-th record carries an Idempotency-Key, and one of them is sent twice (a retry). */
+const KEYED = 7;
+const SEED = testSeed();
+
+let base = "";
+const dirs: string[] = [];
+
+function tempDir(): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), "resonetics-verify-pipeline-"));
+  dirs.push(d);
+  return d;
+}
+
+beforeAll(async () => {
+  base = tempDir();
+  // A checkpoint every 10 entries and 20 ms after activity: pages cross checkpoints and their subjects_roots.
+  const app = await startInProcessApp({ dir: base, node: { checkpointEvery: 10, checkpointIntervalMs: 20 } });
+  try {
+    for (let i = 0; i < RECORDS; i++) {
+      const key = i % KEYED === 0 ? { "idempotency-key": `pipeline-${i}` } : undefined;
+      const body = { type: "policy.set", subject: `pipeline-${i % SUBJECTS}`, data: { name: `n${i}`, value: i, nested: [i, { s: "é😀\u0001" }] } };
+      for (let attempt = 0; attempt < (i === KEYED ? 2 : 1); attempt++) {
+        const r = await http(app.baseUrl, "POST", "/v1/records", { token: app.adminToken, json: body, ...(key === undefined ? {} : { headers: key }) });
+        if (r.status !== 201 && r.status !== 200) throw new Error(`append ${i}: ${r.status} ${r.text}`);
+      }
+    }
+  } finally {
+    await app.close();
+  }
+}, 60_000);
+
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+function open(dir: string): Store {
+  const store = openLedgerReadonly(dir);
+  if (typeof store === "string") throw new Error(store);
+  return store;
+}
+
+/** The one-thread report and the report through `workers` threads with pages of `page` entries. */
+function bothWays(dir: string, workers: VerifyWorkers, page: number): { alone: VerifyReport; piped: VerifyReport } {
+  const store = open(dir);
+  try {
+    return { alone: verifyChain(store), piped: verifyChain(new ParallelChainSource(store, workers, page)) };
+  } finally {
+    store.close();
+  }
+}
+
+/** A copy of the data dir with `damage` done to its database. */
+function damaged(damage: (db: Database.Database) => void): string {
+  const dir = tempDir();
+  fs.cpSync(base, dir, { recursive: true });
+  const db = new Database(path.join(dir, "ledger.db"));
+  try {
+    damage(db);
+  } finally {
+    db.close();
+  }
+  return dir;
+}
+
+describe("verify-chain's worker threads give the report of one thread", () => {
+  test.each([
+    [1, 1], [1, 2], [1, 7], [2, 3], [3, 64], [2, 2048],
+  ])("intact: %d thread(s), pages of %d entries", (threads, page) => {
+    const workers = new VerifyWorkers(threads);
+    try {
+      const { alone, piped } = bothWays(base, workers, page);
+      expect(alone).toMatchObject({ ok: true, size: expect.any(Number) as number });
+      expect(alone.size).toBeGreaterThan(RECORDS);
+      expect(alone.checkpoints).toBeGreaterThan(RECORDS / 10 - 1);
+      expect(piped).toEqual(alone);
+    } finally {
+      workers.close();
+    }
+  });
+
+  test(`damaged copies: the same first bad index and reason (seed ${SEED})`, () => {
+    const rng = prng(SEED);
+    const store = open(base);
+    const last = store.lastIndex();
+    store.close();
+    const pick = (from: number, to: number): number => from + Math.floor(rng() * (to - from + 1));
+    const damages: Array<[string, (db: Database.Database) => void]> = [
+      ["a payload byte", (db) => {
+        const idx = pick(2, last);
+        const row = db.prepare("SELECT payload FROM log WHERE idx = ?").get(idx) as { payload: Buffer };
+        const p = Buffer.from(row.payload);
+        p[pick(0, p.length - 1)] ^= 0x01;
+        db.prepare("UPDATE log SET payload = ? WHERE idx = ?").run(p, idx);
+      }],
+      ["an entry hash", (db) => db.prepare("UPDATE log SET hash = randomblob(32) WHERE idx = ?").run(pick(2, last))],
+      ["a term", (db) => db.prepare("UPDATE log SET term = term + 1 WHERE idx = ?").run(pick(2, last))],
+      ["a kind", (db) => db.prepare("UPDATE log SET kind = (kind + 1) % 4 WHERE idx = ?").run(pick(2, last))],
+      ["a missing entry", (db) => db.prepare("DELETE FROM log WHERE idx = ?").run(pick(2, last - 1))],
+      ["a Merkle leaf changed", (db) => db.prepare("UPDATE merkle_nodes SET hash = randomblob(32) WHERE level = 0 AND idx = ?").run(pick(0, last - 1))],
+      ["a Merkle node missing", (db) => db.prepare("DELETE FROM merkle_nodes WHERE level = 2 AND idx = ?").run(pick(0, Math.floor(last / 4) - 1))],
+      ["a subject row", (db) => db.prepare("UPDATE subjects SET version = version + 1 WHERE subject = ?").run(`pipeline-${pick(0, SUBJECTS - 1)}`)],
+    ];
+    const workers = new VerifyWorkers(2);
+    try {
+      for (const [what, damage] of damages) {
+        const dir = damaged(damage);
+        for (const page of [1, 5, 2048]) {
+          const { alone, piped } = bothWays(dir, workers, page);
+          expect({ what, page, ok: alone.ok }).toEqual({ what, page, ok: false });
+          expect({ what, page, piped }).toEqual({ what, page, piped: alone });
+        }
+      }
+    } finally {
+      workers.close();
+    }
+  });
+
+  test("one pool serves verification after verification, one stopped early by a violation included", () => {
+    const bad = damaged((db) => db.prepare("UPDATE log SET hash = randomblob(32) WHERE idx = 3").run());
+    const workers = new VerifyWorkers(2);
+    try {
+      // Pages of 4: the violation at 3 leaves pages in flight, which must be drained, not answered later.
+      const first = bothWays(bad, workers, 4);
+      expect(first.piped).toEqual(first.alone);
+      expect(first.piped.first_bad_index).toBe(3);
+      const second = bothWays(base, workers, 4);
+      expect(second.piped).toEqual(second.alone);
+      expect(second.piped.ok).toBe(true);
+      workers.close();
+      // Closed, the pool starts new threads on its next use.
+      const third = bothWays(base, workers, 4);
+      expect(third.piped).toEqual(second.alone);
+    } finally {
+      workers.close();
+    }
+  });
+});
