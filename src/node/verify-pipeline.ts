@@ -99,14 +99,15 @@ export function computePage(job: PageJob): PageFacts {
   let off = 0;
   for (let i = 0; i < n; i++) {
     const m = i * META_FIELDS;
-    const [index, term, kind, payloadLength, hashLength] = [job.meta[m], job.meta[m + 1], job.meta[m + 2], job.meta[m + 3], job.meta[m + 4]];
+    const payloadLength = job.meta[m + 3];
+    const hashLength = job.meta[m + 4];
     const payload = job.bytes.subarray(off, off + payloadLength);
     const hash = job.bytes.subarray(off + payloadLength, off + payloadLength + hashLength);
     off += payloadLength + hashLength;
     if (prev === null) {
       records.push(null);
     } else {
-      const f = entryFacts({ index, term, kind: kind as EntryKind, payload, hash }, prev);
+      const f = entryFacts({ index: job.meta[m], term: job.meta[m + 1], kind: job.meta[m + 2] as EntryKind, payload, hash }, prev);
       status[i] = f.hashMatches === undefined ? Status.NotHashable : f.hashMatches ? Status.Matches : Status.Differs;
       leaves.set(f.leaf, 32 * i);
       records.push(f.record ?? null);
