@@ -525,9 +525,9 @@ export interface VerifyTiming {
 }
 
 /** `resonetics verify-chain <dir> --json` as a real process, timed from spawn to exit (node start-up included). */
-export async function verifyAsProcess(dir: string, timeoutMs = 600_000): Promise<VerifyTiming> {
+export async function verifyAsProcess(dir: string, timeoutMs = 600_000, extraArgs: readonly string[] = []): Promise<VerifyTiming> {
   const t0 = process.hrtime.bigint();
-  const r = await runCli(["verify-chain", dir, "--json"], timeoutMs);
+  const r = await runCli(["verify-chain", dir, "--json", ...extraArgs], timeoutMs);
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const lastLine = r.stdout.trim().split("\n").pop() ?? "";
   let report: VerifyTiming["report"];

@@ -3,8 +3,9 @@
  * driving a real single-node server (`bin/resonetics serve`, the exact write path, group commit
  * included, as bench:single builds its 100,000), and on that data dir:
  *   - verify-chain's entries/s as a process (`bin/resonetics verify-chain <dir> --json`, the compiled
- *     dist/ production runs, node start-up included), beside this machine's SHA-256 rate on 64-byte
- *     inputs (node:crypto and noble) measured in the same run;
+ *     dist/ production runs, node start-up included), with its default worker threads and with
+ *     --workers 0, beside this machine's SHA-256 rate on 64-byte inputs (node:crypto and noble)
+ *     measured in the same run;
  *   - the server restarted (SIGTERM, then `serve` again through the bin): spawn to GET /ready 200;
  *   - inclusion and consistency proofs over HTTP (GET /v1/proofs/inclusion/:index?size=N and
  *     /v1/proofs/consistency?from=M&to=N, default linearizable reads), p50/p99 over pairs drawn
@@ -26,6 +27,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { Prng } from "../src/raft/prng";
+import { defaultWorkers } from "../src/node/verify-pipeline";
 import { assert } from "../src/util/assert";
 import {
   Answer, BenchServers, CHECKPOINT_EVERY, Client, LoadResult, RecordAppender, ServerProcess, buildLog, cliRunsCompiled, commitIndex, fmtInt, fmtMB, fmtMs,
@@ -196,10 +198,15 @@ async function main(): Promise<void> {
     log("SHA-256 rates: node:crypto, then noble, ~1 s each");
     const nodeHashes = hashRate((input) => createHash("sha256").update(input).digest());
     const nobleHashes = hashRate((input) => nobleSha256(input));
-    log(`verify-chain ${dir} --json, as a process`);
+    // Twice: on one thread (--workers 0), and as a user runs it (worker threads beside the replay, one per core but one).
+    const workers = defaultWorkers(os.availableParallelism());
+    log(`verify-chain ${dir} --json --workers 0, as a process`);
+    const alone = await verifyAsProcess(dir, Math.max(VERIFY_TIMEOUT_MS_MIN, size), ["--workers", "0"]);
+    log(`verify-chain ${dir} --json (${workers} worker thread${workers === 1 ? "" : "s"}, the default here), as a process`);
     const verify = await verifyAsProcess(dir, Math.max(VERIFY_TIMEOUT_MS_MIN, size));
     const verified = typeof verify.report.entries === "number" ? verify.report.entries : Number.NaN;
     const verifyPerS = verified / verify.seconds;
+    const aloneVerified = typeof alone.report.entries === "number" ? alone.report.entries : Number.NaN;
     const loadAfter = loadAverage();
 
     // ---- report
@@ -221,9 +228,10 @@ async function main(): Promise<void> {
     lines.push(table([
       ["figure", "value", "target", "met"],
       [
-        `verify-chain as a process (${verify.compiled ? "dist/" : "src/ through tsx: dist/ went stale"}, start-up incl.)`,
+        `verify-chain as a process, ${workers} worker thread${workers === 1 ? "" : "s"} (${verify.compiled ? "dist/" : "src/ through tsx: dist/ went stale"}, start-up incl.)`,
         `${fmtInt(verified)} entries in ${verify.seconds.toFixed(2)} s: ${fmtInt(verifyPerS)} entries/s`, `>= ${fmtInt(TARGET_VERIFY_PER_S)} entries/s`, met(verifyPerS >= TARGET_VERIFY_PER_S),
       ],
+      ["verify-chain as a process, one thread (--workers 0)", `${fmtInt(aloneVerified)} entries in ${alone.seconds.toFixed(2)} s: ${fmtInt(aloneVerified / alone.seconds)} entries/s`, "", ""],
       ["SHA-256 of 64 B, node:crypto createHash", `${fmtInt(nodeHashes)} hashes/s`, "", ""],
       ["SHA-256 of 64 B, @noble/hashes sha256", `${fmtInt(nobleHashes)} hashes/s`, "", ""],
       proofRow("GET /v1/proofs/inclusion/:index?size=N", inclusion),
@@ -240,7 +248,10 @@ async function main(): Promise<void> {
     lines.push(`SHA-256 rates: in this process (node --import tsx), one 64-byte input per call, ~1 s each`);
     lines.push(`proofs: pairs 1 <= M <= N <= ${fmtInt(size)} drawn uniformly (seed ${o.seed}); linearizable reads (the default); latency = client-side, request sent to 200 received`);
     lines.push("targets are printed, never enforced");
-    if (verify.code !== 0 || verify.report.ok !== true) lines.push(`WARNING: verify-chain did not verify the data dir: exit ${verify.code}, ${JSON.stringify(verify.report).slice(0, 400)}`);
+    for (const v of [verify, alone]) {
+      if (v.code !== 0 || v.report.ok !== true) lines.push(`WARNING: verify-chain did not verify the data dir: exit ${v.code}, ${JSON.stringify(v.report).slice(0, 400)}`);
+    }
+    if (JSON.stringify(alone.report) !== JSON.stringify(verify.report)) lines.push("WARNING: verify-chain reported differently with worker threads and without");
     if (build?.firstError !== undefined) lines.push(`WARNING: ${build.errors} of ${build.requests} appends failed during the build; first: ${build.firstError}`);
     for (const r of [inclusion, consistency]) if (r.errors > 0) lines.push(`WARNING: ${r.errors} of ${r.requests} proof requests failed; first: ${r.firstError}`);
     if (root !== undefined) lines.push(o.keep ? `data dir kept: ${dir} (reuse it with --dir ${dir})` : "temp data dir removed");
