@@ -50,6 +50,11 @@ describe("entry hash chain", () => {
   test("u64be rejects values that are not unsigned safe integers", () => {
     expect(toHex(u64be(0))).toBe("0000000000000000");
     expect(toHex(u64be(2 ** 53 - 1))).toBe("001fffffffffffff");
+    // A different value in every byte, and each byte's top bit set somewhere: each lands in its place.
+    expect(toHex(u64be(0x001e2d3c_4b5a6978))).toBe("001e2d3c4b5a6978");
+    expect(toHex(u64be(0x0010_8090_a0b0_c0d0))).toBe("00108090a0b0c0d0");
+    expect(toHex(u64be(0xffff_ffff))).toBe("00000000ffffffff");
+    expect(toHex(u64be(0x1_0000_0000))).toBe("0000000100000000");
     for (const bad of [-1, 1.5, 2 ** 53, Number.NaN]) expect(() => u64be(bad)).toThrow(RangeError);
   });
 
