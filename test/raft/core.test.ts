@@ -255,6 +255,63 @@ describe("leader replication limits", () => {
     expect(raw.status().commit).toBe(5);
   });
 
+  test("a rejection's hint with a term backs next up to the leader's last index of at most that term; without one, to the hint itself", () => {
+    const s = MemoryStorage.bootstrap("c", CFG3);
+    extend(s, [1, 1, 3, 3]); // 2..5: terms 1, 1, 3, 3
+    s.setHardState({ term: 3, vote: null, commit: 1 });
+    const raw = node("n1", s, { preVote: false, checkQuorum: false });
+    raw.campaign();
+    handle(raw, s);
+    raw.step({ type: "VoteResp", from: "n2", to: "n1", term: 4, reject: false });
+    const elected = handle(raw, s);
+    expect(raw.status()).toMatchObject({ role: "leader", term: 4 });
+    const probeTo = (rd: Ready, to: string): AppendMsg[] => rd.messages.filter((m): m is AppendMsg => m.type === "Append" && m.to === to);
+    const first = probeTo(elected, "n3");
+    expect(first.map((m) => m.prevIndex)).toEqual([5]);
+    // n3 holds index 5 at term 2: the leader's last index of term <= 2 is 3, so it probes at 3.
+    raw.step({ type: "AppendResp", from: "n3", to: "n1", term: 4, reject: true, index: 5, hintIndex: 5, hintTerm: 2 });
+    expect(probeTo(handle(raw, s), "n3").map((m) => m.prevIndex)).toEqual([3]);
+    // n2 gives no term (its log ends at 4): the probe goes to 4 as hinted.
+    raw.step({ type: "AppendResp", from: "n2", to: "n1", term: 4, reject: true, index: 5, hintIndex: 4, hintTerm: 0 });
+    expect(probeTo(handle(raw, s), "n2").map((m) => m.prevIndex)).toEqual([4]);
+  });
+
+  test("a follower left in Snapshot is probed again after two election timeouts without an answer, not a tick sooner", () => {
+    const s = MemoryStorage.bootstrap("c", CFG3);
+    extend(s, [1, 1]); // 2..3
+    s.setHardState({ term: 1, vote: null, commit: 1 });
+    const raw = node("n1", s, { preVote: false, checkQuorum: false });
+    raw.campaign();
+    handle(raw, s);
+    raw.step({ type: "VoteResp", from: "n2", to: "n1", term: 2, reject: false });
+    handle(raw, s); // leader of term 2, its NOOP at 4
+    raw.step({ type: "AppendResp", from: "n2", to: "n1", term: 2, reject: false, index: 4, hintIndex: 0, hintTerm: 0 });
+    handle(raw, s);
+    handle(raw, s);
+    expect(raw.status()).toMatchObject({ commit: 4, applied: 4 });
+    s.createSnapshot({ meta: raw.snapshotMeta(4), data: utf8("state@4") });
+    // n3 has nothing the leader still holds: its probe (prev 3) is rejected down to 0, which is compacted away.
+    raw.step({ type: "AppendResp", from: "n3", to: "n1", term: 2, reject: true, index: 3, hintIndex: 0, hintTerm: 0 });
+    const sent = handle(raw, s).messages.filter((m) => m.to === "n3");
+    expect(sent.map((m) => m.type)).toEqual(["InstallSnapshot"]);
+    const toN3 = (): string[] => {
+      raw.step({ type: "HeartbeatResp", from: "n3", to: "n1", term: 2, readCtx: 0 });
+      return handle(raw, s).messages.filter((m) => m.to === "n3" && m.type !== "Heartbeat").map((m) => m.type);
+    };
+    const electionTick = 10;
+    for (let t = 1; t < 2 * electionTick; t++) {
+      raw.tick();
+      handle(raw, s);
+      expect({ t, sent: toN3() }).toEqual({ t, sent: [] }); // in Snapshot: paused, whatever n3 says
+    }
+    // The 20th tick gives up on the snapshot: Probe resumes after it, and the next answer gets an Append at the anchor.
+    raw.tick();
+    handle(raw, s);
+    raw.step({ type: "HeartbeatResp", from: "n3", to: "n1", term: 2, readCtx: 0 });
+    const retry = handle(raw, s).messages.filter((m): m is AppendMsg => m.to === "n3" && m.type === "Append");
+    expect(retry.map((m) => [m.prevIndex, m.prevTerm])).toEqual([[4, 2]]);
+  });
+
   test("ReadIndex: only voters' answers for that ctx count, and a confirmation releases the earlier reads too", () => {
     const { raw, s } = leaderWithFollowers({});
     expect(raw.readIndex(5)).toMatchObject({ ok: true });
