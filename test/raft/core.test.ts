@@ -199,6 +199,47 @@ describe("persistence contract", () => {
   });
 });
 
+describe("counting votes (Raft 5.2)", () => {
+  const CFG5 = configOfIds(["n1", "n2", "n3", "n4", "n5"]);
+  const vote = (from: string, term: number, reject: boolean, pre = false): Message =>
+    ({ type: pre ? "PreVoteResp" : "VoteResp", from, to: "n1", term, reject }) as Message;
+
+  test("of five voters, two refusals leave a candidate campaigning; the third sends it back to follower in its term", () => {
+    const s = MemoryStorage.bootstrap("c", CFG5);
+    const raw = node("n1", s, { preVote: false, checkQuorum: false });
+    raw.campaign();
+    handle(raw, s);
+    expect(raw.status()).toMatchObject({ role: "candidate", term: 2, vote: "n1" });
+    raw.step(vote("n2", 2, true));
+    raw.step(vote("n3", 2, true));
+    handle(raw, s);
+    expect(raw.status()).toMatchObject({ role: "candidate", term: 2 });
+    raw.step(vote("n4", 2, true));
+    handle(raw, s);
+    expect(raw.status()).toMatchObject({ role: "follower", term: 2, lead: null });
+  });
+
+  test("a pre-candidate that wins its round asks for real votes, not as a leadership transfer; granted by a majority it leads", () => {
+    const s = MemoryStorage.bootstrap("c", CFG5);
+    const raw = node("n1", s, { preVote: true, checkQuorum: false });
+    raw.campaign();
+    const pre = handle(raw, s).messages.filter((m) => m.type === "PreVote");
+    expect(pre.map((m) => m.to).sort()).toEqual(["n2", "n3", "n4", "n5"]);
+    expect(raw.status()).toMatchObject({ role: "pre-candidate", term: 1 });
+    raw.step(vote("n2", 2, false, true));
+    handle(raw, s);
+    expect(raw.status().role).toBe("pre-candidate"); // itself and n2: two of five
+    raw.step(vote("n3", 2, false, true));
+    const votes = handle(raw, s).messages.filter((m) => m.type === "Vote");
+    expect(raw.status()).toMatchObject({ role: "candidate", term: 2 });
+    expect(votes.map((m) => [m.to, m.term, m.type === "Vote" && m.transfer])).toEqual([["n2", 2, false], ["n3", 2, false], ["n4", 2, false], ["n5", 2, false]]);
+    raw.step(vote("n4", 2, false));
+    raw.step(vote("n5", 2, false));
+    handle(raw, s);
+    expect(raw.status()).toMatchObject({ role: "leader", term: 2, lead: "n1" });
+  });
+});
+
 describe("leader replication limits", () => {
   function leaderWithFollowers(extra: Partial<RaftConfig>): { raw: RawNode; s: MemoryStorage; sent: Message[] } {
     const s = MemoryStorage.bootstrap("c", CFG3);
