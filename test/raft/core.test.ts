@@ -353,6 +353,23 @@ describe("leader replication limits", () => {
     expect(retry.map((m) => [m.prevIndex, m.prevTerm])).toEqual([[4, 2]]);
   });
 
+  test("a leadership transfer sends TimeoutNow once the transferee holds the whole log, and only to it", () => {
+    const { raw, s } = leaderWithFollowers({ checkQuorum: false });
+    for (let i = 0; i < 2; i++) raw.propose(EntryKind.Record, new Uint8Array(10));
+    handle(raw, s); // log 1..4; n2 and n3 have 2 at most
+    const timeouts = (rd: Ready): string[] => rd.messages.filter((m) => m.type === "TimeoutNow").map((m) => m.to);
+    expect(raw.transferLeader("n3")).toMatchObject({ ok: true });
+    expect(timeouts(handle(raw, s))).toEqual([]); // n3 is behind: it gets the entries first
+    // n2 catching up is not the transferee: no TimeoutNow.
+    raw.step({ type: "AppendResp", from: "n2", to: "n1", term: 2, reject: false, index: 4, hintIndex: 0, hintTerm: 0 });
+    expect(timeouts(handle(raw, s))).toEqual([]);
+    // n3 at 3 of 4: not yet.
+    raw.step({ type: "AppendResp", from: "n3", to: "n1", term: 2, reject: false, index: 3, hintIndex: 0, hintTerm: 0 });
+    expect(timeouts(handle(raw, s))).toEqual([]);
+    raw.step({ type: "AppendResp", from: "n3", to: "n1", term: 2, reject: false, index: 4, hintIndex: 0, hintTerm: 0 });
+    expect(timeouts(handle(raw, s))).toEqual(["n3"]);
+  });
+
   test("ReadIndex: only voters' answers for that ctx count, and a confirmation releases the earlier reads too", () => {
     const { raw, s } = leaderWithFollowers({});
     expect(raw.readIndex(5)).toMatchObject({ ok: true });
