@@ -241,7 +241,8 @@ export class Writes implements LedgerWrites, ReadyListener {
     // Until this leader applied an entry of its own term (its NOOP), entries of earlier terms may be
     // committed but not applied: a retried key would miss the dedup table and land twice.
     if (!this.rt.appliedOwnTerm()) throw new LedgerError("unavailable", "new leader is applying earlier entries; retry");
-    const digest = requestDigest(record);
+    // The request's digest tells a retry from a reused key: without a key there is nothing to tell apart.
+    const digest = idempotencyKey === undefined ? "" : requestDigest(record);
     if (idempotencyKey !== undefined) {
       const prior = this.reader.dedup(idempotencyKey);
       if (prior !== undefined) {
