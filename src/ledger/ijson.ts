@@ -248,9 +248,9 @@ class Scanner {
   }
 
   /**
-   * At the four hex digits of a \\u escape: whether JSON.stringify would write this escape, which it
-   * does only for the control characters without a short form (U+0000..U+001F but for \\b \\t \\n
-   * \\f \\r), with lowercase hex. Anything else it writes as the character itself.
+   * At the four hex digits of a \u escape: whether JSON.stringify would write this escape, which it
+   * does only for the control characters without a short form (U+0000..U+001F but for \b \t \n
+   * \f \r), with lowercase hex. Anything else it writes as the character itself.
    */
   private canonicalUnicodeEscape(): boolean {
     const b = this.b;
