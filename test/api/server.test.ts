@@ -255,4 +255,25 @@ describe("request logs", () => {
       await app.close();
     }
   }, 60_000);
+
+  test("at log level warn there is no access log: a 200 and a 400 write no line, a 500 only the error handler's", async () => {
+    const captured = capturingLogger();
+    captured.logger.level = "warn";
+    const app = await startInProcessApp({
+      logger: captured.logger,
+      // A bug behind one route: its 500 is logged once, by the error handler (not again as an access line).
+      wrap: (deps) => ({ ...deps, reader: Object.assign(Object.create(deps.reader) as typeof deps.reader, { latestCheckpoint: () => { throw new Error("planted"); } }) }),
+    });
+    const get = async (target: string): Promise<number | undefined> =>
+      (await rawHttp(app.port, Buffer.from(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)))?.status;
+    try {
+      expect(await get("/v1/status")).toBe(200);
+      expect(await get("/v1/records?from=%ZZ")).toBe(400);
+      expect(captured.lines).toEqual([]);
+      expect(await get("/v1/checkpoints/latest?consistency=local")).toBe(500);
+      expect(captured.lines.map((l) => [l.level, l.msg])).toEqual([[50, "request failed"]]);
+    } finally {
+      await app.close();
+    }
+  }, 60_000);
 });
