@@ -552,6 +552,45 @@ describe("a follower checks what its leader sends (hash chain, committed history
     expect(raw.status().lastIndex).toBe(4);
   });
 
+  test("CONFIG entries it has not committed are undone with them: a new leader's entries in their place bring the configuration before back", () => {
+    const { raw, s, out } = follower(1);
+    const withN4 = configOfIds(["n1", "n2", "n3"], ["n4"]);
+    const withN5 = configOfIds(["n1", "n2", "n3"], ["n4", "n5"]);
+    const c5 = chainEntry(5, 2, EntryKind.Config, s.entry(4).hash, encodeConfig(withN4));
+    const c6 = chainEntry(6, 2, EntryKind.Config, c5.hash, encodeConfig(withN5));
+    raw.step(append(s, 4, [c5, c6]));
+    out();
+    expect(configsEqual(raw.status().config, withN5)).toBe(true);
+    // A leader of term 3 keeps 5 and replaces 6: the configuration of 5 is in force again.
+    const r6 = chainEntry(6, 3, EntryKind.Record, c5.hash, utf8("r6"));
+    raw.step({ ...append(s, 5, [r6]), from: "n3", term: 3 } as Message);
+    out();
+    expect(raw.status().lastIndex).toBe(6);
+    expect(configsEqual(raw.status().config, withN4)).toBe(true);
+    // ...and replacing 5 as well brings back the one before both.
+    const r5 = chainEntry(5, 3, EntryKind.Record, s.entry(4).hash, utf8("r5"));
+    raw.step({ ...append(s, 4, [r5]), from: "n3", term: 3 } as Message);
+    out();
+    expect(raw.status().lastIndex).toBe(5);
+    expect(configsEqual(raw.status().config, CFG)).toBe(true);
+  });
+
+  test("a halted node never campaigns: not when asked, not on TimeoutNow, not after any number of ticks", () => {
+    const held = follower(3);
+    held.raw.step({ ...append(held.s, 3, []), prevHash: new Uint8Array(32) } as Message);
+    held.out();
+    expect(held.raw.status().halted).not.toBeNull();
+    held.raw.campaign();
+    held.raw.step({ type: "TimeoutNow", from: "n2", to: "n1", term: 2 });
+    for (let t = 0; t < 100; t++) held.raw.tick();
+    expect(held.out().messages.filter((m) => m.type === "PreVote" || m.type === "Vote")).toEqual([]);
+    expect(held.raw.status()).toMatchObject({ role: "follower", term: 2 });
+    // The same node, not halted, campaigns when asked.
+    const free = follower(1);
+    free.raw.campaign();
+    expect(free.out().messages.map((m) => m.type)).toEqual(["PreVote", "PreVote"]);
+  });
+
   test("a prevTerm it does not have is rejected with the fast-backtracking hint", () => {
     const { raw, s, out } = follower(1);
     raw.step({ ...append(s, 4, []), prevTerm: 3 } as Message);
