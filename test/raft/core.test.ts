@@ -370,6 +370,24 @@ describe("leader replication limits", () => {
     expect(timeouts(handle(raw, s))).toEqual(["n3"]);
   });
 
+  test("a configuration entry takes effect on the leader when appended: a new member is replicated to, a removed one hears nothing more", () => {
+    const { raw, s } = leaderWithFollowers({ checkQuorum: false });
+    const to = (rd: Ready): string[] => [...new Set(rd.messages.map((m) => m.to))].sort();
+    expect(raw.proposeConfig(configOfIds(["n1", "n2", "n3"], ["n4"]))).toMatchObject({ ok: true, index: 3 });
+    const added = handle(raw, s);
+    expect(to(added)).toEqual(["n2", "n4"]); // n3 still waits on its unanswered probe
+    const probe = added.messages.find((m): m is AppendMsg => m.type === "Append" && m.to === "n4");
+    expect(probe?.prevIndex).toBe(3); // a new member's progress starts after the leader's log
+    raw.step({ type: "AppendResp", from: "n2", to: "n1", term: 2, reject: false, index: 3, hintIndex: 0, hintTerm: 0 });
+    handle(raw, s);
+    expect(raw.status().commit).toBe(3);
+    // n3 leaves: from the CONFIG entry on, the leader sends it nothing, heartbeats included.
+    expect(raw.proposeConfig(configOfIds(["n1", "n2"], ["n4"]))).toMatchObject({ ok: true, index: 4 });
+    expect(to(handle(raw, s))).toEqual(["n2"]); // n4 waits on its unanswered probe
+    raw.tick();
+    expect(to(handle(raw, s))).toEqual(["n2", "n4"]); // heartbeats: to every member but n3
+  });
+
   test("ReadIndex: only voters' answers for that ctx count, and a confirmation releases the earlier reads too", () => {
     const { raw, s } = leaderWithFollowers({});
     expect(raw.readIndex(5)).toMatchObject({ ok: true });
