@@ -219,6 +219,27 @@ describe("counting votes (Raft 5.2)", () => {
     expect(raw.status()).toMatchObject({ role: "follower", term: 2, lead: null });
   });
 
+  test("only the answers of the round's kind from voters count: a learner's grant, or a VoteResp to a pre-candidate, changes nothing", () => {
+    const s = MemoryStorage.bootstrap("c", configOfIds(["n1", "n2", "n3"], ["n4"]));
+    const raw = node("n1", s, { preVote: true, checkQuorum: false });
+    raw.campaign();
+    handle(raw, s);
+    raw.step(vote("n4", 2, false, true)); // a learner's pre-vote grant
+    raw.step(vote("n2", 1, false)); // a real vote of its own term, in a pre-vote round
+    handle(raw, s);
+    expect(raw.status()).toMatchObject({ role: "pre-candidate", term: 1 });
+    raw.step(vote("n2", 2, false, true));
+    handle(raw, s);
+    expect(raw.status()).toMatchObject({ role: "candidate", term: 2 });
+    raw.step(vote("n4", 2, false)); // the learner again, now for real: still no majority of voters
+    raw.step(vote("n3", 3, false, true)); // a pre-vote grant (they carry the next term) in the real round
+    handle(raw, s);
+    expect(raw.status()).toMatchObject({ role: "candidate", term: 2 });
+    raw.step(vote("n3", 2, false));
+    handle(raw, s);
+    expect(raw.status().role).toBe("leader");
+  });
+
   test("a pre-candidate that wins its round asks for real votes, not as a leadership transfer; granted by a majority it leads", () => {
     const s = MemoryStorage.bootstrap("c", CFG5);
     const raw = node("n1", s, { preVote: true, checkQuorum: false });
@@ -386,6 +407,21 @@ describe("leader replication limits", () => {
     expect(to(handle(raw, s))).toEqual(["n2"]); // n4 waits on its unanswered probe
     raw.tick();
     expect(to(handle(raw, s))).toEqual(["n2", "n4"]); // heartbeats: to every member but n3
+  });
+
+  test("a heartbeat's answer frees one slot of a full inflight window: exactly one more Append goes out", () => {
+    const { raw, s } = leaderWithFollowers({ maxMsgBytes: 300, maxInflight: 2, checkQuorum: false });
+    const toN2 = (rd: Ready): AppendMsg[] => rd.messages.filter((m): m is AppendMsg => m.type === "Append" && m.to === "n2" && m.entries.length > 0);
+    let sent = 0;
+    for (let i = 0; i < 10; i++) {
+      raw.propose(EntryKind.Record, new Uint8Array(100));
+      sent += toN2(handle(raw, s)).length;
+    }
+    expect(sent).toBe(2); // the window is full
+    raw.step({ type: "HeartbeatResp", from: "n2", to: "n1", term: 2, readCtx: 0 });
+    expect(toN2(handle(raw, s)).length).toBe(1);
+    raw.step({ type: "HeartbeatResp", from: "n2", to: "n1", term: 2, readCtx: 0 });
+    expect(toN2(handle(raw, s)).length).toBe(1);
   });
 
   test("ReadIndex: only voters' answers for that ctx count, and a confirmation releases the earlier reads too", () => {
