@@ -449,6 +449,29 @@ describe("terms of incoming messages (Raft 5.1, PreVote and CheckQuorum, thesis 
   const voteAt = (term: number, from = "n2", transfer = false, lastIndex = 1, lastTerm = 1): Message => ({ type: "Vote", from, to: "n1", term, lastIndex, lastTerm, transfer });
   const staleReject = { type: "AppendResp", from: "n1", to: "n2", term: 5, reject: true, index: 0, hintIndex: 0, hintTerm: 0 };
 
+  test("a Ready carries the soft state only when the role or the leader changed", () => {
+    const s = MemoryStorage.bootstrap("c", CFG);
+    s.setHardState({ term: 5, vote: null, commit: 1 });
+    const raw = new RawNode({ id: "n1", storage: s, electionTick: 10, heartbeatTick: 1, preVote: true, checkQuorum: true, maxMsgBytes: 1 << 20, maxInflight: 4, rng: new Prng(1) });
+    const soft = (): unknown => {
+      expect(raw.hasReady()).toBe(true);
+      const rd = raw.ready();
+      if (rd.hardState !== null) s.setHardState(rd.hardState);
+      s.append(rd.entries);
+      raw.advance(rd);
+      return rd.softState;
+    };
+    soft(); // the bootstrap entry
+    raw.step(appendAt(5));
+    expect(soft()).toEqual({ role: "follower", lead: "n2" }); // the leader changed, the role did not
+    raw.step(appendAt(5));
+    expect(soft()).toBeNull(); // nothing changed: an answer to send, no soft state
+    raw.step(appendAt(6, "n3"));
+    expect(soft()).toEqual({ role: "follower", lead: "n3" });
+    raw.campaign();
+    expect(soft()).toEqual({ role: "pre-candidate", lead: null }); // both changed
+  });
+
   test("a stale Append or Heartbeat is told the term moved on (with CheckQuorum or PreVote), a stale PreVote is refused, a stale Vote ignored", () => {
     const { raw, out } = at5();
     raw.step(appendAt(3));
