@@ -20,9 +20,11 @@ const swap: {
   snapshots: SnapshotView[] | null;
   appended: Array<{ record: RecordRequest; key?: string }>;
   members: string[];
-} = { readiness: null, leader: null, historyFrom: null, snapshots: null, appended: [], members: [] };
+  /** The redirect flag of each append the route handed to appendOrForward. */
+  redirects: boolean[];
+} = { readiness: null, leader: null, historyFrom: null, snapshots: null, appended: [], members: [], redirects: [] };
 beforeEach(() => {
-  Object.assign(swap, { readiness: null, leader: null, historyFrom: null, snapshots: null, appended: [], members: [] });
+  Object.assign(swap, { readiness: null, leader: null, historyFrom: null, snapshots: null, appended: [], members: [], redirects: [] });
 });
 
 let app: InProcessApp;
@@ -51,7 +53,10 @@ const shared = sharedInProcessApp({
           swap.appended.push({ record, ...(key === undefined ? {} : { key }) });
           return { index: 77, term: 5, hash: "ab".repeat(32), duplicate: false };
         },
-        appendOrForward: (record: RecordRequest, key: string | undefined, redirect: boolean) => writes.appendOrForward(record, key, redirect),
+        appendOrForward: (record: RecordRequest, key: string | undefined, redirect: boolean) => {
+          swap.redirects.push(redirect);
+          return writes.appendOrForward(record, key, redirect);
+        },
         addMember: async (m: MemberInfo) => {
           swap.members.push(m.id);
           return { index: 40 };
@@ -83,6 +88,15 @@ const errorOf = (r: HttpResult): { status: number; error: unknown; message: unkn
 };
 
 describe("/ready", () => {
+  test("POST /v1/records asks for a redirect (a follower's 307) only with ?redirect=1", async () => {
+    const body = { type: "policy.set", subject: "redirect-flag", data: { name: "n", value: 1 } };
+    for (const q of ["?redirect=1", "", "?redirect=0", "?redirect=true", "?redirect=11"]) {
+      const r = await http(app.baseUrl, "POST", `/v1/records${q}`, { token: app.adminToken, json: body });
+      expect({ q, status: r.status }).toEqual({ q, status: 201 });
+    }
+    expect(swap.redirects).toEqual([true, false, false, false, false]);
+  });
+
   test("a node that cannot serve answers 503 with its reasons and how far behind it is", async () => {
     swap.readiness = { ready: false, reasons: ["halted", "behind"], behind: 12 };
     const r = await call("GET", "/ready");

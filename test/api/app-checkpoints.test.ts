@@ -84,6 +84,16 @@ test("GET /v1/proofs/inclusion/:index without a size proves against the first ch
   expect(verifyInclusion(p.index - 1, p.size, hexToBuf(p.leaf_hash), p.path.map(hexToBuf), hexToBuf(p.root))).toBe(true);
 });
 
+test("GET /v1/proofs/consistency without a to proves up to the latest checkpoint, not cacheable; with a to, immutable", async () => {
+  const r = await get("/v1/proofs/consistency?from=1");
+  expect(r.status).toBe(200);
+  expect(r.headers.get("cache-control")).toBe("no-store");
+  const p = r.json as { from: number; to: number; checkpoint?: Cp };
+  expect(p.to).toBe(p.checkpoint?.size);
+  const fixed = await get(`/v1/proofs/consistency?from=1&to=${p.to}`);
+  expect([fixed.status, fixed.headers.get("cache-control")]).toEqual([200, "public, max-age=31536000, immutable"]);
+});
+
 test("GET /v1/receipts/:index of a covered entry is an immutable JSON receipt for that entry", async () => {
   const r = await get(`/v1/receipts/${indices[0]}`);
   expect(r.status).toBe(200);

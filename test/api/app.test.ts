@@ -438,6 +438,11 @@ describe("reads", () => {
     expect(verifyConsistency(5, applied, p.path.map(hexToBuf), hexToBuf(p.root_from), hexToBuf(p.root_to))).toBe(true);
     // without a to (and no checkpoint yet) there is nothing to prove against
     expect((await get("/v1/proofs/consistency?from=5")).status).toBe(404);
+    // Each bad parameter is named in its refusal.
+    expect(errorOf(await get("/v1/proofs/consistency?from=x"))).toEqual({ status: 400, error: "bad_request", message: 'from must be a whole number >= 1, got "x"' });
+    expect(errorOf(await get("/v1/proofs/consistency?from=1&to=0"))).toEqual({ status: 400, error: "bad_request", message: "to must be a whole number from 1 to 9007199254740991, got 0" });
+    expect(errorOf(await get("/v1/proofs/inclusion/x?size=2"))).toEqual({ status: 400, error: "bad_request", message: 'index must be a whole number >= 1, got "x"' });
+    expect(errorOf(await get("/v1/proofs/inclusion/1?size=0"))).toEqual({ status: 400, error: "bad_request", message: "size must be a whole number from 1 to 9007199254740991, got 0" });
   });
 
   test("GET /proofs/inclusion: a fixed size is immutable and verifies; no checkpoint and no size is 404", async () => {
