@@ -140,6 +140,13 @@ export class LedgerRuntime {
   private readonly bootstrapPeers: readonly Member[];
   /** Said once: the snapshot worker runs at the loop's priority (src/node/background.ts). */
   private warnedPriority = false;
+  /**
+   * Snapshots that prunes on their way name as their anchor (index → prunes naming it): retention
+   * keeps them until the prune is applied and the log is cut there. Without this a snapshot taken
+   * between the prune's check and its apply could drop the anchor (keep 3: the oldest goes), and the
+   * leader was left without the start its prune recorded.
+   */
+  private readonly pinnedSnapshots = new Map<number, number>();
   /** Stops the snapshot being made in a worker; null when none is. */
   private stopSnapshot: (() => void) | null = null;
   /** WAL checkpoints in a worker thread, not inside the Ready's commit (src/node/wal-checkpointer.ts). */
@@ -647,7 +654,7 @@ export class LedgerRuntime {
       if (row.index <= (this.store.anchor()?.index ?? 0) || row.index <= this.lastSnapshotIndex) return;
       try {
         this.store.transaction(() => this.store.saveSnapshot(row));
-        const dropped = this.store.retainSnapshots(this.opts.snapshotsKeep ?? SNAPSHOTS_KEEP_DEFAULT);
+        const dropped = this.store.retainSnapshots(this.opts.snapshotsKeep ?? SNAPSHOTS_KEEP_DEFAULT, this.pinnedSnapshot());
         this.lastSnapshotIndex = row.index;
         this.log.info({ index: row.index, why, snapshots_dropped: dropped, ms: Math.round(performance.now() - started) }, "snapshot taken (the log is untouched)");
       } catch (err) {
@@ -661,10 +668,34 @@ export class LedgerRuntime {
     });
   }
 
+  /**
+   * Keeps the snapshot at `index` from retention until the returned function is called (once the
+   * prune that names it is applied, or failed). Prunes come one by one from an operator, so only
+   * the earliest pinned index is protected when several are on their way.
+   */
+  pinSnapshot(index: number): () => void {
+    this.pinnedSnapshots.set(index, (this.pinnedSnapshots.get(index) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const n = (this.pinnedSnapshots.get(index) ?? 1) - 1;
+      if (n <= 0) this.pinnedSnapshots.delete(index);
+      else this.pinnedSnapshots.set(index, n);
+    };
+  }
+
+  /** The earliest snapshot a prune on its way names (0: none). */
+  private pinnedSnapshot(): number {
+    let min = 0;
+    for (const i of this.pinnedSnapshots.keys()) if (min === 0 || i < min) min = i;
+    return min;
+  }
+
   /** Snapshots the applied state now, on this thread (a prune needs it before it cuts), then keeps the last snapshotsKeep. */
   private snapshotNow(why: "prune"): void {
     const { row } = createSnapshot(this.store, { cluster: this.clusterId, nodeId: this.nodeId, secretKey: this.secretKey, now: this.opts.now });
-    const dropped = this.store.retainSnapshots(this.opts.snapshotsKeep ?? SNAPSHOTS_KEEP_DEFAULT);
+    const dropped = this.store.retainSnapshots(this.opts.snapshotsKeep ?? SNAPSHOTS_KEEP_DEFAULT, this.pinnedSnapshot());
     this.lastSnapshotIndex = row.index;
     this.log.info({ index: row.index, why, snapshots_dropped: dropped }, "snapshot taken (the log is untouched)");
   }

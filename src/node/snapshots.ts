@@ -20,7 +20,7 @@ import { Entry, EntryKind } from "../ledger/entry";
 import { Store, StoredSnapshot } from "../storage/store";
 import { CompactRange } from "../ledger/merkle";
 import { encodeSnapshot, makeSnapshot, SnapshotDoc } from "../ledger/snapshot";
-import { decodeRecord } from "../ledger/record";
+import { decodeRecord, RecordRequest } from "../ledger/record";
 import { assert } from "../util/assert";
 
 /** The reserved record type of a prune, and its subject (DESIGN.md: pruning is recorded in the log). */
@@ -89,6 +89,13 @@ export function pruneOf(e: Entry): PruneData | null {
   const d = rec.data as { below?: unknown; snapshot?: unknown } | null;
   if (typeof d !== "object" || d === null || !isIndex(d.below) || !isIndex(d.snapshot) || d.below > e.index) return null;
   return { below: d.below, snapshot: d.snapshot };
+}
+
+/** The snapshot a prune request names as the start of what it leaves; null when the record is no prune. */
+export function pruneAnchorOf(record: RecordRequest): number | null {
+  if (record.type !== PRUNE_RECORD_TYPE || record.subject !== PRUNE_SUBJECT) return null;
+  const d = record.data as { snapshot?: unknown } | null;
+  return typeof d === "object" && d !== null && isIndex(d.snapshot) ? d.snapshot : null;
 }
 
 /** Step 1, inside the apply transaction: a prune entry moves history_from. True when e was a prune. */

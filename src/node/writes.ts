@@ -19,6 +19,7 @@ import type { LedgerRuntime, ReadyListener } from "./runtime";
 import type { Reader } from "./reader";
 import type { RecordTypes } from "./record-types";
 import { FORWARD_PENDING_MAX, Forwarder } from "./forward";
+import { pruneAnchorOf } from "./snapshots";
 
 export interface WritesOptions {
   /** How long a write waits for commit before answering 503 (the entry may still commit). */
@@ -262,7 +263,18 @@ export class Writes implements LedgerWrites, ReadyListener {
     const bytes = encodeRecord(payload);
     // The exact bytes go through apply's own validation first: an entry that reaches the log applies.
     parseRecordPayload(bytes);
-    const fate = this.proposeAndWait(() => this.rt.propose(EntryKind.Record, bytes), bytes.length);
+    // A prune names a snapshot as the start of what it leaves: retention keeps that snapshot until the
+    // prune is applied (the log is cut there then), whatever snapshots are taken meanwhile.
+    const anchor = pruneAnchorOf(record);
+    const unpin = anchor === null ? null : this.rt.pinSnapshot(anchor);
+    let fate: Promise<AppendResult>;
+    try {
+      fate = this.proposeAndWait(() => this.rt.propose(EntryKind.Record, bytes), bytes.length);
+    } catch (err) {
+      unpin?.();
+      throw err;
+    }
+    if (unpin !== null) fate.then(unpin, unpin);
     if (idempotencyKey !== undefined) {
       // The key stays in flight until the entry's fate is known, not merely until the client gave
       // up waiting: a retry after a 503 then waits for the same entry instead of proposing a copy.

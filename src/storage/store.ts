@@ -222,7 +222,7 @@ export class Store implements StateStore, ChainSource {
       snapList: p("SELECT idx, term, hash, state_root, signer, created_at FROM snapshots ORDER BY idx DESC"),
       snapBelow: p("DELETE FROM snapshots WHERE idx < ?"),
       // The newest `keep` rows stay, and the row at the log's anchor (the log begins there: Raft's base).
-      snapRetain: p("DELETE FROM snapshots WHERE idx NOT IN (SELECT idx FROM snapshots ORDER BY idx DESC LIMIT ?) AND idx <> ?"),
+      snapRetain: p("DELETE FROM snapshots WHERE idx NOT IN (SELECT idx FROM snapshots ORDER BY idx DESC LIMIT ?) AND idx <> ? AND idx <> ?"),
       configAt: p("SELECT payload FROM log WHERE kind = 2 AND idx <= ? ORDER BY idx DESC LIMIT 1"),
       configIndices: p("SELECT idx FROM log WHERE kind = 2 AND idx >= ? AND idx <= ? ORDER BY idx"),
     };
@@ -386,10 +386,13 @@ export class Store implements StateStore, ChainSource {
     this.s.snapPut.run(s.index, s.term, s.hash, s.root, s.compactRange, s.config, s.stateRoot, s.data, s.signer, s.sig, s.createdAt);
   }
 
-  /** Deletes all but the newest `keep` snapshots, never the one at the log's anchor. Returns how many went. */
-  retainSnapshots(keep: number): number {
+  /**
+   * Deletes all but the newest `keep` snapshots, never the one at the log's anchor nor the one at
+   * `pinned` (a prune on its way names it as what starts the history it leaves). Returns how many went.
+   */
+  retainSnapshots(keep: number, pinned = 0): number {
     assert(Number.isSafeInteger(keep) && keep >= 1, `snapshots to keep must be >= 1, got ${keep}`);
-    return this.s.snapRetain.run(keep, this.anchor()?.index ?? 0).changes;
+    return this.s.snapRetain.run(keep, this.anchor()?.index ?? 0, pinned).changes;
   }
 
   /** Deletes the snapshots before index (a prune: their history is gone, they can no longer start a verification). */

@@ -58,3 +58,59 @@ test("snapshots made in a worker thread are stored, listed and verify like a rep
     await node.close();
   }
 });
+
+test("a snapshot a prune on its way names outlives later snapshots until the prune is applied, and the log is cut there", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "resonetics-snapworker-"));
+  dirs.push(dir);
+  const node = new RaftLedgerNode(openDataDir(dir, "127.0.0.1:0"), {
+    tickMs: 5, electionTick: 10, heartbeatTick: 2, checkpointEvery: 7, checkpointIntervalMs: 3_600_000, snapshotEvery: 20, snapshotsKeep: 2,
+    writeTimeoutMs: 10_000, now: () => new Date(Date.parse("2026-01-01T00:00:00Z")), logger: pino({ level: "silent" }),
+  });
+  // The runtime's pin, watched: the writes module pins a prune's anchor and lets go once it is applied.
+  const rt = (node as unknown as { rt: { pinSnapshot(index: number): () => void } }).rt;
+  const pin = rt.pinSnapshot.bind(rt);
+  const pins: Array<{ index: number; released: boolean }> = [];
+  rt.pinSnapshot = (index: number) => {
+    const p = { index, released: false };
+    pins.push(p);
+    const unpin = pin(index);
+    return () => {
+      p.released = true;
+      unpin();
+    };
+  };
+  try {
+    await node.leaderKnown();
+    let value = 0;
+    const append = (n: number) =>
+      Promise.all(Array.from({ length: n }, () => node.writes.append({ type: "policy.set", subject: "s", data: { name: "n", value: value++ } })));
+    const indexes = (): number[] => node.reader.snapshots().map((x) => x.index);
+    await append(25);
+    await until("a first snapshot", () => indexes().length === 1);
+    const a = indexes()[0];
+    // Pinned (as a prune naming it is, from its proposal to its apply), a kept snapshot survives retention.
+    const unpin = rt.pinSnapshot(a);
+    await append(25);
+    await until("a second snapshot", () => indexes().length === 2);
+    const b = indexes()[0];
+    await append(25);
+    await until("a third snapshot", () => indexes()[0] > b);
+    expect(indexes()).toEqual([indexes()[0], b, a]); // keep 2, and the pinned one
+    unpin();
+    const c = indexes()[0];
+    await append(25);
+    await until("a fourth snapshot, after which only the newest two remain", () => indexes()[0] > c && indexes().length === 2);
+    expect(indexes()).toEqual([indexes()[0], c]);
+    // A prune through the writes module pins its anchor while on its way and lets go once applied: the log is cut there.
+    const anchor = c;
+    pins.length = 0;
+    const ack = await node.writes.append({ type: "resonetics.prune", subject: "ledger", data: { below: anchor + 1, snapshot: anchor } });
+    expect(ack.index).toBeGreaterThan(anchor);
+    expect(pins).toEqual([{ index: anchor, released: true }]);
+    expect(node.reader.historyFrom()).toBe(anchor + 1);
+    expect(indexes()).toContain(anchor);
+    expect(node.reader.verify(undefined, anchor)).toMatchObject({ ok: true });
+  } finally {
+    await node.close();
+  }
+});

@@ -349,6 +349,16 @@ describe("Store: snapshots and configuration", () => {
     s.close();
   });
 
+  test("retainSnapshots keeps a pinned snapshot too (a prune on its way names it), and only that one", () => {
+    const s = new Store(file());
+    for (const i of [3, 5, 7, 9]) s.saveSnapshot(snap(i, i));
+    expect(s.retainSnapshots(2, 3)).toBe(1); // 5 goes; 3 is pinned
+    expect(s.snapshotIndexes()).toEqual([9, 7, 3]);
+    expect(s.retainSnapshots(2)).toBe(1); // unpinned, 3 goes
+    expect(s.snapshotIndexes()).toEqual([9, 7]);
+    s.close();
+  });
+
   test("configAt: the last CONFIG entry at or before the index, else the snapshot's if it is not later", () => {
     const s = new Store(file());
     const es = chain(8, "c", (i) => (i === 2 || i === 6 ? EntryKind.Config : EntryKind.Noop));
