@@ -39,6 +39,8 @@ afterAll(async () => {
   await proxy?.close();
   await server?.stop();
   await cleanupAll();
+  // This run's screenshots: their copies in SHOTS_FOR_LEAD stay (the last run's); the run's own dir goes.
+  if (shotsDir !== "") fs.rmSync(shotsDir, { recursive: true, force: true });
 }, 60_000);
 
 beforeAll(async () => {
