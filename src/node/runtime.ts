@@ -144,7 +144,8 @@ export class LedgerRuntime {
    * Snapshots that prunes on their way name as their anchor (index → prunes naming it): retention
    * keeps them until the prune is applied and the log is cut there. Without this a snapshot taken
    * between the prune's check and its apply could drop the anchor (keep 3: the oldest goes), and the
-   * leader was left without the start its prune recorded.
+   * leader was left without the start its prune recorded. Bounded by the writes in flight
+   * (maxPendingWrites): a pin lives from a prune's proposal to its fate.
    */
   private readonly pinnedSnapshots = new Map<number, number>();
   /** Stops the snapshot being made in a worker; null when none is. */
