@@ -9,7 +9,7 @@ import * as path from "node:path";
 import Database from "better-sqlite3";
 import { openLedgerReadonly } from "../../src/cli/open-readonly";
 import { verifyChain, VerifyReport } from "../../src/ledger/verify";
-import { ParallelChainSource, VerifyWorkers } from "../../src/node/verify-pipeline";
+import { computePage, PageExecutor, PageFacts, PageJob, ParallelChainSource, VerifyWorkers } from "../../src/node/verify-pipeline";
 import type { Store } from "../../src/storage/store";
 import { prng, testSeed } from "../support/independent";
 import { startInProcessApp } from "../support/in-process-app";
@@ -151,6 +151,25 @@ describe("verify-chain's worker threads give the report of one thread", () => {
       expect(third.piped).toEqual(second.alone);
     } finally {
       workers.close();
+    }
+  });
+
+  test("a page the workers could not compute, or answered out of turn, stops the verification with why; nothing is reported verified", () => {
+    /** Answers each page as `answer` says, on this thread. */
+    const executor = (answer: (job: PageJob) => PageFacts): PageExecutor => {
+      const answers: PageFacts[] = [];
+      return { slots: 1, submit: (_slot, job) => void answers.push(answer(job)), next: () => answers.shift() as PageFacts };
+    };
+    const failing = executor((job) => (job.page === 1 ? { ...computePage(job), error: "planted" } : computePage(job)));
+    const outOfTurn = executor((job) => ({ ...computePage(job), page: job.page + 1 }));
+    const store = open(base);
+    try {
+      expect(() => verifyChain(new ParallelChainSource(store, failing, 16))).toThrow("a verify worker failed on a page: planted");
+      expect(() => verifyChain(new ParallelChainSource(store, outOfTurn, 16))).toThrow("verify worker answered page 1 (16 entries) for page 0 (16)");
+      // The store is left usable (the open read was closed): a verification on this thread still passes.
+      expect(verifyChain(store).ok).toBe(true);
+    } finally {
+      store.close();
     }
   });
 });

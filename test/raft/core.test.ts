@@ -10,6 +10,7 @@ import { RawNode } from "../../src/raft/rawnode";
 import { MemoryStorage } from "../../src/raft/storage";
 import { KvStateMachine, encodePut } from "../../src/raft/sim/kv";
 import type { AppendMsg, Message, Ready } from "../../src/raft/types";
+import { extend } from "../support/raft-log";
 
 const CFG3 = configOfIds(["n1", "n2", "n3"]);
 
@@ -38,17 +39,13 @@ function handle(raw: RawNode, storage: MemoryStorage): Ready {
   return rd;
 }
 
-/** Extends a storage's log with entries of the given terms, properly chained. */
-function extend(storage: MemoryStorage, terms: number[]): Entry[] {
-  const out: Entry[] = [];
-  let prev = storage.entry(storage.lastIndex());
-  for (const t of terms) {
-    const e = chainEntry(prev.index + 1, t, EntryKind.Record, prev.hash, utf8(`e${prev.index + 1}`));
-    out.push(e);
-    prev = e;
-  }
-  storage.append(out);
-  return out;
+
+/** n1 campaigns (pre-vote off) and n2 grants its vote of `term`: n1 leads with its NOOP appended. Returns the election's Ready. */
+function electN1(raw: RawNode, storage: MemoryStorage, term: number): Ready {
+  raw.campaign();
+  handle(raw, storage);
+  raw.step({ type: "VoteResp", from: "n2", to: "n1", term, reject: false });
+  return handle(raw, storage);
 }
 
 function append(storage: MemoryStorage, prevIndex: number, entries: Entry[], extra: Partial<AppendMsg> = {}): AppendMsg {
@@ -299,10 +296,7 @@ describe("leader replication limits", () => {
   test("a rejection in Probe moves next to the follower's hint (never below match + 1); a stale one is ignored", () => {
     const s = MemoryStorage.bootstrap("c", CFG3);
     const raw = node("n1", s, { preVote: false });
-    raw.campaign();
-    handle(raw, s);
-    raw.step({ type: "VoteResp", from: "n2", to: "n1", term: 2, reject: false });
-    handle(raw, s);
+    electN1(raw, s, 2);
     for (let i = 0; i < 3; i++) raw.propose(EntryKind.Record, new Uint8Array(10));
     handle(raw, s); // log 1..5; n3's probe (prev 1, the NOOP) unanswered, so the proposals wait
     // n3 rejects prev 1, its hint the start of the log: the next probe sends everything.
@@ -322,10 +316,7 @@ describe("leader replication limits", () => {
     extend(s, [1, 1, 3, 3]); // 2..5: terms 1, 1, 3, 3
     s.setHardState({ term: 3, vote: null, commit: 1 });
     const raw = node("n1", s, { preVote: false, checkQuorum: false });
-    raw.campaign();
-    handle(raw, s);
-    raw.step({ type: "VoteResp", from: "n2", to: "n1", term: 4, reject: false });
-    const elected = handle(raw, s);
+    const elected = electN1(raw, s, 4);
     expect(raw.status()).toMatchObject({ role: "leader", term: 4 });
     const probeTo = (rd: Ready, to: string): AppendMsg[] => rd.messages.filter((m): m is AppendMsg => m.type === "Append" && m.to === to);
     const first = probeTo(elected, "n3");
@@ -343,10 +334,7 @@ describe("leader replication limits", () => {
     extend(s, [1, 1]); // 2..3
     s.setHardState({ term: 1, vote: null, commit: 1 });
     const raw = node("n1", s, { preVote: false, checkQuorum: false });
-    raw.campaign();
-    handle(raw, s);
-    raw.step({ type: "VoteResp", from: "n2", to: "n1", term: 2, reject: false });
-    handle(raw, s); // leader of term 2, its NOOP at 4
+    electN1(raw, s, 2); // leader of term 2, its NOOP at 4
     raw.step({ type: "AppendResp", from: "n2", to: "n1", term: 2, reject: false, index: 4, hintIndex: 0, hintTerm: 0 });
     handle(raw, s);
     handle(raw, s);
@@ -438,10 +426,7 @@ describe("leader replication limits", () => {
   test("ReadIndex waits for the leader's NOOP to commit", () => {
     const s = MemoryStorage.bootstrap("c", CFG3);
     const raw = node("n1", s, { preVote: false });
-    raw.campaign();
-    handle(raw, s);
-    raw.step({ type: "VoteResp", from: "n2", to: "n1", term: 2, reject: false });
-    const elected = handle(raw, s);
+    const elected = electN1(raw, s, 2);
     // Leader of term 2 with its NOOP at index 2, not yet on a majority: no read yet.
     expect(raw.status()).toEqual(expect.objectContaining({ role: "leader", term: 2, commit: 1 }));
     expect(elected.entries.map((e) => [e.index, e.term, e.kind])).toEqual([[2, 2, EntryKind.Noop]]);
@@ -464,10 +449,7 @@ describe("leader replication limits", () => {
   test("a learner that has not caught up cannot be promoted", () => {
     const s = MemoryStorage.bootstrap("c", configOfIds(["n1", "n2", "n3"], ["n4"]));
     const raw = node("n1", s, { preVote: false });
-    raw.campaign();
-    handle(raw, s);
-    raw.step({ type: "VoteResp", from: "n2", to: "n1", term: 2, reject: false });
-    handle(raw, s);
+    electN1(raw, s, 2);
     raw.step({ type: "AppendResp", from: "n2", to: "n1", term: 2, reject: false, index: 2, hintIndex: 0, hintTerm: 0 });
     handle(raw, s);
     expect(raw.status().commit).toBe(2);

@@ -11,20 +11,14 @@ import { Progress, ProgressState } from "../../src/raft/progress";
 import { RawNode } from "../../src/raft/rawnode";
 import { entrySizeBytes, MemoryStorage } from "../../src/raft/storage";
 import type { Message, Snapshot } from "../../src/raft/types";
+import { extend } from "../support/raft-log";
 
 const CFG = configOfIds(["n1", "n2", "n3"]);
 
 /** Bootstrap (1) and records 2..last of the given terms (term of index i = terms[i - 2]). */
 function storageOf(terms: number[]): MemoryStorage {
   const s = MemoryStorage.bootstrap("c", CFG);
-  let prev = s.entry(1);
-  const out: Entry[] = [];
-  for (const t of terms) {
-    const e = chainEntry(prev.index + 1, t, EntryKind.Record, prev.hash, utf8(`e${prev.index + 1}`));
-    out.push(e);
-    prev = e;
-  }
-  s.append(out);
+  extend(s, terms);
   return s;
 }
 
