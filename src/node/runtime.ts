@@ -753,7 +753,7 @@ export class LedgerRuntime {
     this.stopSnapshot = null;
     for (const l of this.listeners) l.stopped("node is shutting down");
     this.transport.close();
-    // The worker's connection first: the writer's close is then the last, which removes the WAL.
+    // The worker's connection first, so the writer's close can empty the WAL (Store.close).
     await this.wal.close();
     this.store.close();
     this.log.info("node closed");

@@ -228,8 +228,29 @@ export class Store implements StateStore, ChainSource {
     };
   }
 
+  /**
+   * Closes the connection. A writer first empties the WAL into the database file and cuts it to zero
+   * bytes (TRUNCATE): SQLite does that by itself only when the last connection to the file closes,
+   * and a node's read-only connections (the reader, an audit's snapshot) may close after the writer.
+   * Without it a clean stop left up to 64 MiB of WAL that the next start read through (3.3 s to
+   * /ready after a 1,000,000-entry build). The WAL holds only committed, fsync'd frames, so a
+   * checkpoint that cannot run or fails here (busy: a reader inside a read transaction; a full disk)
+   * loses nothing: the next start reads the WAL, as after a crash. Such a failure is not thrown.
+   */
   close(): void {
-    if (this.db.open) this.db.close();
+    if (!this.db.open) return;
+    try {
+      if (!this.readonly) {
+        // No wait for readers (the connection's default is 5 s): an audit's read transaction lasts
+        // until the audit ends, and a stop must not wait for it.
+        this.db.pragma("busy_timeout = 0");
+        this.db.pragma("wal_checkpoint(TRUNCATE)");
+      }
+    } catch (err) {
+      if (!(err instanceof Database.SqliteError)) throw err;
+    } finally {
+      this.db.close();
+    }
   }
 
   /**

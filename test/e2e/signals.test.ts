@@ -1,8 +1,10 @@
 // Issue 8, "promised and never exercised": DESIGN.md "Command line": "SIGTERM/SIGINT shut down
 // cleanly". For each signal, against a real `resonetics serve` process: appends are in flight when
 // the signal arrives; the process exits 0 by itself (no SIGKILL), logs "shutting down" with the
-// signal's name, releases the data dir (a second serve on it starts), and every write it
+// signal's name, releases the data dir (a second serve on it starts), leaves an empty WAL, and every write it
 // acknowledged (201) is there after the restart, byte for byte, and the chain verifies.
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { AppendAck, isAppendAck, postRecord } from "../support/ledger-client";
 import { Server, cleanupAll, getJson, makeTempDir, mapPool, runVerifyChain, startServer, withFailureContext } from "../support/server";
 
@@ -31,6 +33,12 @@ function logRecords(s: Server): Record<string, unknown>[] {
     }
   }
   return out;
+}
+
+/** The size of the data dir's SQLite WAL file, 0 when there is none. */
+function walBytes(dir: string): number {
+  const wal = path.join(dir, "ledger.db-wal");
+  return fs.existsSync(wal) ? fs.statSync(wal).size : 0;
 }
 
 /** Resolves with the exit status, or null after ms (the caller fails then). */
@@ -86,6 +94,9 @@ describe.each(["SIGINT", "SIGTERM"] as const)("%s", (signal) => {
       const shutdown = logRecords(s).filter((r) => r.msg === "shutting down");
       expect(shutdown).toHaveLength(1);
       expect(shutdown[0]).toMatchObject({ signal, level: 30 });
+      // A clean stop leaves no WAL for the next start to read through (Store.close empties it; the
+      // reader's connection closes after the writer's, so SQLite alone would have kept it).
+      expect(walBytes(dir)).toBe(0);
 
       // The lock is released: a second serve on the same dir starts, and every acknowledged write is there.
       const again = await startServer(dir);

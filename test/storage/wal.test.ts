@@ -114,3 +114,56 @@ test("the writer's WAL file is cut back to 64 MiB when it starts over (journal_s
   expect(reader.db.pragma("journal_size_limit", { simple: true })).toBe(-1);
   reader.close();
 });
+
+describe("close", () => {
+  const walBytes = (file: string): number => (fs.existsSync(`${file}-wal`) ? fs.statSync(`${file}-wal`).size : 0);
+
+  test("the writer's close empties the WAL into the database file even when a read-only connection closes after it", () => {
+    const file = path.join(dir, "ledger.db");
+    const store = new Store(file);
+    store.setAutoCheckpoint(0);
+    const reader = new Store(file, { readonly: true });
+    commits(store, 200);
+    expect(walBytes(file)).toBeGreaterThan(200 * 300);
+    store.close();
+    // The reader is still open, so SQLite itself would have left the WAL as it was.
+    expect(walBytes(file)).toBe(0);
+    expect(reader.getMeta("k199")).toBe("v".repeat(300));
+    reader.close();
+    const reopened = new Store(file, { readonly: true });
+    expect(reopened.getMeta("k0")).toBe("v".repeat(300));
+    reopened.close();
+  });
+
+  test("a reader inside a read transaction keeps the WAL: the close does not throw and loses nothing", () => {
+    const file = path.join(dir, "ledger.db");
+    const store = new Store(file);
+    store.setAutoCheckpoint(0);
+    commits(store, 20);
+    const reader = new Store(file, { readonly: true });
+    // An iterator that has not finished holds its read transaction (and so the WAL) open.
+    const rows = reader.db.prepare("SELECT key FROM meta").iterate();
+    expect(rows.next().done).toBe(false);
+    commits(store, 20, 20);
+    expect(() => store.close()).not.toThrow();
+    expect(walBytes(file)).toBeGreaterThan(0);
+    rows.return?.();
+    reader.close();
+    const reopened = new Store(file, { readonly: true });
+    expect(reopened.getMeta("k39")).toBe("v".repeat(300));
+    reopened.close();
+  });
+
+  test("a read-only store's close writes nothing", () => {
+    const file = path.join(dir, "ledger.db");
+    const store = new Store(file);
+    store.setAutoCheckpoint(0);
+    commits(store, 20);
+    const reader = new Store(file, { readonly: true });
+    const before = walBytes(file);
+    reader.close();
+    reader.close(); // twice is harmless
+    expect(walBytes(file)).toBe(before);
+    store.close();
+  });
+});
