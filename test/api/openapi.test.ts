@@ -215,6 +215,40 @@ describe("(2) the document is OpenAPI 3.1", () => {
     expect(problems).toEqual([]);
   });
 
+  test("everything says what it is: every operation has a summary, every parameter, response and tag a description, and none of them is blank", () => {
+    const problems: string[] = [];
+    const deref = (v: Json): Json => (isObject(v) && typeof v.$ref === "string" ? (resolvePointer(doc, v.$ref) as Json) : v);
+    const said = (v: unknown): boolean => typeof v === "string" && v.trim().length > 0;
+    for (const op of documentedOperations(doc)) {
+      const [method, template] = op.split(" ");
+      const o = operationOf(method, template);
+      if (!said(o.summary)) problems.push(`${op}: no summary`);
+      for (const p of ((o.parameters ?? []) as Json[]).map(deref)) if (!isObject(p) || !said(p.description)) problems.push(`${op}: parameter ${JSON.stringify(p)} has no description`);
+      for (const [status, r] of Object.entries((o.responses ?? {}) as JsonObject)) {
+        const resp = deref(r);
+        if (!isObject(resp) || !said(resp.description)) problems.push(`${op} ${status}: no description`);
+        for (const [name, h] of Object.entries((isObject(resp) && isObject(resp.headers) ? resp.headers : {}) as JsonObject)) {
+          const header = deref(h);
+          if (!isObject(header) || !said(header.description)) problems.push(`${op} ${status}: header ${name} has no description`);
+        }
+      }
+    }
+    for (const t of doc.tags) if (!said(t.description)) problems.push(`tag ${t.name}: no description`);
+    if (!said(doc.info.description) || !said(doc.info.title)) problems.push("info: no title or description");
+    // Anywhere else in the document (schemas included), a summary or description given as text is not blank.
+    const walk = (v: unknown, where: string): void => {
+      if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${where}/${i}`));
+      else if (isObject(v)) {
+        for (const [k, x] of Object.entries(v)) {
+          if ((k === "description" || k === "summary") && typeof x === "string" && !said(x)) problems.push(`${where}/${k}: blank`);
+          walk(x, `${where}/${k}`);
+        }
+      }
+    };
+    walk(doc, "#");
+    expect(problems).toEqual([]);
+  });
+
   test("writes need the admin token, the audit the admin or auditor token; security schemes are bearer", () => {
     const schemes = doc.components.securitySchemes as Record<string, JsonObject>;
     for (const name of ["adminToken", "auditToken"]) expect(schemes[name]).toMatchObject({ type: "http", scheme: "bearer" });
