@@ -4,7 +4,8 @@
 // values, and canonical padded base64. Signatures are checked with node:crypto (independent.ts).
 import { createHash } from "node:crypto";
 import * as ed from "@noble/ed25519";
-import { fromHex, hexToBytes, utf8 } from "../../src/ledger/bytes";
+import fc from "fast-check";
+import { fromHex, hexToBytes, toHex, utf8 } from "../../src/ledger/bytes";
 import { canonicalBytes, decodeV1Object } from "../../src/ledger/canonical";
 import { checkpointViewKeysProblem, decodeCheckpoint, signCheckpoint, type Checkpoint } from "../../src/ledger/checkpoint";
 import { configProblem, decodeConfig, encodeConfig } from "../../src/ledger/config";
@@ -30,6 +31,27 @@ describe("bytes", () => {
     expect(() => hexToBytes("0")).toThrow(new Error("not lowercase hex: 0"));
     expect(Buffer.from(hexToBytes("00ff10")).toString("hex")).toBe("00ff10");
     expect(fromHex("00FF")).toBeNull();
+  });
+
+  test("toHex and fromHex agree with node:crypto's hex for every byte, any length (past toHex's 2 KiB scratch too), and back", () => {
+    const every = Uint8Array.from({ length: 256 }, (_, i) => i);
+    expect(toHex(every)).toBe(Buffer.from(every).toString("hex"));
+    expect(fromHex(Buffer.from(every).toString("hex"))).toEqual(every);
+    expect(toHex(new Uint8Array(0))).toBe("");
+    // The scratch is reused: a long value then a short one leaves nothing of the first in the second.
+    const long = Uint8Array.from({ length: 5000 }, (_, i) => (i * 7) & 255);
+    expect(toHex(long)).toBe(Buffer.from(long).toString("hex"));
+    expect(toHex(Uint8Array.of(0xab))).toBe("ab");
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 3000 }), (bytes) => {
+        const hex = Buffer.from(bytes).toString("hex");
+        expect(toHex(bytes)).toBe(hex);
+        expect(fromHex(hex)).toEqual(bytes);
+      }),
+      { numRuns: 300 },
+    );
+    // Anything but lowercase hex pairs is refused, whatever its length.
+    for (const bad of ["0", "0g", "g0", "0G", "/0", ":0", "`0", "0@", " 00", "00 ", "é0"]) expect({ bad, v: fromHex(bad) }).toEqual({ bad, v: null });
   });
 });
 
