@@ -263,7 +263,8 @@ const ROUTES = (): readonly RouteDoc[] => [
     method: "post", path: "/v1/records", operationId: "appendRecord", tag: "records", auth: "admin", body: "record-append",
     summary: "Append a record; answers only after it is committed and applied",
     description: "Any node takes a write: a follower forwards it to the leader and relays the answer (or, with redirect=1, answers 307). " +
-      "Retrying with the same idempotency key (the Idempotency-Key header, or client_id and request_id in the body, not both) and the same body answers 200 with the original record; with another body, 409.",
+      "Retrying with the same idempotency key (the Idempotency-Key header, or client_id and request_id in the body, not both) and the same body answers 200 with the original record; with another body, 409. " +
+      "The body's pair is the key client_id:request_id, one namespace with the header's (client_id may not contain ':', so no two pairs make one key).",
     query: [Q().redirect],
     headers: [param("header", "Idempotency-Key", { type: "string", pattern: "^[\\x21-\\x7e]{1,200}$" }, "1..200 visible ASCII characters: a retry with the same key and body is answered with the original record")],
     answers: {

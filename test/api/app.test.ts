@@ -216,6 +216,23 @@ describe("POST /v1/records", () => {
     expect(b.json).toEqual(a.json);
   });
 
+  test("client_id:request_id is one key: a client_id with ':' is refused (else a:b/c and a/b:c were one key), and the pair is the header of that key", async () => {
+    const before = app.node.reader.lastApplied();
+    for (const client_id of ["a:b", ":", "x:"]) {
+      const r = await post("/v1/records", { ...rec("app-colon", 1), client_id, request_id: "c" });
+      expect({ client_id, ...errorOf(r) }).toMatchObject({ client_id, status: 400, error: "schema_violation" });
+      expect((r.json as { path?: string }).path).toBe("body/client_id");
+    }
+    expect(app.node.reader.lastApplied()).toBe(before);
+    // A ':' in request_id stays allowed: split at the first ':', the key still names one pair.
+    const body = { ...rec("app-colon", 2), client_id: "a", request_id: "b:c" };
+    const first = await post("/v1/records", body);
+    expect(first.status).toBe(201);
+    // The same key through the header, with the same request: the original record.
+    const again = await post("/v1/records", rec("app-colon", 2), { "Idempotency-Key": "a:b:c" });
+    expect({ status: again.status, json: again.json }).toEqual({ status: 200, json: first.json });
+  });
+
   test("401 without a token, 403 with a wrong one of the right length, nothing written", async () => {
     const before = app.node.reader.lastApplied();
     const none = await post("/v1/records", rec("app-auth", 1), {}, null);
