@@ -18,6 +18,7 @@ import WebSocket from "ws";
 import { EntryStream, STREAM_PATH, StreamOptions } from "../../src/api/stream";
 import { routeUpgrades } from "../../src/api/upgrade";
 import type { LedgerReader, NodeInfo } from "../../src/node/ports";
+import { EntryKind } from "../../src/ledger/entry";
 import { LedgerError } from "../../src/util/errors";
 import { capturingLogger, InProcessApp, sharedInProcessApp, startInProcessApp } from "../support/in-process-app";
 import { http as request } from "../support/server";
@@ -419,9 +420,11 @@ test("a read that fails closes the subscriber 1011 with where to resume, after e
   expect(lines.filter((l) => l.msg === "stream failed")).toEqual([expect.objectContaining({ level: 50, subscriber: 1, next: 69, err: expect.objectContaining({ message: "disk on fire" }) })]);
 });
 
-test("a read of the hash before an entry that says not_found closes 4004 naming it; any other failure there closes 1011", async () => {
+test("a read of the hash before an entry that says not_found or gone closes 4004 naming it; any other failure there closes 1011", async () => {
   for (const [thrown, closed] of [
     [new LedgerError("not_found", "no entry 8"), { code: 4004, reason: "entry 9 is not in this node's log (pruned)" }],
+    [new LedgerError("gone", "history starts at 20"), { code: 4004, reason: "entry 9 is not in this node's log (pruned)" }],
+    [new LedgerError("unavailable", "busy"), { code: 1011, reason: "internal error; resume with from=9" }],
     [new Error("io"), { code: 1011, reason: "internal error; resume with from=9" }],
   ] as const) {
     const reader = swap(app.node.reader, {
@@ -560,4 +563,70 @@ test("a subscriber that reads is never taken for stalled: each write callback re
   }
   expect(lines.filter((l) => l.msg === SLOW_LINE)).toEqual([]);
   expect(reader.frames).toEqual(await framesOf(from, from + 7, live));
+});
+
+describe("the frame cache: the newest 8,192 frames or 8 MiB, oldest out first", () => {
+  // A log that exists only in a reader: NOOP entries (tiny frames) or RECORD entries of ~40 KB, each
+  // hash its index's bytes. The stream trusts its reader, so nothing else is needed to stream them.
+  const CACHE_FRAMES_MAX = 8192;
+  const CACHE_BYTES_MAX = 8 * 1024 * 1024;
+  const hashOf = (i: number): Uint8Array => new Uint8Array(32).fill(i & 255).fill((i >> 8) & 255, 0, 2);
+  const bigPayload = (i: number): Uint8Array =>
+    Buffer.from(JSON.stringify({ v: 1, type: "policy.set", subject: "cache", data: { name: "n", value: i, reason: "r".repeat(40_000) }, ts: "2026-01-01T00:00:00Z" }));
+  function syntheticLog(size: number, big: boolean): { reader: LedgerReader; reads: Map<number, number> } {
+    const reads = new Map<number, number>();
+    const entry = (i: number) => ({ index: i, term: 1, kind: big ? EntryKind.Record : EntryKind.Noop, payload: big ? bigPayload(i) : new Uint8Array(0), hash: hashOf(i) });
+    const reader = swap(app.node.reader, {
+      lastApplied: () => size,
+      prevHash: (i: number) => (i === 1 ? new Uint8Array(32) : hashOf(i - 1)),
+      entries: function* (from: number, to: number) {
+        for (let i = from; i <= Math.min(to, size); i++) {
+          reads.set(i, (reads.get(i) ?? 0) + 1);
+          yield entry(i);
+        }
+      },
+    } as Partial<LedgerReader>);
+    return { reader, reads };
+  }
+  /** Streams from `from` to the end through a new subscriber and returns how many frames it got. */
+  async function readAll(h: Harness, from: number, size: number): Promise<number> {
+    const c = subscribe(h, `?from=${from}`);
+    await waitFor(`frames ${from}..${size}`, () => c.frames.length >= size - from + 1, 60_000);
+    c.ws.terminate();
+    return c.frames.length;
+  }
+
+  test("by count: after 9,000 small frames the newest 8,192 are served without a read, the one before them is read again", async () => {
+    const size = CACHE_FRAMES_MAX + 808;
+    const { reader, reads } = syntheticLog(size, false);
+    const h = await serveStream({ reader });
+    expect(await readAll(h, 1, size)).toBe(size);
+    expect([reads.get(1), reads.get(size)]).toEqual([1, 1]);
+    // A hit leaves the cache as it is, so the boundary is probed from its newer side first.
+    expect(await readAll(h, 809, size)).toBe(size - 808);
+    expect(reads.get(809)).toBe(1);
+    expect(await readAll(h, 808, size)).toBe(size - 807);
+    expect(reads.get(808)).toBe(2);
+  });
+
+  test("by bytes: frames of ~90 KB keep at most 8 MiB of them, the newest", async () => {
+    const size = 300;
+    const { reader, reads } = syntheticLog(size, true);
+    const h = await serveStream({ reader });
+    const c = subscribe(h, "?from=1");
+    await waitFor("all 300 big frames", () => c.frames.length >= size, 60_000);
+    const bytes = c.frames.map((f) => Buffer.byteLength(f));
+    c.ws.terminate();
+    // The newest frames whose sizes sum to at most 8 MiB stay; the next older one does not.
+    let kept = 0;
+    let sum = 0;
+    while (kept < size && sum + bytes[size - 1 - kept] <= CACHE_BYTES_MAX) sum += bytes[size - 1 - kept++];
+    expect(kept).toBeGreaterThan(50);
+    expect(kept).toBeLessThan(size);
+    const oldestKept = size - kept + 1;
+    expect(await readAll(h, oldestKept, size)).toBe(kept);
+    expect(reads.get(oldestKept)).toBe(1);
+    expect(await readAll(h, oldestKept - 1, size)).toBe(kept + 1);
+    expect(reads.get(oldestKept - 1)).toBe(2);
+  });
 });
