@@ -1,12 +1,14 @@
 /**
  * Deterministic Raft cluster simulation:
- *   npm run sim -- --seeds N --seed S [--nodes 3|5] [--steps K] [--mutate figure8|vote-persistence|truncate-below-commit|prevote]
+ *   npm run sim -- --seeds N --seed S [--nodes 3|5] [--steps K] [--mutate figure8|vote-persistence|truncate-below-commit|prevote] [--coalesce] [--clients N]
+ * --coalesce works as the node runtime does: requests join the node's next Ready, whose messages go
+ * through coalesceAppends. --clients sets the concurrent clients per cluster (3 by default).
  * Prints a summary; on a violation prints the seed and the exact replay command and exits 1.
  */
 import { formatSummary, MUTATION_NAMES, runSeeds, type MutationName, type RunOptions } from "../src/raft/sim/runner";
 
 function parse(argv: string[]): RunOptions & { quiet: boolean } {
-  const opts = { seeds: 100, seed: 1, nodes: 3, steps: 600, mutation: undefined as MutationName | undefined, stopOnFailure: false, quiet: false };
+  const opts = { seeds: 100, seed: 1, nodes: 3, steps: 600, mutation: undefined as MutationName | undefined, stopOnFailure: false, quiet: false, coalesce: false, clients: undefined as number | undefined };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = (): number => {
@@ -21,6 +23,8 @@ function parse(argv: string[]): RunOptions & { quiet: boolean } {
       case "--steps": opts.steps = num(); break;
       case "--stop-on-failure": opts.stopOnFailure = true; break;
       case "--quiet": opts.quiet = true; break;
+      case "--coalesce": opts.coalesce = true; break;
+      case "--clients": opts.clients = num(); break;
       case "--mutate": {
         const m = argv[++i] as MutationName;
         if (!MUTATION_NAMES.includes(m)) usage(`--mutate takes one of ${MUTATION_NAMES.join(", ")}`);
@@ -35,7 +39,7 @@ function parse(argv: string[]): RunOptions & { quiet: boolean } {
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`${msg}\nusage: npm run sim -- --seeds N --seed S [--nodes 3|5] [--steps K] [--mutate NAME] [--stop-on-failure]\n`);
+  process.stderr.write(`${msg}\nusage: npm run sim -- --seeds N --seed S [--nodes 3|5] [--steps K] [--mutate NAME] [--stop-on-failure] [--coalesce] [--clients N]\n`);
   process.exit(2);
 }
 

@@ -16,7 +16,7 @@ import { applyEntry, ApplyResult, StateStore } from "../ledger/state-machine";
 import { SubjectCommitments } from "./subjects";
 import { toHex } from "../ledger/bytes";
 import { decodeConfig } from "../ledger/config";
-import { ClusterConfig, Member, Message, Prng, ProposeResult, RawNode, ReadState, Ready, Role } from "../raft";
+import { ClusterConfig, coalesceAppends, Member, Message, Prng, ProposeResult, RawNode, ReadState, Ready, Role } from "../raft";
 import type { Store } from "../storage/store";
 import { DataDir, DB_FILE } from "./data-dir";
 import { RaftStorage, VerificationFailure } from "./raft-storage";
@@ -436,7 +436,9 @@ export class LedgerRuntime {
     // they leave first and replication overlaps the local write. Everything else (votes, acks)
     // depends on what this Ready persists and goes after it.
     const leading = this.raw.status().role === Role.Leader;
-    const early = new Set<Message>(leading ? rd.messages.filter((m) => m.type === "Append" || m.type === "Heartbeat") : []);
+    // One Append per peer where the core made several that continue one another (src/raft/coalesce.ts).
+    const messages = coalesceAppends(rd.messages, MSG_BYTES_MAX);
+    const early = new Set<Message>(leading ? messages.filter((m) => m.type === "Append" || m.type === "Heartbeat") : []);
     for (const m of early) this.transport.send(m);
     // Committed entries are applied in the same transaction that persists this Ready: they are
     // committed already (a majority holds them), so applying before the sends is safe, and the
@@ -454,7 +456,7 @@ export class LedgerRuntime {
       this.historyFrom = this.store.historyFrom();
       this.loadSubjects();
     }
-    for (const m of rd.messages) if (!early.has(m)) this.transport.send(m);
+    for (const m of messages) if (!early.has(m)) this.transport.send(m);
     this.raw.advance(rd);
     this.followTs(rd.entries);
     for (const e of rd.entries) {

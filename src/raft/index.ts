@@ -5,3 +5,4 @@ export { RawNode, type RaftStatus } from "./rawnode";
 export { type RaftConfig } from "./raft";
 export { MemoryStorage, bootstrapEntry, entrySizeBytes, type Storage } from "./storage";
 export { Prng, type Rng } from "./prng";
+export { coalesceAppends } from "./coalesce";

@@ -1,9 +1,9 @@
 // The CI slice of the deterministic simulator: hundreds of whole clusters under every fault kind,
 // with all safety invariants, linearizability and post-heal liveness checked. Deterministic per seed.
 import { simulate } from "../../src/raft/sim/cluster";
-import { formatSummary, replayCommand, runSeeds, type MutationName, type RunOptions } from "../../src/raft/sim/runner";
+import { formatSummary, replayCommand, runSeeds, type MutationName, type RunOptions, type RunSummary } from "../../src/raft/sim/runner";
 
-function run(o: RunOptions): void {
+function run(o: RunOptions): RunSummary {
   const s = runSeeds(o);
   if (s.violations > 0) {
     const f = s.failures[0];
@@ -14,6 +14,7 @@ function run(o: RunOptions): void {
   expect(s.seeds).toBe(o.seeds);
   expect(s.elections).toBeGreaterThan(o.seeds);
   expect(s.commits).toBeGreaterThan(o.seeds * 10);
+  return s;
 }
 
 // `npm run mutate -- raft` sets RESONETICS_SIM_SEEDS to run the first N seeds of each of these runs
@@ -22,9 +23,20 @@ const seedCap = /^[1-9][0-9]*$/.test(process.env.RESONETICS_SIM_SEEDS ?? "") ? N
 const seeds = (n: number): number => Math.max(1, Math.min(n, seedCap));
 
 describe("simulated clusters keep every invariant", () => {
-  test(`3 nodes, ${seeds(200)} seeds, all faults`, () => run({ seeds: seeds(200), seed: 1_000, nodes: 3, steps: 600 }));
-  test(`5 nodes, ${seeds(120)} seeds, all faults`, () => run({ seeds: seeds(120), seed: 2_000, nodes: 5, steps: 600 }));
-  test(`single node, ${seeds(20)} seeds`, () => run({ seeds: seeds(20), seed: 3_000, nodes: 1, steps: 300 }));
+  test(`3 nodes, ${seeds(200)} seeds, all faults`, () => void run({ seeds: seeds(200), seed: 1_000, nodes: 3, steps: 600 }));
+  test(`5 nodes, ${seeds(120)} seeds, all faults`, () => void run({ seeds: seeds(120), seed: 2_000, nodes: 5, steps: 600 }));
+  test(`single node, ${seeds(20)} seeds`, () => void run({ seeds: seeds(20), seed: 3_000, nodes: 1, steps: 300 }));
+  // As the node runtime sends: requests join the next Ready and its Appends go coalesced (src/raft/coalesce.ts).
+  test(`3 nodes, ${seeds(100)} seeds, all faults, 8 clients, Appends coalesced`, () => {
+    const o: RunOptions = { seeds: seeds(100), seed: 4_000, nodes: 3, steps: 600, coalesce: true, clients: 8 };
+    const s = run(o);
+    // The runs merged Appends, so they checked the merge and not only the batching.
+    expect(s.appendsMerged).toBeGreaterThan(o.seeds);
+  });
+  test(`5 nodes, ${seeds(60)} seeds, all faults, 8 clients, Appends coalesced`, () => {
+    const o: RunOptions = { seeds: seeds(60), seed: 5_000, nodes: 5, steps: 600, coalesce: true, clients: 8 };
+    expect(run(o).appendsMerged).toBeGreaterThan(o.seeds);
+  });
 });
 
 describe("determinism", () => {

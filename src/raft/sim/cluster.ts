@@ -9,6 +9,7 @@ import { bytesEqual, toHex } from "../../ledger/bytes";
 import { EntryKind, type Entry } from "../../ledger/entry";
 import { AssertionError } from "../../util/assert";
 import { configOfIds, idOnlyMember, isMember, isVoter, learnerIds, makeConfig, quorumSize, voterIds, type ClusterConfig } from "../config";
+import { coalesceAppends } from "../coalesce";
 import { Prng } from "../prng";
 import type { RaftFactory } from "../raft";
 import { RawNode } from "../rawnode";
@@ -87,6 +88,12 @@ export interface SimOptions {
   readonly heartbeatTick?: number;
   /** Planted client bug for checking the checker: reads served locally, skipping ReadIndex. */
   readonly unsafeLocalReads?: boolean;
+  /**
+   * As the node runtime works: a client's proposal or read joins the node's next Ready (the one of
+   * its tick, with every other request of the same step) instead of getting a Ready of its own, and
+   * each Ready's messages go through coalesceAppends. Off, seeds replay as they always did.
+   */
+  readonly coalesce?: boolean;
 }
 
 export interface SimStats {
@@ -95,6 +102,8 @@ export interface SimStats {
   elections: number;
   commits: number;
   messages: number;
+  /** Appends merged into the one before them by coalesceAppends (coalesce mode only). */
+  appendsMerged: number;
   faults: {
     drops: number;
     duplicates: number;
@@ -185,6 +194,7 @@ export class Simulation {
     elections: 0,
     commits: 0,
     messages: 0,
+    appendsMerged: 0,
     faults: {
       drops: 0,
       duplicates: 0,
@@ -501,7 +511,9 @@ export class Simulation {
       if (rd.reports.length > 0) this.fail(`${node.id}: verification report: ${rd.reports[0].kind} ${rd.reports[0].detail}`);
       if (rd.halted !== null) this.fail(`${node.id}: halted: ${rd.halted}`);
       if (!this.persist(node, rd)) return;
-      for (const m of rd.messages) this.send(m);
+      const messages = this.opts.coalesce === true ? coalesceAppends(rd.messages, this.maxMsgBytes) : rd.messages;
+      this.stats.appendsMerged += rd.messages.length - messages.length;
+      for (const m of messages) this.send(m);
       this.apply(node, rd);
       raw.advance(rd);
       this.maybeSnapshot(node);
@@ -771,7 +783,7 @@ export class Simulation {
       op.retryAt = this.now + 2;
       c.hint = r.leader;
     }
-    this.processReady(node, null);
+    if (this.opts.coalesce !== true) this.processReady(node, null);
   }
 
   private putApplied(node: SimNode, clientId: string, seq: number, index: number): void {
@@ -812,7 +824,7 @@ export class Simulation {
       op.retryAt = this.now + 2;
       c.hint = r.leader;
     }
-    this.processReady(node, null);
+    if (this.opts.coalesce !== true) this.processReady(node, null);
   }
 }
 

@@ -11,6 +11,10 @@ export interface RunOptions {
   readonly steps: number;
   readonly mutation?: MutationName;
   readonly faults?: Partial<FaultRates>;
+  /** Appends coalesced per peer as the node runtime sends them (src/raft/coalesce.ts). */
+  readonly coalesce?: boolean;
+  /** Concurrent clients per cluster (default 3). */
+  readonly clients?: number;
   /** Stop at the first failing seed (mutation hunting). */
   readonly stopOnFailure?: boolean;
   readonly onSeed?: (r: SimResult) => void;
@@ -23,6 +27,7 @@ export interface RunSummary {
   elections: number;
   commits: number;
   messages: number;
+  appendsMerged: number;
   faults: SimStats["faults"];
   clientOps: SimStats["clientOps"];
   violations: number;
@@ -30,9 +35,11 @@ export interface RunSummary {
 }
 
 /** The exact command that replays one seed. */
-export function replayCommand(o: { seed: number; nodes: number; steps: number; mutation?: MutationName }): string {
+export function replayCommand(o: { seed: number; nodes: number; steps: number; mutation?: MutationName; coalesce?: boolean; clients?: number }): string {
   const m = o.mutation !== undefined ? ` --mutate ${o.mutation}` : "";
-  return `npm run sim -- --seeds 1 --seed ${o.seed} --nodes ${o.nodes} --steps ${o.steps}${m}`;
+  const c = o.coalesce === true ? " --coalesce" : "";
+  const k = o.clients !== undefined ? ` --clients ${o.clients}` : "";
+  return `npm run sim -- --seeds 1 --seed ${o.seed} --nodes ${o.nodes} --steps ${o.steps}${m}${c}${k}`;
 }
 
 export function runSeeds(o: RunOptions): RunSummary {
@@ -43,6 +50,7 @@ export function runSeeds(o: RunOptions): RunSummary {
     elections: 0,
     commits: 0,
     messages: 0,
+    appendsMerged: 0,
     faults: { drops: 0, duplicates: 0, delays: 0, partitions: 0, crashes: 0, persistCrashes: 0, tornWrites: 0, snapshots: 0, snapshotInstalls: 0, configChanges: 0, transfers: 0 },
     clientOps: { ok: 0, unknown: 0, failed: 0 },
     violations: 0,
@@ -50,13 +58,14 @@ export function runSeeds(o: RunOptions): RunSummary {
   };
   const m = o.mutation !== undefined ? mutant(o.mutation) : undefined;
   for (let k = 0; k < o.seeds; k++) {
-    const r = simulate({ seed: o.seed + k, nodes: o.nodes, steps: o.steps, faults: o.faults, makeRaft: m?.makeRaft, unsafeLocalReads: m?.localReads });
+    const r = simulate({ seed: o.seed + k, nodes: o.nodes, steps: o.steps, faults: o.faults, makeRaft: m?.makeRaft, unsafeLocalReads: m?.localReads, coalesce: o.coalesce === true, ...(o.clients === undefined ? {} : { clients: o.clients }) });
     sum.seeds++;
     sum.ticks += r.stats.ticks;
     sum.events += r.stats.events;
     sum.elections += r.stats.elections;
     sum.commits += r.stats.commits;
     sum.messages += r.stats.messages;
+    sum.appendsMerged += r.stats.appendsMerged;
     for (const key of Object.keys(sum.faults) as (keyof SimStats["faults"])[]) sum.faults[key] += r.stats.faults[key];
     for (const key of Object.keys(sum.clientOps) as (keyof SimStats["clientOps"])[]) sum.clientOps[key] += r.stats.clientOps[key];
     if (!r.ok) {
@@ -73,8 +82,8 @@ export function runSeeds(o: RunOptions): RunSummary {
 export function formatSummary(o: RunOptions, s: RunSummary): string {
   const f = s.faults;
   const lines = [
-    `seeds: ${s.seeds} (from ${o.seed}), nodes: ${o.nodes}, steps/seed: ${o.steps}${o.mutation !== undefined ? `, mutation: ${o.mutation}` : ""}`,
-    `steps (ticks): ${s.ticks}, events: ${s.events}, messages: ${s.messages}`,
+    `seeds: ${s.seeds} (from ${o.seed}), nodes: ${o.nodes}, steps/seed: ${o.steps}${o.mutation !== undefined ? `, mutation: ${o.mutation}` : ""}${o.coalesce === true ? ", Appends coalesced" : ""}`,
+    `steps (ticks): ${s.ticks}, events: ${s.events}, messages: ${s.messages}${o.coalesce === true ? ` (after ${s.appendsMerged} Appends merged)` : ""}`,
     `elections: ${s.elections}, commits: ${s.commits}`,
     `faults injected: drops ${f.drops}, duplicates ${f.duplicates}, delays ${f.delays}, partitions ${f.partitions}, crashes ${f.crashes}, ` +
       `crashes-before-sync ${f.persistCrashes} (torn ${f.tornWrites}), snapshots ${f.snapshots}, snapshot-installs ${f.snapshotInstalls}, ` +
