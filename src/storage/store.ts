@@ -233,9 +233,9 @@ export class Store implements StateStore, ChainSource {
    * bytes (TRUNCATE): SQLite does that by itself only when the last connection to the file closes,
    * and a node's read-only connections (the reader, an audit's snapshot) may close after the writer.
    * Without it a clean stop left up to 64 MiB of WAL that the next start read through (3.3 s to
-   * /ready after a 1,000,000-entry build). The WAL holds only committed, fsync'd frames, so a
-   * checkpoint that cannot run or fails here (busy: a reader inside a read transaction; a full disk)
-   * loses nothing: the next start reads the WAL, as after a crash. Such a failure is not thrown.
+   * /ready after a 1,000,000-entry build). The WAL holds only committed transactions, so a checkpoint
+   * that cannot run or fails here (busy: a reader inside a read transaction; a full disk) loses
+   * nothing: the next start reads the WAL, as after a crash. Such a failure is not thrown.
    */
   close(): void {
     if (!this.db.open) return;
