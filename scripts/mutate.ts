@@ -102,6 +102,7 @@ const PLANS: Record<string, FolderPlan> = {
       "<rootDir>/test/raft/units.test.ts",
       "<rootDir>/test/raft/trace.test.ts",
       "<rootDir>/test/raft/simulation.test.ts",
+      "<rootDir>/test/raft/coalesce.test.ts",
     ],
     // The subset scored for raft: the simulation runs its first 10 seeds per cluster size, not 200,
     // 120 and 20. Whole, they cost ~80 s for each of ~1,700 mutants (38 hours on 2 cores); 10 seeds
