@@ -55,6 +55,12 @@ describe("merkle hashing primitives", () => {
     s.reads.length = 0;
     expect(toHex(rootAt(s.read, 13))).toBe(ind.merkleRoot(s.leaves).toString("hex"));
     expect([...s.reads].sort()).toEqual(["0/12", "2/2", "3/0"]);
+    // A range that is one perfect subtree is one read, however it could also be folded from halves.
+    for (const [b, e, reads] of [[0, 8, ["3/0"]], [4, 6, ["1/2"]], [8, 12, ["2/2"]], [8, 13, ["2/2", "0/12"]]] as const) {
+      s.reads.length = 0;
+      rangeHash(s.read, b, e);
+      expect({ range: [b, e], reads: s.reads }).toEqual({ range: [b, e], reads });
+    }
     expect(toHex(rootAt(s.read, 0))).toBe(ind.sha256().toString("hex"));
     expect(() => rangeHash(s.read, 3, 3)).toThrow("empty range [3, 3)");
   });
