@@ -154,6 +154,20 @@ describe("close", () => {
     reopened.close();
   });
 
+  test("a checkpoint that fails at close (the writer still inside a transaction: SQLITE_LOCKED) is not thrown; the connection closes and what was committed stays", () => {
+    const file = path.join(dir, "ledger.db");
+    const store = new Store(file);
+    store.setAutoCheckpoint(0);
+    commits(store, 5);
+    store.db.prepare("BEGIN IMMEDIATE").run();
+    store.setMeta("uncommitted", "x");
+    expect(() => store.close()).not.toThrow();
+    expect(store.db.open).toBe(false);
+    const reopened = new Store(file, { readonly: true });
+    expect([reopened.getMeta("k4"), reopened.getMeta("uncommitted")]).toEqual(["v".repeat(300), undefined]);
+    reopened.close();
+  });
+
   test("a read-only store's close writes nothing", () => {
     const file = path.join(dir, "ledger.db");
     const store = new Store(file);
