@@ -247,7 +247,9 @@ export class Store implements StateStore, ChainSource {
         this.db.pragma("wal_checkpoint(TRUNCATE)");
       }
     } catch (err) {
-      if (!(err instanceof Database.SqliteError)) throw err;
+      // By its code, as src/storage/dir-lock.ts explains (instanceof fails where modules load again).
+      const code = (err as { code?: unknown } | null)?.code;
+      if (typeof code !== "string" || !code.startsWith("SQLITE_")) throw err;
     } finally {
       this.db.close();
     }
