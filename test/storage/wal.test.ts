@@ -117,29 +117,38 @@ test("the writer's WAL file is cut back to 64 MiB when it starts over (journal_s
 
 describe("close", () => {
   const walBytes = (file: string): number => (fs.existsSync(`${file}-wal`) ? fs.statSync(`${file}-wal`).size : 0);
-
-  test("the writer's close empties the WAL into the database file even when a read-only connection closes after it", () => {
+  /** A writer with automatic checkpoints off (its WAL only grows) and n commits made. */
+  const writer = (n: number): { file: string; store: Store } => {
     const file = path.join(dir, "ledger.db");
     const store = new Store(file);
     store.setAutoCheckpoint(0);
+    commits(store, n);
+    return { file, store };
+  };
+  /** The meta values of keys in the file, read through a fresh read-only store. */
+  const metaOf = (file: string, keys: readonly string[]): Array<string | undefined> => {
+    const reopened = new Store(file, { readonly: true });
+    const values = keys.map((k) => reopened.getMeta(k));
+    reopened.close();
+    return values;
+  };
+  const V = "v".repeat(300);
+
+  test("the writer's close empties the WAL into the database file even when a read-only connection closes after it", () => {
+    const { file, store } = writer(0);
     const reader = new Store(file, { readonly: true });
     commits(store, 200);
     expect(walBytes(file)).toBeGreaterThan(200 * 300);
     store.close();
     // The reader is still open, so SQLite itself would have left the WAL as it was.
     expect(walBytes(file)).toBe(0);
-    expect(reader.getMeta("k199")).toBe("v".repeat(300));
+    expect(reader.getMeta("k199")).toBe(V);
     reader.close();
-    const reopened = new Store(file, { readonly: true });
-    expect(reopened.getMeta("k0")).toBe("v".repeat(300));
-    reopened.close();
+    expect(metaOf(file, ["k0"])).toEqual([V]);
   });
 
   test("a reader inside a read transaction keeps the WAL: the close does not throw and loses nothing", () => {
-    const file = path.join(dir, "ledger.db");
-    const store = new Store(file);
-    store.setAutoCheckpoint(0);
-    commits(store, 20);
+    const { file, store } = writer(20);
     const reader = new Store(file, { readonly: true });
     // An iterator that has not finished holds its read transaction (and so the WAL) open.
     const rows = reader.db.prepare("SELECT key FROM meta").iterate();
@@ -149,30 +158,20 @@ describe("close", () => {
     expect(walBytes(file)).toBeGreaterThan(0);
     rows.return?.();
     reader.close();
-    const reopened = new Store(file, { readonly: true });
-    expect(reopened.getMeta("k39")).toBe("v".repeat(300));
-    reopened.close();
+    expect(metaOf(file, ["k39"])).toEqual([V]);
   });
 
   test("a checkpoint that fails at close (the writer still inside a transaction: SQLITE_LOCKED) is not thrown; the connection closes and what was committed stays", () => {
-    const file = path.join(dir, "ledger.db");
-    const store = new Store(file);
-    store.setAutoCheckpoint(0);
-    commits(store, 5);
+    const { file, store } = writer(5);
     store.db.prepare("BEGIN IMMEDIATE").run();
     store.setMeta("uncommitted", "x");
     expect(() => store.close()).not.toThrow();
     expect(store.db.open).toBe(false);
-    const reopened = new Store(file, { readonly: true });
-    expect([reopened.getMeta("k4"), reopened.getMeta("uncommitted")]).toEqual(["v".repeat(300), undefined]);
-    reopened.close();
+    expect(metaOf(file, ["k4", "uncommitted"])).toEqual([V, undefined]);
   });
 
   test("a read-only store's close writes nothing", () => {
-    const file = path.join(dir, "ledger.db");
-    const store = new Store(file);
-    store.setAutoCheckpoint(0);
-    commits(store, 20);
+    const { file, store } = writer(20);
     const reader = new Store(file, { readonly: true });
     const before = walBytes(file);
     reader.close();
