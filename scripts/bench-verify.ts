@@ -4,7 +4,8 @@
  * included, as bench:single builds its 100,000), and on that data dir:
  *   - verify-chain's entries/s as a process (`bin/resonetics verify-chain <dir> --json`, the compiled
  *     dist/ production runs, node start-up included), with its default worker threads and with
- *     --workers 0, beside this machine's SHA-256 rate on 64-byte inputs (node:crypto and noble)
+ *     --workers 0, beside this machine's SHA-256 rate on 64-byte inputs (the ledger's native port,
+ *     node:crypto's createHash and noble)
  *     measured in the same run;
  *   - the server restarted (SIGTERM, then `serve` again through the bin): spawn to GET /ready 200;
  *   - inclusion and consistency proofs over HTTP (GET /v1/proofs/inclusion/:index?size=N and
@@ -28,6 +29,7 @@ import * as path from "node:path";
 import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { Prng } from "../src/raft/prng";
 import { defaultWorkers } from "../src/node/verify-pipeline";
+import { nativeSha256 } from "../src/node/native-crypto";
 import { assert } from "../src/util/assert";
 import {
   Answer, BenchServers, CHECKPOINT_EVERY, Client, LoadResult, RecordAppender, ServerProcess, buildLog, cliRunsCompiled, commitIndex, fmtInt, fmtMB, fmtMs,
@@ -195,7 +197,8 @@ async function main(): Promise<void> {
     const stopSeconds = seconds(t3);
 
     // ---- verify-chain as a process, beside this machine's SHA-256 rate, the server stopped
-    log("SHA-256 rates: node:crypto, then noble, ~1 s each");
+    log("SHA-256 rates: the ledger's native port, node:crypto createHash, then noble, ~1 s each");
+    const portHashes = hashRate((input) => nativeSha256([input]));
     const nodeHashes = hashRate((input) => createHash("sha256").update(input).digest());
     const nobleHashes = hashRate((input) => nobleSha256(input));
     // Twice: on one thread (--workers 0), and as a user runs it (worker threads beside the replay, one per core but one).
@@ -232,6 +235,7 @@ async function main(): Promise<void> {
         `${fmtInt(verified)} entries in ${verify.seconds.toFixed(2)} s: ${fmtInt(verifyPerS)} entries/s`, `>= ${fmtInt(TARGET_VERIFY_PER_S)} entries/s`, met(verifyPerS >= TARGET_VERIFY_PER_S),
       ],
       ["verify-chain as a process, one thread (--workers 0)", `${fmtInt(aloneVerified)} entries in ${alone.seconds.toFixed(2)} s: ${fmtInt(aloneVerified / alone.seconds)} entries/s`, "", ""],
+      ["SHA-256 of 64 B, the ledger's native port (crypto.hash as serve and verify-chain run it)", `${fmtInt(portHashes)} hashes/s`, "", ""],
       ["SHA-256 of 64 B, node:crypto createHash", `${fmtInt(nodeHashes)} hashes/s`, "", ""],
       ["SHA-256 of 64 B, @noble/hashes sha256", `${fmtInt(nobleHashes)} hashes/s`, "", ""],
       proofRow("GET /v1/proofs/inclusion/:index?size=N", inclusion),

@@ -29,6 +29,23 @@ describe("SHA-256: native and portable agree", () => {
     );
   });
 
+  test("parts joined past the scratch buffer, and a digest kept while the next is computed, are right", () => {
+    // 5,000 bytes: the parts no longer fit the reused scratch buffer and are joined in one of their own.
+    const big = [Uint8Array.from({ length: 3000 }, (_, i) => i % 251), Uint8Array.from({ length: 2000 }, (_, i) => (i * 7) % 256)];
+    const first = nativeSha256(big);
+    const kept = hex(first);
+    expect(kept).toBe(hex(portableSha256([Uint8Array.from([...big[0], ...big[1]])])));
+    // Every byte value comes out of the latin1 copy as itself: 256 digests cover 0x00..0xff at each of the first positions many times over.
+    const seen = new Set<number>();
+    for (let i = 0; i < 256; i++) {
+      const d = nativeSha256([new Uint8Array([i]), big[1]]);
+      expect(hex(d)).toBe(hex(portableSha256([new Uint8Array([i]), big[1]])));
+      for (const b of d) seen.add(b);
+    }
+    expect(seen.size).toBe(256);
+    expect(hex(first)).toBe(kept);
+  });
+
   test("useSha256 switches what sha256 computes, and back", () => {
     const parts = [new Uint8Array([1, 2, 3])];
     try {
