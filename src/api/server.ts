@@ -3,7 +3,6 @@ import * as http from "node:http";
 import * as https from "node:https";
 import type { Duplex } from "node:stream";
 import express, { NextFunction, Request, Response } from "express";
-import { pinoHttp } from "pino-http";
 import type { Logger } from "pino";
 import { LedgerError } from "../util/errors";
 import { errorHandler, STATUS } from "./errors";
@@ -45,6 +44,42 @@ function commonHeaders(opts: AppOptions) {
   };
 }
 
+/**
+ * The access log's middleware: when the answer is sent (or the connection closes first), one info
+ * line with the method, the URL as the client sent it, the peer address, the status and the time
+ * taken (GET /health excepted). Only what an operator needs; never headers (Authorization carries the token), and the URL
+ * as raw text (the query parser refuses bad encodings; the log never parses it).
+ *
+ * One pino call per request and nothing else: pino-http, which this replaces, made a child logger
+ * and a request id per request, and cost ~0.12 ms of CPU per request (a GET /ready took 0.29 ms of
+ * server CPU with it and 0.17 ms without it).
+ */
+function accessLog(logger: Logger): express.RequestHandler {
+  return (req, res, next) => {
+    // Liveness probes come every few seconds and say nothing an operator reads.
+    if (req.url === "/health") {
+      next();
+      return;
+    }
+    const started = performance.now();
+    // Read now: a socket that closed first no longer knows its peer.
+    const who = { method: req.method, url: req.originalUrl, remote: req.socket.remoteAddress };
+    const done = (): void => {
+      res.off("finish", done);
+      res.off("close", done);
+      const line = {
+        req: who,
+        res: { status: res.statusCode },
+        responseTime: Math.round(performance.now() - started),
+      };
+      logger.info(line, res.writableFinished ? "request completed" : "request aborted");
+    };
+    res.on("finish", done);
+    res.on("close", done);
+    next();
+  };
+}
+
 export function createApp(deps: RouteDeps, logger: Logger, opts: AppOptions = {}): express.Express {
   const app = express();
   app.disable("x-powered-by");
@@ -52,18 +87,7 @@ export function createApp(deps: RouteDeps, logger: Logger, opts: AppOptions = {}
   app.set("query parser", parseQuery);
   // The access log: a line per request at info. At warn or error it would only repeat the error
   // handler's line for a 5xx, so it is not installed: it cost ~3% of a leader's CPU at 64 clients.
-  if (logger.isLevelEnabled("info")) app.use(pinoHttp({
-    logger,
-    autoLogging: { ignore: (req) => req.url === "/health" },
-    // Only what an operator needs; never headers (Authorization carries the token). Unwrapped, so
-    // pino's standard serializer never touches req.query (whose parser refuses bad encodings).
-    wrapSerializers: false,
-    serializers: {
-      // The raw request: its peer address is on its socket (remoteAddress is the standard serializer's field).
-      req: (req: http.IncomingMessage) => ({ method: req.method, url: req.url, remote: req.socket.remoteAddress }),
-      res: (res: { statusCode?: number }) => ({ status: res.statusCode }),
-    },
-  }));
+  if (logger.isLevelEnabled("info")) app.use(accessLog(logger));
   app.use(commonHeaders(opts));
   if (opts.clientCertificates === true) app.use(requireClientCertificate());
   const top = new MethodRouter();

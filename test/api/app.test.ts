@@ -5,12 +5,15 @@
 // (src/api/body.ts); request logs carry method, url and status and never a token.
 import { verifyInclusion, verifyConsistency, leafHash, merkleRoot, hexToBuf, entryHash, genesisHash, KIND_CODES, subjectHead, SUBJECT_HEAD_ZERO } from "../support/independent";
 import { rawHttp } from "../support/ledger-client";
-import { HttpResult, http } from "../support/server";
+import { HttpResult, http, pollUntil } from "../support/server";
+import * as net from "node:net";
 import * as path from "node:path";
+import { assert } from "../../src/util/assert";
 import Database from "better-sqlite3";
 import express from "express";
 import { DB_FILE } from "../../src/node/data-dir";
-import { listen } from "../../src/api/server";
+import { createApp, listen } from "../../src/api/server";
+import type { RouteDeps } from "../../src/api/routes";
 import { InProcessApp, capturingLogger, sharedInProcessApp } from "../support/in-process-app";
 
 jest.setTimeout(60_000);
@@ -22,7 +25,8 @@ let app: InProcessApp;
 const context = (): string => `npx jest test/api/app.test.ts; data dir ${app?.dir ?? "(none)"}`;
 
 // One node for the file, a new app over it per test: see sharedInProcessApp.
-const shared = sharedInProcessApp({ bodyLimitBytes: BODY_LIMIT, logger: captured.logger });
+let deps: RouteDeps | undefined;
+const shared = sharedInProcessApp({ bodyLimitBytes: BODY_LIMIT, logger: captured.logger, wrap: (d) => (deps = d) });
 beforeEach(async () => {
   app = await shared.open();
 });
@@ -527,8 +531,44 @@ describe("request logs", () => {
       ["POST", "/v1/records", 400],
     ]);
     for (const l of reqs) expect(l.req).toEqual({ method: expect.any(String), url: expect.any(String), remote: "127.0.0.1" });
+    for (const l of reqs) {
+      expect(l.msg).toBe("request completed");
+      expect(l.level).toBe(30);
+      expect(typeof l.responseTime === "number" && Number.isInteger(l.responseTime) && l.responseTime >= 0).toBe(true);
+    }
     const all = JSON.stringify(captured.lines);
     expect(all).not.toContain(app.adminToken);
     expect(all.toLowerCase()).not.toContain("authorization");
+  });
+
+  test("the URL is logged as the client sent it, a bad percent-encoding included, with the refusal's status", async () => {
+    captured.lines.length = 0;
+    expect((await get("/v1/records?limit=%zz&from=1")).status).toBe(400);
+    const reqs = captured.lines.filter((l) => l.req !== undefined);
+    expect(reqs.map((l) => [(l.req as { url: string }).url, (l.res as { status: number }).status])).toEqual([["/v1/records?limit=%zz&from=1", 400]]);
+  });
+
+  test("a request whose client goes away before the answer is logged once, as aborted", async () => {
+    // The same app on a listener of the test's own, whose 'request' event says when the request reached it.
+    assert(deps !== undefined, "the shared app's deps");
+    const own = await listen(createApp(deps, captured.logger), "127.0.0.1", 0);
+    try {
+      captured.lines.length = 0;
+      const arrived = new Promise<void>((resolve) => own.server.once("request", () => resolve()));
+      // A body announced as 100 bytes and cut after 10: the body reader waits for the rest, then the socket closes.
+      const sock = net.connect({ host: "127.0.0.1", port: own.port });
+      sock.on("error", () => {});
+      sock.write(`POST /v1/records HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${app.adminToken}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"type":"x`);
+      await arrived;
+      sock.destroy();
+      const line = await pollUntil("the aborted request's line", async () => captured.lines.find((l) => l.req !== undefined), 200, 10);
+      expect(line.msg).toBe("request aborted");
+      expect(line.req).toEqual({ method: "POST", url: "/v1/records", remote: "127.0.0.1" });
+      expect(captured.lines.filter((l) => l.req !== undefined)).toHaveLength(1);
+      expect(JSON.stringify(captured.lines)).not.toContain(app.adminToken);
+    } finally {
+      own.server.closeAllConnections();
+      await new Promise((resolve) => own.server.close(resolve));
+    }
   });
 });
