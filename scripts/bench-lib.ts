@@ -259,6 +259,22 @@ export const fmtMs = (n: number): string => (n < 10 ? n.toFixed(2) : n.toFixed(1
 /** Bytes as decimal megabytes, "312 MB". */
 export const fmtMB = (bytes: number): string => `${(bytes / 1e6).toFixed(0)} MB`;
 
+/**
+ * What a process has used so far (Linux): CPU seconds (user + system, /proc/<pid>/stat) and the bytes
+ * it made the kernel read from storage (/proc/<pid>/io read_bytes: page-cache misses, not reads the
+ * page cache served). Differences of two samples say what a phase cost the process.
+ */
+export function processUsage(pid: number): { cpuSeconds: number; storageReadBytes: number } {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name, which sits in parentheses and may hold spaces: utime and stime are the 12th and 13th.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  const io = /read_bytes:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/io`, "utf8"));
+  if (io === null || !Number.isFinite(ticks)) throw new Error(`no CPU or io figures for process ${pid}`);
+  // USER_HZ is 100 on every Linux this runs on (the kernel ABI fixes it for /proc).
+  return { cpuSeconds: ticks / 100, storageReadBytes: Number(io[1]) };
+}
+
 /** A process's resident memory from /proc/<pid>/status (Linux): VmRSS now, or VmHWM, its peak so far. */
 export function rssBytes(pid: number, field: "VmRSS" | "VmHWM" = "VmRSS"): number {
   const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));

@@ -11,6 +11,8 @@
  *   - inclusion and consistency proofs over HTTP (GET /v1/proofs/inclusion/:index?size=N and
  *     /v1/proofs/consistency?from=M&to=N, default linearizable reads), p50/p99 over pairs drawn
  *     uniformly from the whole log, one keep-alive client, one request at a time;
+ *   - the server's CPU per proof request and the bytes it read from storage during each proof phase
+ *     (page-cache misses: where a proof's tail comes from when the kernel dropped the file's pages);
  *   - the server's RSS (VmRSS) at the end of the build, after the restart and after the proofs.
  * Targets: verify >= 100,000 entries/s, proof p99 < 2 ms, restart to ready < 3 s, RSS < 400 MB.
  * It prints figures, the machine and the load average; it never passes or fails on them. It refuses
@@ -33,7 +35,7 @@ import { nativeSha256 } from "../src/node/native-crypto";
 import { assert } from "../src/util/assert";
 import {
   Answer, BenchServers, CHECKPOINT_EVERY, Client, LoadResult, RecordAppender, ServerProcess, buildLog, cliRunsCompiled, commitIndex, fmtInt, fmtMB, fmtMs,
-  loadAverage, machine, parseFlags, pollUntil, requestJson, rssBytes, runLoad, scriptLog, table, verifyAsProcess,
+  loadAverage, machine, parseFlags, pollUntil, processUsage, requestJson, rssBytes, runLoad, scriptLog, table, verifyAsProcess,
 } from "./bench-lib";
 
 function options() {
@@ -182,14 +184,24 @@ async function main(): Promise<void> {
     const consistencyPairs = pairs(o.proofs, size, rng);
     const ok = (s: number): boolean => s === 200;
     log(`${fmtInt(o.proofs)} inclusion proofs, then ${fmtInt(o.proofs)} consistency proofs, over a log of ${fmtInt(size)} entries (seed ${o.seed})`);
-    const inclusion = await runLoad(o.proofs, 1, (i): Promise<Answer> => {
+    // The server's CPU and storage reads over each phase: what a proof costs it, and whether the
+    // page cache served its pages (a read from storage is a millisecond-scale wait on this disk).
+    const serverCost = async (run: () => Promise<LoadResult>): Promise<{ result: LoadResult; cpuMsPerRequest: number; storageReadBytes: number }> => {
+      const before = processUsage(pidOf(b.server));
+      const result = await run();
+      const after = processUsage(pidOf(b.server));
+      return { result, cpuMsPerRequest: (1000 * (after.cpuSeconds - before.cpuSeconds)) / result.requests, storageReadBytes: after.storageReadBytes - before.storageReadBytes };
+    };
+    const inclusionCost = await serverCost(() => runLoad(o.proofs, 1, (i): Promise<Answer> => {
       const [index, n] = inclusionPairs[i];
       return client.request("GET", `/v1/proofs/inclusion/${index}?size=${n}`);
-    }, ok);
-    const consistency = await runLoad(o.proofs, 1, (i): Promise<Answer> => {
+    }, ok));
+    const consistencyCost = await serverCost(() => runLoad(o.proofs, 1, (i): Promise<Answer> => {
       const [from, to] = consistencyPairs[i];
       return client.request("GET", `/v1/proofs/consistency?from=${from}&to=${to}`);
-    }, ok);
+    }, ok));
+    const inclusion = inclusionCost.result;
+    const consistency = consistencyCost.result;
     client.close();
     const rssProofs = rssNow(b.server);
     const t3 = process.hrtime.bigint();
@@ -240,6 +252,10 @@ async function main(): Promise<void> {
       ["SHA-256 of 64 B, @noble/hashes sha256", `${fmtInt(nobleHashes)} hashes/s`, "", ""],
       proofRow("GET /v1/proofs/inclusion/:index?size=N", inclusion),
       proofRow("GET /v1/proofs/consistency?from=M&to=N", consistency),
+      ...([["inclusion", inclusionCost], ["consistency", consistencyCost]] as const).map(([name, c]) => [
+        `  server cost of the ${name} proofs`,
+        `${c.cpuMsPerRequest.toFixed(3)} ms CPU a request; ${fmtMB(c.storageReadBytes)} read from storage (${fmtInt(c.storageReadBytes / c.result.requests / 1024)} KiB a request)`, "", "",
+      ]),
       [
         `${build === undefined ? "start on the reused dir" : "restart"}: spawn to GET /ready 200`,
         `${readySeconds.toFixed(2)} s (listening at ${listeningSeconds.toFixed(2)} s)`, `< ${TARGET_READY_S} s`, met(readySeconds < TARGET_READY_S),
