@@ -57,8 +57,12 @@ describe.each([
       tls,
       serveArgs: ["--checkpoint-every", "20"],
       nodeArgs: (id) => ["--peers", IDS.filter((to) => to !== id).map((to) => `${to}=127.0.0.1:${(links.get(`${id}>${to}`) as MitmProxy).port}`).join(",")],
+      // Before any node starts: the nodes start together, and the first one up dials its peers'
+      // proxies while the others are still starting, so each proxy must know its target by then.
+      beforeStart: (started) => {
+        cluster = started;
+      },
     });
-    cluster = c;
     const context = (): string => `cluster root ${c.root}\nlinks: ${[...links.entries()].map(([l, p]) => `${l} ${JSON.stringify(p.stats)}`).join("; ")}\n` +
       c.running().map((id) => `=== ${id}\n${c.servers.get(id)?.output() ?? ""}`).join("\n");
     await withFailureContext(context, [c.root], async () => {
