@@ -75,6 +75,11 @@ describe("what merges", () => {
     expect(max).toBeLessThan(3 * one);
     expect(coalesceAppends(ms, max)).toEqual([app(big, "n2", 1, 3), app(big, "n2", 3, 4, 2)]);
     expect(coalesceAppends(ms, max - 1)).toEqual([app(big, "n2", 1, 2), app(big, "n2", 2, 3), app(big, "n2", 3, 4, 2)]);
+    // Past maxBytes on either side of an empty one, it still folds in: after a run already over the
+    // limit (one entry larger than it), and before one (the empty Append first, its entries after).
+    const small = one - 1;
+    expect(coalesceAppends([app(big, "n2", 1, 2), app(big, "n2", 2, 2, 1)], small)).toEqual([app(big, "n2", 1, 2, 1)]);
+    expect(coalesceAppends([app(big, "n2", 2, 2, 1), app(big, "n2", 2, 3, 1)], small)).toEqual([app(big, "n2", 2, 3, 1)]);
   });
 
   test("the input is left as it was (the core's messages are not changed under it)", () => {
