@@ -143,8 +143,12 @@ export class SubjectTree {
   }
 }
 
-/** A StateStore that passes everything to `inner` and keeps the tree `tree()` names at the state it holds. */
-export function trackSubjects(inner: StateStore, tree: () => SubjectTree): StateStore {
+/**
+ * A StateStore that passes everything to `inner` and keeps the tree `tree()` names at the state it
+ * holds (or anything else that takes a tree's set calls: verify-chain collects them for a tree kept
+ * on another thread).
+ */
+export function trackSubjects(inner: StateStore, tree: () => Pick<SubjectTree, "set">): StateStore {
   return {
     getSubject: (subject) => inner.getSubject(subject),
     putSubject: (row) => {

@@ -10,7 +10,7 @@ import { bytesEqual, toHex } from "./bytes";
 import { decodeCheckpoint, verifyCheckpointSignature, Checkpoint } from "./checkpoint";
 import { configPayloadProblem, decodeConfig } from "./config";
 import { applyRecord, DedupRow, MemoryState, RecordKeys, recordKeys, recordOf, stateRootSteps, SubjectRow, UnappliableRecord } from "./state-machine";
-import { subjectTreeOf, trackSubjects } from "./subject-tree";
+import { SubjectLeaf, SubjectTree, subjectTreeOf, trackSubjects } from "./subject-tree";
 import { decodeSnapshot, snapshotProblem, snapshotRange, snapshotState } from "./snapshot";
 import { AnchorProblem, AnchorReport, AnchorTracker } from "./anchor";
 import type { PinnedCheckpoint, TrustFile } from "./trust";
@@ -36,6 +36,86 @@ export interface ChainSource {
   snapshotIndexes?(): number[];
   /** The snapshot document stored at index. */
   snapshotBytesAt?(index: number): Uint8Array | undefined;
+  /**
+   * Where the replay hands its checkpoint checks (CheckpointCheck), fresh for each verification;
+   * absent: they run on this thread as the replay reaches them (InlineCheckpointChecks).
+   */
+  checkpointChecks?(): CheckpointChecks;
+}
+
+/**
+ * The checks of a CHECKPOINT entry that nothing later in the replay depends on: its signature under
+ * the signer's configured key, and its subjects_root against the replayed subject tree at its size.
+ * The replay hands them over in index order. A source may run them on another thread, behind the
+ * replay (verify-chain's workers, src/node/verify-pipeline.ts); the report is the same either way:
+ * a failure found late is still reported at its own index, ahead of anything the replay found after it.
+ */
+export interface CheckpointCheck {
+  /** The CHECKPOINT entry's index. */
+  readonly index: number;
+  readonly checkpoint: Checkpoint;
+  /** The signer's public key (hex) in the configuration at that entry. */
+  readonly key: string;
+  /**
+   * The subject leaves set since the previous check (the first check: since the start, the start's
+   * tree included), each once with its latest value, in the order each was first set: a subject new
+   * to the tree joins it in that order, as it joined the replayed state.
+   */
+  readonly changed: readonly SubjectLeaf[];
+  /** Whether subjects_root is compared: the checkpoint signs one and the data dir applied that far. */
+  readonly compareSubjects: boolean;
+}
+
+/** A check that failed: where, and why. */
+export interface CheckpointFailure {
+  readonly index: number;
+  readonly reason: string;
+}
+
+/** Where checkpoint checks run; a fresh one per verification. */
+export interface CheckpointChecks {
+  submit(check: CheckpointCheck): void;
+  /** The first failure known so far, without waiting for checks still running. */
+  failed(): CheckpointFailure | null;
+  /** Waits for every check submitted so far; the first failure (lowest index), or null. */
+  settle(): CheckpointFailure | null;
+}
+
+/** Runs checks in index order against the subject tree it rebuilds from their changes. */
+export class CheckpointChecker {
+  private readonly tree = new SubjectTree();
+
+  /** Why the check fails, or null. */
+  check(c: CheckpointCheck): string | null {
+    for (const s of c.changed) this.tree.set(s.subject, s.version, s.head);
+    const cp = c.checkpoint;
+    if (!verifyCheckpointSignature(cp, c.key)) return `checkpoint signature does not verify against ${cp.signer}'s key`;
+    if (c.compareSubjects) {
+      const root = toHex(this.tree.root());
+      if (cp.subjects_root !== root) return `checkpoint subjects_root ${String(cp.subjects_root)} differs from the replayed state's ${root}`;
+    }
+    return null;
+  }
+}
+
+/** Checks run on this thread as they are submitted: failed() knows at once. */
+export class InlineCheckpointChecks implements CheckpointChecks {
+  private readonly checker = new CheckpointChecker();
+  private failure: CheckpointFailure | null = null;
+
+  submit(check: CheckpointCheck): void {
+    if (this.failure !== null) return;
+    const reason = this.checker.check(check);
+    if (reason !== null) this.failure = { index: check.index, reason };
+  }
+
+  failed(): CheckpointFailure | null {
+    return this.failure;
+  }
+
+  settle(): CheckpointFailure | null {
+    return this.failure;
+  }
 }
 
 /**
@@ -227,10 +307,19 @@ export function* verifyChainSteps(src: ChainSource, options: VerifyOptions = {})
     return { ...empty, ok: false, first_bad_index: 1, reason: `the log is compacted up to ${anchor.index}: verify with --from snapshot` };
   }
   const start = expected;
-  // The subjects commitment of the replayed state, kept as it applies: each checkpoint that signs a
-  // subjects_root must sign this tree's root at its size.
-  const subjects = subjectTreeOf(state);
-  const tracked = trackSubjects(state, () => subjects);
+  // The subjects commitment of the replayed state: each checkpoint that signs a subjects_root must
+  // sign the root of this state's subject tree at its size. The tree is kept where the checkpoint
+  // checks run (CheckpointChecker), from the subjects the replay sets between two checkpoints; the
+  // first check takes the start's tree with them.
+  const checks = src.checkpointChecks?.() ?? new InlineCheckpointChecks();
+  const changed = new Map<string, SubjectLeaf>();
+  const collect = {
+    set: (subject: string, version: number, head: Uint8Array): void => {
+      changed.set(subject, { subject, version, head });
+    },
+  };
+  for (const leaf of subjectTreeOf(state).leavesInOrder()) collect.set(leaf.subject, leaf.version, leaf.head);
+  const tracked = trackSubjects(state, () => collect);
   anchoring.startFrom(keys);
   const anchorCheck = (p: AnchorProblem | null): void => {
     if (p !== null) throw new Violation(p.index, p.reason);
@@ -261,13 +350,15 @@ export function* verifyChainSteps(src: ChainSource, options: VerifyOptions = {})
       }
       let cp: Checkpoint | null = null;
       if (e.kind === EntryKind.Checkpoint) {
-        checkCheckpoint(e, range, prevHash, cluster, keys);
-        cp = decodeCheckpoint(e.payload) as Checkpoint;
+        const checked = checkCheckpoint(e, range, prevHash, cluster, keys);
+        cp = checked.cp;
         // The state after entry size = the replay so far, when the data dir applied that far (an
         // unapplied tail after a crash is chained and signed-checked, but has no state here).
-        if (cp.subjects_root !== undefined && cp.size <= hard.lastApplied && cp.subjects_root !== toHex(subjects.root())) {
-          throw new Violation(e.index, `checkpoint subjects_root ${cp.subjects_root} differs from the replayed state's ${toHex(subjects.root())}`);
-        }
+        const compareSubjects = cp.subjects_root !== undefined && cp.size <= hard.lastApplied;
+        checks.submit({ index: e.index, checkpoint: cp, key: checked.key, changed: [...changed.values()], compareSubjects });
+        changed.clear();
+        const failure = checks.failed();
+        if (failure !== null) throw new Violation(failure.index, failure.reason);
         derived.set(e.index, cp);
         anchoring.checkpoint(cp, keys);
         checkpoints++;
@@ -290,6 +381,8 @@ export function* verifyChainSteps(src: ChainSource, options: VerifyOptions = {})
       if (options.onProgress !== undefined && e.index % 1024 === 0) options.onProgress(e.index, last);
       yield;
     }
+    const failure = checks.settle();
+    if (failure !== null) throw new Violation(failure.index, failure.reason);
     const size = expected - 1;
     if (options.to === undefined) {
       if (size < hard.commitIndex) throw new Violation(size + 1, `commit_index is ${hard.commitIndex} but the log ends at ${size}`);
@@ -309,11 +402,22 @@ export function* verifyChainSteps(src: ChainSource, options: VerifyOptions = {})
     };
   } catch (err) {
     if (!(err instanceof Violation)) throw err;
+    // A checkpoint check submitted before the violation came before it in the replay, wherever it
+    // ran: the first that failed is the violation, reported as of its entry.
+    const failure = checks.settle();
+    if (failure !== null) {
+      const before = [...derived.keys()].filter((i) => i < failure.index).length;
+      return { ...empty, ok: false, entries: failure.index - start, checkpoints: before, size: failure.index - 1, first_bad_index: failure.index, reason: failure.reason, anchor: anchoring.report(start, 0).anchor };
+    }
     return { ...empty, ok: false, entries: expected - start, checkpoints, size: expected - 1, first_bad_index: err.index, reason: err.message, anchor: anchoring.report(start, 0).anchor };
   }
 }
 
-function checkCheckpoint(e: Entry, range: CompactRange, prevHash: Uint8Array, cluster: string, keys: Map<string, string>): void {
+/**
+ * The checks of a CHECKPOINT entry that need the replay where it is (its size, root, head, term, and
+ * a signer in the configuration); the checkpoint and its signer's key, for the CheckpointCheck.
+ */
+function checkCheckpoint(e: Entry, range: CompactRange, prevHash: Uint8Array, cluster: string, keys: Map<string, string>): { cp: Checkpoint; key: string } {
   const cp = decodeCheckpoint(e.payload);
   if (cp === null) throw new Violation(e.index, "CHECKPOINT payload does not parse");
   if (cp.size !== e.index - 1) throw new Violation(e.index, `checkpoint size ${cp.size} is not the index before it (${e.index - 1})`);
@@ -323,7 +427,7 @@ function checkCheckpoint(e: Entry, range: CompactRange, prevHash: Uint8Array, cl
   if (cp.term !== e.term) throw new Violation(e.index, `checkpoint term ${cp.term} differs from its entry's term ${e.term}`);
   const key = keys.get(cp.signer);
   if (key === undefined) throw new Violation(e.index, `checkpoint signer ${cp.signer} is not in the configuration`);
-  if (!verifyCheckpointSignature(cp, key)) throw new Violation(e.index, `checkpoint signature does not verify against ${cp.signer}'s key`);
+  return { cp, key };
 }
 
 function* checkCheckpointTable(src: ChainSource, cluster: string, derived: Map<number, Checkpoint>, start: number): Generator<void, void, void> {

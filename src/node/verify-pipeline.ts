@@ -11,10 +11,17 @@
  * for a page's facts with Atomics.wait on a counter the worker bumps after it posts them, and takes
  * the message with receiveMessageOnPort. Pages go to the workers in turn and each worker answers
  * in order, so page j's facts are the next message on worker j mod W's port.
+ *
+ * Behind the replay, one more worker runs its checkpoint checks (CheckpointCheck: a signature, and
+ * subjects_root against a subject tree it keeps from the replay's changes): 27% of this thread's
+ * CPU when they ran here, on bench:verify's log (1,000 subjects, a checkpoint every ~460 entries).
+ * The replay waits for them only at the end, or to report a violation: a check that failed before
+ * it is the one reported.
  */
 import { isMainThread, MessageChannel, MessagePort, receiveMessageOnPort, Worker, workerData } from "node:worker_threads";
 import { Entry, EntryKind } from "../ledger/entry";
-import { ChainSource, EntryFacts, entryFacts } from "../ledger/verify";
+import type { Checkpoint } from "../ledger/checkpoint";
+import { ChainSource, CheckpointCheck, CheckpointChecker, CheckpointChecks, CheckpointFailure, EntryFacts, entryFacts } from "../ledger/verify";
 import type { RecordKeys } from "../ledger/state-machine";
 import { assert } from "../util/assert";
 import { startWorker } from "./background";
@@ -30,6 +37,12 @@ const PAGES_AHEAD_PER_WORKER = 2;
 const PAGE_WAIT_MS = 120_000;
 /** Workers at most: past ~4 the replay on this thread is the bottleneck (it does a third of the work or more). */
 export const WORKERS_MAX = 4;
+/**
+ * Checkpoint checks out at once, at most: past this the replay waits for the oldest. Each holds the
+ * subjects changed since the one before (at most a checkpoint interval's records, ~1,000 by
+ * default); the worker gets through one in a few milliseconds, so 32 is ample lead.
+ */
+const CHECKS_AHEAD = 32;
 
 /** A worker per core but the one the replay runs on, at least one, at most WORKERS_MAX. */
 export function defaultWorkers(cores: number): number {
@@ -127,6 +140,97 @@ function factsAt(f: PageFacts, i: number): EntryFacts | undefined {
   return record === null ? { hashMatches, leaf } : { hashMatches, leaf, record };
 }
 
+/** A CheckpointCheck as it crosses threads: the changed leaves packed, and the verification it belongs to. */
+export interface CheckJob {
+  /** Which verification: a worker starts a new subject tree when it changes. */
+  readonly run: number;
+  readonly index: number;
+  readonly checkpoint: Checkpoint;
+  readonly key: string;
+  readonly compareSubjects: boolean;
+  readonly subjects: readonly string[];
+  readonly versions: Float64Array;
+  /** 32 bytes per changed subject: its head. */
+  readonly heads: Uint8Array;
+}
+
+export interface CheckAnswer {
+  readonly run: number;
+  readonly index: number;
+  /** Why the check failed, or null. */
+  readonly reason: string | null;
+  /** Set when the worker could not run the check (a bug): the verification stops with it. */
+  readonly error?: string;
+}
+
+/**
+ * Verifications that handed checks to an executor in this process, so far: each one's checks are a
+ * run of their own, whichever source and executor served it (an executor may outlive a source).
+ */
+let checkRuns = 0;
+
+function packCheck(run: number, c: CheckpointCheck): CheckJob {
+  const n = c.changed.length;
+  const versions = new Float64Array(n);
+  const heads = new Uint8Array(32 * n);
+  const subjects: string[] = [];
+  c.changed.forEach((leaf, i) => {
+    subjects.push(leaf.subject);
+    versions[i] = leaf.version;
+    heads.set(leaf.head, 32 * i);
+  });
+  return { run, index: c.index, checkpoint: c.checkpoint, key: c.key, compareSubjects: c.compareSubjects, subjects, versions, heads };
+}
+
+/** The worker's side of a check: the next one of a verification whose checks it keeps in `checker`. */
+export function runCheck(checker: CheckpointChecker, job: CheckJob): CheckAnswer {
+  const changed = job.subjects.map((subject, i) => ({ subject, version: job.versions[i], head: job.heads.subarray(32 * i, 32 * (i + 1)) }));
+  const { run, index, checkpoint, key, compareSubjects } = job;
+  return { run, index, reason: checker.check({ index, checkpoint, key, compareSubjects, changed }) };
+}
+
+/**
+ * Checkpoint checks through an executor, for one verification (`run`): at most CHECKS_AHEAD out;
+ * answers of an earlier verification that stopped early are passed over.
+ */
+class PipelinedChecks implements CheckpointChecks {
+  private outstanding = 0;
+  private failure: CheckpointFailure | null = null;
+
+  constructor(private readonly exec: PageExecutor, private readonly run: number) {}
+
+  submit(check: CheckpointCheck): void {
+    if (this.failure !== null) return; // the first failure is the report: later checks cannot change it
+    // Ends: each turn takes an answer (waiting for it), and outstanding counts this run's answers to come.
+    while (this.outstanding >= CHECKS_AHEAD) this.take(true);
+    this.exec.submitCheck(packCheck(this.run, check));
+    this.outstanding++;
+  }
+
+  failed(): CheckpointFailure | null {
+    // Ends: each turn takes an answer already there, and there are at most outstanding of them.
+    while (this.outstanding > 0 && this.take(false));
+    return this.failure;
+  }
+
+  settle(): CheckpointFailure | null {
+    // Ends: as in submit.
+    while (this.outstanding > 0) this.take(true);
+    return this.failure;
+  }
+
+  /** Takes one answer (waiting for it, or only if one is there); false when none was there. */
+  private take(wait: boolean): boolean {
+    const a = this.exec.nextCheck(wait);
+    if (a === undefined) return false;
+    if (a.run !== this.run) return true;
+    this.outstanding--;
+    if (a.error !== undefined) throw new Error(`a verify worker failed on the checkpoint at ${a.index}: ${a.error}`);
+    if (a.reason !== null && this.failure === null) this.failure = { index: a.index, reason: a.reason };
+    return true;
+  }
+}
+
 interface WorkerHandle {
   readonly worker: Worker;
   readonly port: MessagePort;
@@ -136,20 +240,22 @@ interface WorkerHandle {
 
 interface WorkerData {
   readonly verifyPipeline: true;
+  /** What the worker answers: pages of entry facts, or checkpoint checks. */
+  readonly role: "pages" | "checks";
   readonly port: MessagePort;
   readonly signal: Int32Array;
 }
 
 /** Waits (blocking this thread) for the next message on w's port. */
-function nextMessage(w: WorkerHandle): PageFacts {
+function nextMessage<T>(w: WorkerHandle): T {
   const deadline = Date.now() + PAGE_WAIT_MS;
   // Ends: each turn either returns a message, or waits until the worker bumps the counter or the deadline passes.
   for (;;) {
     const seen = Atomics.load(w.signal, 0);
     const m = receiveMessageOnPort(w.port);
-    if (m !== undefined) return m.message as PageFacts;
+    if (m !== undefined) return m.message as T;
     const left = deadline - Date.now();
-    if (left <= 0) throw new Error(`a verify worker did not answer a page in ${PAGE_WAIT_MS / 1000} s`);
+    if (left <= 0) throw new Error(`a verify worker did not answer in ${PAGE_WAIT_MS / 1000} s`);
     Atomics.wait(w.signal, 0, seen, left);
   }
 }
@@ -204,15 +310,23 @@ export interface PageExecutor {
   submit(slot: number, job: PageJob): void;
   /** The slot's next answer, waiting for it. */
   next(slot: number): PageFacts;
+  /** Runs checkpoint checks in the order submitted (one lane: each check needs the tree its predecessors left). */
+  submitCheck(job: CheckJob): void;
+  /** The next check's answer: waiting for it, or undefined if it is not there yet. */
+  nextCheck(wait: boolean): CheckAnswer | undefined;
 }
 
 /**
  * Pages computed on this thread as they are submitted: the replay's use of facts computed ahead,
- * without threads (test/ledger/verify.test.ts verifies every case this way too).
+ * without threads (test/ledger/verify.test.ts verifies every case this way too). Checkpoint checks
+ * run only when their answer is waited for, as late as a worker could answer them, so a check that
+ * fails is found after the replay went past it.
  */
 export class InThreadPages implements PageExecutor {
   readonly slots = 1;
   private readonly answers: PageFacts[] = [];
+  private readonly checks: CheckJob[] = [];
+  private checker = { run: -1, checker: new CheckpointChecker() };
 
   submit(_slot: number, job: PageJob): void {
     this.answers.push(computePage(job));
@@ -223,6 +337,18 @@ export class InThreadPages implements PageExecutor {
     assert(a !== undefined, "no page was submitted to answer");
     return a;
   }
+
+  submitCheck(job: CheckJob): void {
+    this.checks.push(job);
+  }
+
+  nextCheck(wait: boolean): CheckAnswer | undefined {
+    if (!wait) return undefined;
+    const job = this.checks.shift();
+    assert(job !== undefined, "no check was submitted to answer");
+    if (job.run !== this.checker.run) this.checker = { run: job.run, checker: new CheckpointChecker() };
+    return runCheck(this.checker.checker, job);
+  }
 }
 
 /**
@@ -231,6 +357,7 @@ export class InThreadPages implements PageExecutor {
  */
 export class VerifyWorkers implements PageExecutor {
   private handles: WorkerHandle[] = [];
+  private checkLane: WorkerHandle | undefined;
 
   constructor(readonly count: number) {
     assert(Number.isSafeInteger(count) && count >= 1, `workers ${count}`);
@@ -245,32 +372,49 @@ export class VerifyWorkers implements PageExecutor {
   }
 
   next(slot: number): PageFacts {
-    return nextMessage(this.started[slot]);
+    return nextMessage<PageFacts>(this.started[slot]);
   }
 
-  /** The started workers (starting them if needed). */
+  submitCheck(job: CheckJob): void {
+    this.checkLane ??= startLane("checks");
+    this.checkLane.port.postMessage(job, [job.versions.buffer as ArrayBuffer, job.heads.buffer as ArrayBuffer]);
+  }
+
+  nextCheck(wait: boolean): CheckAnswer | undefined {
+    assert(this.checkLane !== undefined, "no check was submitted to answer");
+    if (wait) return nextMessage<CheckAnswer>(this.checkLane);
+    return receiveMessageOnPort(this.checkLane.port)?.message as CheckAnswer | undefined;
+  }
+
+  /** The started page workers (starting them if needed). */
   private get started(): readonly WorkerHandle[] {
     if (this.handles.length === 0) {
-      for (let i = 0; i < this.count; i++) {
-        const { port1, port2 } = new MessageChannel();
-        const signal = new Int32Array(new SharedArrayBuffer(4));
-        const data: WorkerData = { verifyPipeline: true, port: port2, signal };
-        const worker = startWorker(__filename, data, [port2]);
-        worker.unref();
-        port1.unref();
-        this.handles.push({ worker, port: port1, signal });
-      }
+      for (let i = 0; i < this.count; i++) this.handles.push(startLane("pages"));
     }
     return this.handles;
   }
 
   /** Ends the workers (idempotent); the next use starts new ones. */
   close(): void {
-    for (const w of this.handles.splice(0)) {
+    const lanes = this.handles.splice(0);
+    if (this.checkLane !== undefined) lanes.push(this.checkLane);
+    this.checkLane = undefined;
+    for (const w of lanes) {
       w.port.close();
       void w.worker.terminate();
     }
   }
+}
+
+/** A worker thread of the pipeline, unref'd (it never keeps the process alive), answering on its own port. */
+function startLane(role: WorkerData["role"]): WorkerHandle {
+  const { port1, port2 } = new MessageChannel();
+  const signal = new Int32Array(new SharedArrayBuffer(4));
+  const data: WorkerData = { verifyPipeline: true, role, port: port2, signal };
+  const worker = startWorker(__filename, data, [port2]);
+  worker.unref();
+  port1.unref();
+  return { worker, port: port1, signal };
 }
 
 /**
@@ -320,6 +464,9 @@ export class ParallelChainSource implements ChainSource {
   }
   get snapshotBytesAt(): ChainSource["snapshotBytesAt"] {
     return this.inner.snapshotBytesAt?.bind(this.inner);
+  }
+  checkpointChecks(): CheckpointChecks {
+    return new PipelinedChecks(this.pages, ++checkRuns);
   }
 
   *entries(from: number, to: number): Generator<Entry & { readonly facts?: EntryFacts }, void, void> {
@@ -382,17 +529,35 @@ export class ParallelChainSource implements ChainSource {
 }
 
 if (!isMainThread && (workerData as Partial<WorkerData> | null)?.verifyPipeline === true) {
-  const { port, signal } = workerData as WorkerData;
+  const { port, signal, role } = workerData as WorkerData;
   useNativeCrypto();
-  port.on("message", (job: PageJob) => {
-    let out: PageFacts;
-    try {
-      out = computePage(job);
-    } catch (err) {
-      out = { page: job.page, status: new Uint8Array(0), leaves: new Uint8Array(0), records: [], error: (err as Error).message };
-    }
-    port.postMessage(out, [out.status.buffer as ArrayBuffer, out.leaves.buffer as ArrayBuffer]);
+  const posted = (): void => {
     Atomics.add(signal, 0, 1);
     Atomics.notify(signal, 0);
-  });
+  };
+  if (role === "pages") {
+    port.on("message", (job: PageJob) => {
+      let out: PageFacts;
+      try {
+        out = computePage(job);
+      } catch (err) {
+        out = { page: job.page, status: new Uint8Array(0), leaves: new Uint8Array(0), records: [], error: (err as Error).message };
+      }
+      port.postMessage(out, [out.status.buffer as ArrayBuffer, out.leaves.buffer as ArrayBuffer]);
+      posted();
+    });
+  } else {
+    let current = { run: -1, checker: new CheckpointChecker() };
+    port.on("message", (job: CheckJob) => {
+      if (job.run !== current.run) current = { run: job.run, checker: new CheckpointChecker() };
+      let out: CheckAnswer;
+      try {
+        out = runCheck(current.checker, job);
+      } catch (err) {
+        out = { run: job.run, index: job.index, reason: null, error: (err as Error).message };
+      }
+      port.postMessage(out);
+      posted();
+    });
+  }
 }

@@ -422,6 +422,16 @@ describe("verifyChain refuses a broken data dir: ok false, the first bad index, 
     expectBad(verifyChain(source(c)), 5, /^checkpoint signature does not verify against n1's key$/);
   });
 
+  test("a bad signature is the violation, with the figures as of its entry, though a later entry is wrong too", () => {
+    // The signature is checked behind the replay in the pipeline (InThreadPages: only at the end),
+    // after the replay has met the wrong root at 9; the report must still be the signature's.
+    const specs = withSpec(5, { kind: "checkpoint", term: 2, signer: N1, signWith: N2 });
+    const c = build(specs.map((x, j) => (j === 8 ? { kind: "checkpoint", term: 2, signer: N2, patch: { root: "00".repeat(32) } } : x)));
+    const r = verifyChain(source(c));
+    expectBad(r, 5, /^checkpoint signature does not verify against n1's key$/);
+    expect(r).toMatchObject({ entries: 4, size: 4, checkpoints: 0 });
+  });
+
   test("a checkpoint by a node that a later CONFIG removed", () => {
     const specs: Spec[] = [...BASE, { kind: "config", term: 3, voters: [N3] }, { kind: "checkpoint", term: 3, signer: N1 }];
     expectBad(verifyChain(source(build(specs))), 12, /^checkpoint signer n1 is not in the configuration$/);
@@ -517,6 +527,15 @@ describe("subjects_root: a checkpoint that signs one must sign the replayed stat
   test("a checkpoint past last_applied is not held to a state this data dir has not applied", () => {
     const c = build(withSpec(9, { kind: "checkpoint", term: 2, signer: N2, patch: { subjects_root: "00".repeat(32) } }), { lastApplied: 7 });
     expect(verifyChain(source(c))).toMatchObject({ ok: true, last_applied: 7 });
+  });
+
+  test("a wrong subjects_root is the violation, with the figures as of its entry, though a later entry is wrong too", () => {
+    const specs = withSpec(9, { kind: "checkpoint", term: 2, signer: N2, patch: { subjects_root: "00".repeat(32) } });
+    const c = build([...specs, { kind: "record", term: 2, subject: "d" }]);
+    c.entries[10] = { ...c.entries[10], term: 1 }; // entry 11: a term lower than the one before
+    const r = verifyChain(source(c));
+    expectBad(r, 9, new RegExp(`^checkpoint subjects_root ${"00".repeat(32)} differs from the replayed state's [0-9a-f]{64}$`));
+    expect(r).toMatchObject({ entries: 8, size: 8, checkpoints: 1 });
   });
 
   test("a checkpoint of exactly what was applied is held to it", () => {

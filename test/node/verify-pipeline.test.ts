@@ -8,8 +8,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import Database from "better-sqlite3";
 import { openLedgerReadonly } from "../../src/cli/open-readonly";
-import { verifyChain, VerifyReport } from "../../src/ledger/verify";
-import { computePage, PageExecutor, PageFacts, PageJob, ParallelChainSource, VerifyWorkers } from "../../src/node/verify-pipeline";
+import { verifyChain, verifyChainSteps, VerifyReport } from "../../src/ledger/verify";
+import { computePage, InThreadPages, PageExecutor, PageFacts, PageJob, ParallelChainSource, VerifyWorkers } from "../../src/node/verify-pipeline";
 import type { Store } from "../../src/storage/store";
 import { prng, testSeed } from "../support/independent";
 import { startInProcessApp } from "../support/in-process-app";
@@ -158,7 +158,11 @@ describe("verify-chain's worker threads give the report of one thread", () => {
     /** Answers each page as `answer` says, on this thread. */
     const executor = (answer: (job: PageJob) => PageFacts): PageExecutor => {
       const answers: PageFacts[] = [];
-      return { slots: 1, submit: (_slot, job) => void answers.push(answer(job)), next: () => answers.shift() as PageFacts };
+      const checks = new InThreadPages();
+      return {
+        slots: 1, submit: (_slot, job) => void answers.push(answer(job)), next: () => answers.shift() as PageFacts,
+        submitCheck: (job) => checks.submitCheck(job), nextCheck: (wait) => checks.nextCheck(wait),
+      };
     };
     const failing = executor((job) => (job.page === 1 ? { ...computePage(job), error: "planted" } : computePage(job)));
     const outOfTurn = executor((job) => ({ ...computePage(job), page: job.page + 1 }));
@@ -168,6 +172,91 @@ describe("verify-chain's worker threads give the report of one thread", () => {
       expect(() => verifyChain(new ParallelChainSource(store, outOfTurn, 16))).toThrow("verify worker answered page 1 (16 entries) for page 0 (16)");
       // The store is left usable (the open read was closed): a verification on this thread still passes.
       expect(verifyChain(store).ok).toBe(true);
+    } finally {
+      store.close();
+    }
+  });
+
+  test("a checkpoint check the worker could not run stops the verification with why", () => {
+    const inner = new InThreadPages();
+    const failing: PageExecutor = {
+      slots: 1,
+      submit: (slot, job) => inner.submit(slot, job),
+      next: () => inner.next(),
+      submitCheck: (job) => inner.submitCheck(job),
+      nextCheck: (wait) => {
+        const a = inner.nextCheck(wait);
+        return a === undefined ? a : { ...a, error: "planted" };
+      },
+    };
+    const store = open(base);
+    try {
+      expect(() => verifyChain(new ParallelChainSource(store, failing, 16))).toThrow(/^a verify worker failed on the checkpoint at [1-9][0-9]*: planted$/);
+      expect(verifyChain(store).ok).toBe(true);
+    } finally {
+      store.close();
+    }
+  });
+
+  test("a verification given up part way leaves checkpoint checks in flight, which the next one on the pool passes over", async () => {
+    // A second log whose subjects first appear one per record: a check worker that kept the given-up
+    // verification's subject tree would put them after base's five leaves, and its roots would differ.
+    const other = tempDir();
+    const app = await startInProcessApp({ dir: other, node: { checkpointEvery: 4, checkpointIntervalMs: 20 } });
+    try {
+      for (let i = 0; i < 12; i++) {
+        const r = await http(app.baseUrl, "POST", "/v1/records", { token: app.adminToken, json: { type: "policy.set", subject: `late-${i}`, data: { name: `n${i}`, value: i } } });
+        expect(r.status).toBe(201);
+      }
+    } finally {
+      await app.close();
+    }
+    const workers = new VerifyWorkers(1);
+    const store = open(base);
+    const second = open(other);
+    try {
+      const given = verifyChain(store);
+      const alone = verifyChain(second);
+      expect(alone).toMatchObject({ ok: true, checkpoints: expect.any(Number) as number });
+      expect(alone.checkpoints).toBeGreaterThan(1);
+      const steps = verifyChainSteps(new ParallelChainSource(store, workers, 4));
+      // Half of base: past several checkpoints (one every 10 entries or sooner), each handed to the check worker.
+      for (let i = 0; i < given.size / 2; i++) expect(steps.next().done).toBe(false);
+      steps.return(given);
+      expect(verifyChain(new ParallelChainSource(second, workers, 4))).toEqual(alone);
+    } finally {
+      workers.close();
+      store.close();
+      second.close();
+    }
+  });
+
+  test("answers to a given-up verification's checks are passed over, failing ones included", () => {
+    // On this thread checks are answered only when waited for, so all of the first verification's
+    // are still to be answered when the second starts; here they all answer "failed".
+    const inner = new InThreadPages();
+    let stale = -1;
+    const exec: PageExecutor = {
+      slots: 1,
+      submit: (slot, job) => inner.submit(slot, job),
+      next: () => inner.next(),
+      submitCheck: (job) => {
+        if (stale === -1) stale = job.run;
+        inner.submitCheck(job);
+      },
+      nextCheck: (wait) => {
+        const a = inner.nextCheck(wait);
+        return a !== undefined && a.run === stale ? { ...a, reason: "planted: an answer to the given-up verification" } : a;
+      },
+    };
+    const store = open(base);
+    try {
+      const alone = verifyChain(store);
+      const steps = verifyChainSteps(new ParallelChainSource(store, exec, 4));
+      for (let i = 0; i < alone.size / 2; i++) expect(steps.next().done).toBe(false);
+      steps.return(alone);
+      expect(stale).toBeGreaterThan(-1);
+      expect(verifyChain(new ParallelChainSource(store, exec, 4))).toEqual(alone);
     } finally {
       store.close();
     }
