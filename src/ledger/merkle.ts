@@ -142,18 +142,24 @@ export class CompactRange {
 
   /**
    * Adds leaf data (an entry hash); returns every node completed, the leaf itself first. `leaf` is
-   * leafHash(leafData) when the caller has it already (verify-chain hashes leaves on other threads).
+   * leafHash(leafData) when the caller has it already (verify-chain hashes leaves on other threads),
+   * and `merged` the hashes of the first merges this append makes, 32 bytes each, lowest level
+   * first, when the caller has those (verify-chain's workers hash the nodes inside a page of
+   * entries); the rest are hashed here.
    */
-  append(leafData: Uint8Array, leaf: Uint8Array = leafHash(leafData)): MerkleNode[] {
+  append(leafData: Uint8Array, leaf: Uint8Array = leafHash(leafData), merged?: Uint8Array): MerkleNode[] {
     const created: MerkleNode[] = [];
     let node: MerkleNode = { level: 0, index: this.count, hash: leaf };
     created.push(node);
+    const known = merged === undefined ? 0 : merged.length / 32;
     while (this.peaks.length > 0 && this.peaks[this.peaks.length - 1].level === node.level) {
       const left = this.peaks.pop() as MerkleNode;
-      node = { level: node.level + 1, index: left.index / 2, hash: nodeHash(left.hash, node.hash) };
+      const hash = node.level < known ? (merged as Uint8Array).subarray(32 * node.level, 32 * node.level + 32) : nodeHash(left.hash, node.hash);
+      node = { level: node.level + 1, index: left.index / 2, hash };
       assert(Number.isInteger(node.index), "merged node index must be whole");
       created.push(node);
     }
+    assert(node.level >= known, `${known} merged hashes given for an append that merges ${node.level} times`);
     this.peaks.push(node);
     this.count += 1;
     return created;

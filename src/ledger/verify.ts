@@ -134,6 +134,11 @@ export interface EntryFacts {
   readonly leaf: Uint8Array;
   /** A RECORD entry's keys for apply, or why its payload does not apply (UnappliableRecord's message). */
   readonly record?: RecordKeys | { readonly problem: string };
+  /**
+   * The hashes of the first Merkle nodes the entry's leaf completes (CompactRange.append's
+   * `merged`), when computed ahead with the entries before it: not from this entry alone.
+   */
+  readonly merged?: Uint8Array;
 }
 
 /** The facts of `e`, whose predecessor's stored hash is prevHash (the genesis hash, or a snapshot's head, for the first). */
@@ -363,7 +368,7 @@ export function* verifyChainSteps(src: ChainSource, options: VerifyOptions = {})
         anchoring.checkpoint(cp, keys);
         checkpoints++;
       }
-      for (const n of range.append(e.hash, facts.leaf)) {
+      for (const n of range.append(e.hash, facts.leaf, facts.merged)) {
         const stored = src.findNode(n.level, n.index);
         if (stored === undefined || !bytesEqual(stored, n.hash)) {
           throw new Violation(e.index, `stored Merkle node ${n.level}/${n.index} ${stored === undefined ? "is missing" : "differs from the recomputed hash"}`);

@@ -116,3 +116,40 @@ describe("proofs over larger trees", () => {
     expect(wrong).toEqual([]);
   });
 });
+
+describe("CompactRange.append with merged hashes given (verify-chain's workers hash a page's inner nodes)", () => {
+  const data = (i: number): Uint8Array => ind.sha256(Buffer.from(`leaf ${i}`));
+
+  test("the merges it is given are its nodes, the rest it hashes: the same nodes and roots as hashing all", () => {
+    const plain = new CompactRange();
+    const given = new CompactRange();
+    for (let i = 0; i < 300; i++) {
+      const want = plain.append(data(i));
+      // Give the lowest merges (all of them, none, or some between), from the nodes hashed by the plain range.
+      const k = i % 3 === 0 ? want.length - 1 : i % 3 === 1 ? 0 : Math.floor((want.length - 1) / 2);
+      const merged = Buffer.concat(want.slice(1, 1 + k).map((n) => n.hash));
+      const got = given.append(data(i), ind.leafHash(data(i)), merged);
+      expect(got.map((n) => [n.level, n.index, toHex(n.hash)])).toEqual(want.map((n) => [n.level, n.index, toHex(n.hash)]));
+      expect(toHex(given.root())).toBe(toHex(plain.root()));
+    }
+    expect(toHex(plain.root())).toBe(ind.merkleRoot(Array.from({ length: 300 }, (_, i) => ind.leafHash(data(i)))).toString("hex"));
+  });
+
+  test("a given hash is taken as it is: the caller answers for it", () => {
+    const range = new CompactRange();
+    range.append(data(0));
+    const planted = new Uint8Array(32).fill(7);
+    const [, node] = range.append(data(1), ind.leafHash(data(1)), planted);
+    expect(node).toEqual({ level: 1, index: 0, hash: planted });
+    expect(toHex(range.root())).toBe(toHex(planted));
+  });
+
+  test("more hashes than the append merges is a bug of the caller, and throws", () => {
+    const range = new CompactRange();
+    range.append(data(0));
+    // Leaf 1 merges once (level 1); two hashes claim a level-2 merge it does not make.
+    expect(() => range.append(data(1), ind.leafHash(data(1)), new Uint8Array(64))).toThrow("2 merged hashes given for an append that merges 1 times");
+    const fresh = new CompactRange();
+    expect(() => fresh.append(data(0), ind.leafHash(data(0)), new Uint8Array(32))).toThrow("1 merged hashes given for an append that merges 0 times");
+  });
+});

@@ -11,6 +11,7 @@ import { openLedgerReadonly } from "../../src/cli/open-readonly";
 import { verifyChain, verifyChainSteps, VerifyReport } from "../../src/ledger/verify";
 import { computePage, InThreadPages, PageExecutor, PageFacts, PageJob, ParallelChainSource, VerifyWorkers } from "../../src/node/verify-pipeline";
 import type { Store } from "../../src/storage/store";
+import * as ind from "../support/independent";
 import { prng, testSeed } from "../support/independent";
 import { startInProcessApp } from "../support/in-process-app";
 import { http } from "../support/server";
@@ -80,6 +81,51 @@ function damaged(damage: (db: Database.Database) => void): string {
   }
   return dir;
 }
+
+describe("a page's Merkle nodes, hashed on a worker", () => {
+  /** A page of `n` NOOP entries from index first + 1, with random stored hashes (their leaves are all that counts here). */
+  function page(rng: () => number, first: number, n: number, prev: Uint8Array | null): { job: PageJob; hashes: Buffer[] } {
+    const hashes = Array.from({ length: n }, () => Buffer.from(Array.from({ length: 32 }, () => Math.floor(rng() * 256))));
+    const meta = new Float64Array(5 * n);
+    hashes.forEach((_, i) => meta.set([first + 1 + i, 1, 0, 0, 32], 5 * i));
+    return { job: { page: 0, prev, meta, bytes: Buffer.concat(hashes) }, hashes };
+  }
+
+  test(`each entry's nodes are the perfect subtrees its leaf completes inside the page, lowest first, and only those (seed ${SEED})`, () => {
+    const rng = prng(SEED);
+    for (let round = 0; round < 80; round++) {
+      const first = Math.floor(rng() * 5000);
+      const n = 1 + Math.floor(rng() * 300);
+      const { job, hashes } = page(rng, first, n, round % 2 === 0 ? null : Buffer.alloc(32));
+      const facts = computePage(job);
+      const leaves = hashes.map((h) => ind.leafHash(h));
+      let at = 0;
+      for (let i = 0; i < n; i++) {
+        const leaf = first + i;
+        const want: string[] = [];
+        // Independently: every level whose aligned subtree ends at this leaf and starts in the page.
+        for (let span = 2; (leaf + 1) % span === 0 && leaf + 1 - span >= first; span *= 2) {
+          want.push(ind.merkleRoot(leaves.slice(i + 1 - span, i + 1)).toString("hex"));
+        }
+        const got: string[] = [];
+        for (let k = 0; k < facts.merges[i]; k++) got.push(Buffer.from(facts.nodes.subarray(at + 32 * k, at + 32 * k + 32)).toString("hex"));
+        at += 32 * facts.merges[i];
+        expect({ round, first, i, got }).toEqual({ round, first, i, got: want });
+      }
+      expect(at).toBe(facts.nodes.length);
+    }
+  });
+
+  test("a page whose first index is not a log index gets no nodes (the replay stops at it)", () => {
+    const { job } = page(prng(SEED), 0, 8, null);
+    // The last: a leaf index past 2^53 - 1, where (leaf + 1) % span would not be exact.
+    for (const bad of [0, -3, 1.5, Number.MAX_SAFE_INTEGER - 4]) {
+      job.meta[0] = bad;
+      const facts = computePage(job);
+      expect({ bad, merges: [...facts.merges], nodes: facts.nodes.length }).toEqual({ bad, merges: [0, 0, 0, 0, 0, 0, 0, 0], nodes: 0 });
+    }
+  });
+});
 
 describe("verify-chain's worker threads give the report of one thread", () => {
   test.each([
