@@ -502,9 +502,10 @@ export async function requestJson<T>(port: number, method: string, urlPath: stri
 }
 
 /** Runs the resonetics CLI as a process (bounded by timeoutMs) and collects its output. */
-export function runCli(cliArgs: readonly string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCli(cliArgs: readonly string[], timeoutMs: number, onSpawn?: (pid: number) => void): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...cliArgs], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    if (child.pid !== undefined) onSpawn?.(child.pid);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on("data", (b: Buffer) => out.push(b));
@@ -538,13 +539,64 @@ export interface VerifyTiming {
   readonly report: { ok?: unknown; entries?: unknown; reason?: unknown };
   /** False when the bin ran src/ through tsx (dist/ missing or stale): not the code production runs. */
   readonly compiled: boolean;
+  /** CPU seconds of the process's main thread (the replay), and of all its other threads (workers, V8's GC helpers), as last sampled. */
+  readonly cpu: { readonly mainSeconds: number; readonly otherSeconds: number };
 }
 
-/** `resonetics verify-chain <dir> --json` as a real process, timed from spawn to exit (node start-up included). */
+/** A process's threads' CPU seconds (utime + stime) by thread id, from /proc/<pid>/task (Linux); empty once it exited. */
+function threadCpuSeconds(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  let tids: string[];
+  try {
+    tids = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      out.set(Number(tid), (Number(fields[11]) + Number(fields[12])) / 100); // USER_HZ: 100 (see processUsage)
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return out;
+}
+
+/**
+ * Threads' CPU sampled this often while verify-chain runs: /proc has nothing once it exits, so the
+ * figures miss at most this much of its last moments (its exit: joining threads, closing SQLite).
+ */
+const THREAD_SAMPLE_MS = 50;
+
+/**
+ * `resonetics verify-chain <dir> --json` as a real process, timed from spawn to exit (node start-up
+ * included), with its threads' CPU: whether the replay's thread or the rest limits the rate.
+ */
 export async function verifyAsProcess(dir: string, timeoutMs = 600_000, extraArgs: readonly string[] = []): Promise<VerifyTiming> {
   const t0 = process.hrtime.bigint();
-  const r = await runCli(["verify-chain", dir, "--json", ...extraArgs], timeoutMs);
+  const last = new Map<number, number>();
+  let pid = 0;
+  const sample = (): void => {
+    for (const [tid, s] of threadCpuSeconds(pid)) last.set(tid, s);
+  };
+  const timer = setInterval(sample, THREAD_SAMPLE_MS);
+  let r: Awaited<ReturnType<typeof runCli>>;
+  try {
+    r = await runCli(["verify-chain", dir, "--json", ...extraArgs], timeoutMs, (p) => {
+      pid = p;
+    });
+  } finally {
+    clearInterval(timer);
+  }
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  let mainSeconds = 0;
+  let otherSeconds = 0;
+  for (const [tid, s] of last) {
+    if (tid === pid) mainSeconds = s;
+    else otherSeconds += s;
+  }
   const lastLine = r.stdout.trim().split("\n").pop() ?? "";
   let report: VerifyTiming["report"];
   try {
@@ -552,7 +604,7 @@ export async function verifyAsProcess(dir: string, timeoutMs = 600_000, extraArg
   } catch (e) {
     throw new Error(`verify-chain printed no JSON (exit ${r.code}, ${(e as Error).message}): ${r.stdout.slice(0, 500)} ${r.stderr.slice(0, 500)}`);
   }
-  return { seconds, code: r.code, report, compiled: !r.stderr.includes(SOURCES_NOTE) };
+  return { seconds, code: r.code, report, compiled: !r.stderr.includes(SOURCES_NOTE), cpu: { mainSeconds, otherSeconds } };
 }
 
 /** One node of a `resonetics cluster init` dir: DIR/ni listening on basePort + i - 1. */

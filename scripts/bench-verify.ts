@@ -246,7 +246,15 @@ async function main(): Promise<void> {
         `verify-chain as a process, ${workers} worker thread${workers === 1 ? "" : "s"} (${verify.compiled ? "dist/" : "src/ through tsx: dist/ went stale"}, start-up incl.)`,
         `${fmtInt(verified)} entries in ${verify.seconds.toFixed(2)} s: ${fmtInt(verifyPerS)} entries/s`, `>= ${fmtInt(TARGET_VERIFY_PER_S)} entries/s`, met(verifyPerS >= TARGET_VERIFY_PER_S),
       ],
+      [
+        "  its CPU: the main thread (the replay) and the others (page and checkpoint workers, V8's GC helpers)",
+        `${verify.cpu.mainSeconds.toFixed(2)} s main, ${verify.cpu.otherSeconds.toFixed(2)} s others (${fmtInt(1e6 * verify.cpu.mainSeconds / verified)} µs and ${fmtInt(1e6 * verify.cpu.otherSeconds / verified)} µs an entry)`, "", "",
+      ],
       ["verify-chain as a process, one thread (--workers 0)", `${fmtInt(aloneVerified)} entries in ${alone.seconds.toFixed(2)} s: ${fmtInt(aloneVerified / alone.seconds)} entries/s`, "", ""],
+      [
+        "  its CPU: the main thread and the others (V8's GC helpers)",
+        `${alone.cpu.mainSeconds.toFixed(2)} s main, ${alone.cpu.otherSeconds.toFixed(2)} s others (${fmtInt(1e6 * alone.cpu.mainSeconds / aloneVerified)} µs and ${fmtInt(1e6 * alone.cpu.otherSeconds / aloneVerified)} µs an entry)`, "", "",
+      ],
       ["SHA-256 of 64 B, the ledger's native port (crypto.hash as serve and verify-chain run it)", `${fmtInt(portHashes)} hashes/s`, "", ""],
       ["SHA-256 of 64 B, node:crypto createHash", `${fmtInt(nodeHashes)} hashes/s`, "", ""],
       ["SHA-256 of 64 B, @noble/hashes sha256", `${fmtInt(nobleHashes)} hashes/s`, "", ""],
