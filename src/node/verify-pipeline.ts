@@ -89,6 +89,27 @@ export interface PageFacts {
 
 const META_FIELDS = 5;
 
+/**
+ * A page this thread keeps while a worker computes its facts: the packed arrays (the worker got a
+ * copy), not the entries as read. Kept as objects, the entries of the pages in flight (thousands,
+ * each with two Buffers of its own from SQLite) outlived V8's young-generation collections and were
+ * copied by each; two arrays a page are cheap to keep.
+ */
+interface PendingPage {
+  readonly job: PageJob;
+  /** By position: entries whose index, term or kind is not a number (a damaged row), kept as read so the replay reports them as they are. */
+  readonly odd: ReadonlyMap<number, Entry>;
+}
+
+/** The entries of a page that packing would not carry exactly: a field that is not a number (a double is carried exactly). */
+function oddEntries(page: readonly Entry[]): Map<number, Entry> {
+  const odd = new Map<number, Entry>();
+  page.forEach((e, i) => {
+    if (typeof e.index !== "number" || typeof e.term !== "number" || typeof e.kind !== "number") odd.set(i, e);
+  });
+  return odd;
+}
+
 function pack(page: number, prev: Uint8Array | null, entries: readonly Entry[]): PageJob {
   let total = 0;
   for (const e of entries) total += e.payload.length + e.hash.length;
@@ -411,7 +432,8 @@ export class VerifyWorkers implements PageExecutor {
   }
 
   submit(slot: number, job: PageJob): void {
-    this.started[slot].port.postMessage(job, [job.meta.buffer as ArrayBuffer, job.bytes.buffer as ArrayBuffer]);
+    // Copied, not transferred: this thread keeps the page's arrays to hand the entries to the replay.
+    this.started[slot].port.postMessage(job);
   }
 
   next(slot: number): PageFacts {
@@ -516,7 +538,7 @@ export class ParallelChainSource implements ChainSource {
     const slots = this.pages.slots;
     const rows = this.inner.entries(from, to)[Symbol.iterator]();
     const ahead = PAGES_AHEAD_PER_WORKER * slots;
-    const pending: Entry[][] = [];
+    const pending: PendingPage[] = [];
     let sent = 0;
     let taken = 0;
     let prev: Uint8Array | null = null;
@@ -534,18 +556,27 @@ export class ParallelChainSource implements ChainSource {
           const job = pack(sent, prev, page);
           this.pages.submit(sent % slots, job);
           prev = page[page.length - 1].hash;
-          pending.push(page);
+          pending.push({ job, odd: oddEntries(page) });
           sent++;
         }
         const page = pending.shift();
         if (page === undefined) return;
+        const { job, odd } = page;
+        const n = job.meta.length / META_FIELDS;
         const facts = this.pages.next(taken % slots);
         if (facts.error !== undefined) throw new Error(`a verify worker failed on a page: ${facts.error}`);
-        assert(facts.page === taken && facts.status.length === page.length, `verify worker answered page ${facts.page} (${facts.status.length} entries) for page ${taken} (${page.length})`);
+        assert(facts.page === taken && facts.status.length === n, `verify worker answered page ${facts.page} (${facts.status.length} entries) for page ${taken} (${n})`);
         taken++;
         let at = 0;
-        for (let i = 0; i < page.length; i++) {
-          const e = page[i];
+        let off = 0;
+        for (let i = 0; i < n; i++) {
+          const m = i * META_FIELDS;
+          const payloadEnd = off + job.meta[m + 3];
+          const hashEnd = payloadEnd + job.meta[m + 4];
+          // The payload a view of the page (nothing keeps one past its step), the hash a copy of its
+          // own (a dedup row keeps it, which would keep the whole page).
+          const e = odd.get(i) ?? { index: job.meta[m], term: job.meta[m + 1], kind: job.meta[m + 2] as EntryKind, payload: job.bytes.subarray(off, payloadEnd), hash: job.bytes.slice(payloadEnd, hashEnd) };
+          off = hashEnd;
           const merged = facts.nodes.subarray(at, at + 32 * facts.merges[i]);
           at += merged.length;
           const f = factsAt(facts, i, merged);
@@ -561,6 +592,7 @@ export class ParallelChainSource implements ChainSource {
     }
   }
 
+  /** The next page of entries as read; they are packed at once, and only the packed page is kept. */
   private readPage(rows: Iterator<Entry>): Entry[] {
     const page: Entry[] = [];
     let bytes = 0;

@@ -327,10 +327,22 @@ describe("verifyChain refuses a broken data dir: ok false, the first bad index, 
     ["0", 0, /^term 0 is not a whole number >= 1$/],
     ["1.5", 1.5, /^term 1\.5 is not a whole number >= 1$/],
     ["-1", -1, /^term -1 is not a whole number >= 1$/],
+    // A damaged row can hold any SQLite value: the report shows it as read, through the pipeline too.
+    ["text", "2" as unknown as number, /^term "2" is not a whole number >= 1$/],
+    ["NULL", null as unknown as number, /^term null is not a whole number >= 1$/],
   ])("an entry with term %s", (_name, term, reason) => {
     const c = base();
     c.entries[5] = { ...c.entries[5], term };
     expectBad(verifyChain(source(c)), 6, reason);
+  });
+
+  test("an entry whose kind or index is text, as a damaged row can hold", () => {
+    const kind = base();
+    kind.entries[3] = { ...kind.entries[3], kind: "0" as unknown as number };
+    expectBad(verifyChain(source(kind)), 4, /^kind "0" is not 0\.\.3$/);
+    const index = base();
+    index.entries[3] = { ...index.entries[3], index: "4" as unknown as number };
+    expectBad(verifyChain(source(index)), 4, /^entry 4 is missing \(next stored index is 4\)$/);
   });
 
   test.each([[4], [-1], [1.5]])("an entry of kind %p", (kind) => {
