@@ -19,13 +19,19 @@ const ascii = new TextDecoder("utf-8");
 export function toHex(bytes: Uint8Array): string {
   const n = 2 * bytes.length;
   const out = n <= HEX_SCRATCH.length ? HEX_SCRATCH : new Uint8Array(n);
-  for (let i = 0; i < bytes.length; i++) {
-    const b = 2 * bytes[i];
-    out[2 * i] = HEX_CODES[b];
-    out[2 * i + 1] = HEX_CODES[b + 1];
-  }
+  writeHex(bytes, out, 0);
   // decode copies what it reads into the new string before it returns: the scratch is free again.
   return ascii.decode(out.subarray(0, n));
+}
+
+/** Writes the ASCII of toHex(bytes) into out at `at` (the caller made room: 2 bytes a byte); returns where it ends. */
+export function writeHex(bytes: Uint8Array, out: Uint8Array, at: number): number {
+  for (let i = 0; i < bytes.length; i++) {
+    const b = 2 * bytes[i];
+    out[at + 2 * i] = HEX_CODES[b];
+    out[at + 2 * i + 1] = HEX_CODES[b + 1];
+  }
+  return at + 2 * bytes.length;
 }
 
 /** The value of a lowercase hex digit's char code (the caller has checked it is one). */
@@ -68,6 +74,11 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
 export const utf8 = (s: string): Uint8Array => encoder.encode(s);
+/** Writes utf8(s) into out at `at`; returns where it ends, or null when it does not fit (nothing is promised of out then). */
+export function writeUtf8(s: string, out: Uint8Array, at: number): number | null {
+  const r = encoder.encodeInto(s, out.subarray(at));
+  return r.read === s.length ? at + r.written : null;
+}
 /** Strict UTF-8 decode: invalid sequences throw instead of becoming U+FFFD. */
 export const fromUtf8 = (b: Uint8Array): string => decoder.decode(b);
 
