@@ -15,6 +15,7 @@ import * as path from "node:path";
 import * as readline from "node:readline";
 import { parseArgs } from "node:util";
 import { TLS_CA_FILE } from "../src/node/tls";
+import { assert } from "../src/util/assert";
 
 export const REPO_ROOT = path.resolve(__dirname, "..");
 /** The project's own bin: the compiled dist/ (npm run build), as production runs it. */
@@ -457,10 +458,41 @@ export function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** A base port with `count` consecutive free loopback ports from it (bounded tries). */
+/** The lowest port freePortRange picks: above the well-known and registered ports most services use. */
+const PICKED_PORTS_FROM = 15_000;
+/** Where the kernel's ephemeral ports start when /proc does not say (Linux's default). */
+const EPHEMERAL_FROM_DEFAULT = 32_768;
+/** Jest workers get disjoint slices of the picked ports, at most this many slices. */
+const PORT_SLICES_MAX = 8;
+
+/** The first port of the kernel's ephemeral range (ip_local_port_range), or Linux's default. */
+function ephemeralFrom(): number {
+  try {
+    const low = Number(fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    if (Number.isSafeInteger(low) && low > PICKED_PORTS_FROM) return low;
+  } catch {
+    // Not Linux, or no /proc: the default range.
+  }
+  return EPHEMERAL_FROM_DEFAULT;
+}
+
+/**
+ * A base port with `count` consecutive free loopback ports from it (bounded tries), for a node
+ * that binds it later. Ports come from below the kernel's ephemeral range: a port inside it can
+ * be taken between this check and the node's bind by any outgoing connection, which the kernel
+ * gives an ephemeral port (a repeat run lost a `join` to EADDRINUSE that way). Each jest worker
+ * picks from a slice of its own (JEST_WORKER_ID), so two test files running at once never pick
+ * the same port.
+ */
 export async function freePortRange(count: number): Promise<number> {
+  const below = ephemeralFrom();
+  const worker = Number(process.env.JEST_WORKER_ID);
+  const slices = Number.isSafeInteger(worker) && worker >= 1 ? PORT_SLICES_MAX : 1;
+  const width = Math.floor((below - PICKED_PORTS_FROM) / slices);
+  const from = PICKED_PORTS_FROM + (slices === 1 ? 0 : ((worker - 1) % slices) * width);
+  assert(width > count, `no room for ${count} ports in a slice of ${width}`);
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const base = from + Math.floor(Math.random() * (width - count));
     let ok = true;
     for (let i = 0; i < count && ok; i++) ok = await portFree(base + i);
     if (ok) return base;
