@@ -101,18 +101,6 @@ async function terminate(p: Proc): Promise<{ code: number | null; signal: NodeJS
   return within(p.exited, PROCESS_TIMEOUT_MS, `pid ${p.pid} after SIGTERM`);
 }
 
-/** A port nothing listens on right now (the OS picks it; closed again at once). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const a = srv.address();
-      const port = typeof a === "object" && a !== null ? a.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 afterAll(async () => {
   const gone = [...procs].map((c) => new Promise<void>((r) => {
@@ -191,7 +179,8 @@ describe("npm start = serve with the defaults: ./data, 127.0.0.1, 8080", () => {
 describe("--data-dir, --host, --port and their variables", () => {
   test("RESONETICS_DATA_DIR/HOST/PORT take effect; --data-dir and --port win over them", guarded("data dir host port", async () => {
     const root = makeTempDir();
-    const [p1, p2] = [await freePort(), await freePort()];
+    const p1 = await freePortRange(2);
+    const p2 = p1 + 1;
     const d1 = path.join(root, "from-env");
     const d2 = path.join(root, "from-flag");
     const env = { RESONETICS_DATA_DIR: d1, RESONETICS_HOST: "127.0.0.1", RESONETICS_PORT: String(p1) };
@@ -352,7 +341,7 @@ describe("--public-audit and --cors-origin and their variables", () => {
 describe("--log-level / RESONETICS_LOG_LEVEL", () => {
   test("RESONETICS_LOG_LEVEL=warn: the node serves and writes no info line (no listening, no request log, no shutting down)", guarded("log warn", async () => {
     const dir = makeTempDir();
-    const port = await freePort();
+    const port = await freePortRange(1);
     const p = spawnBin(["serve", "--data-dir", dir, "--host", "127.0.0.1", "--port", String(port)], { RESONETICS_LOG_LEVEL: "warn" });
     const base = `http://127.0.0.1:${port}`;
     // No listening line to wait for: the node is up when it answers.

@@ -2,10 +2,10 @@
 // data dir exits 2 at once naming the holder's pid, and the first keeps committing; a kill -9 never
 // leaves a lock that blocks the restart, and a pid file naming a live process does not fake one.
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as path from "node:path";
 import { isAppendAck, postRecord } from "../support/ledger-client";
 import { Server, cleanupAll, getJson, makeTempDir, runCli, runVerifyChain, startServer, withFailureContext } from "../support/server";
+import { freePortRange } from "../support/cluster";
 
 /** kill -9 / restart rounds: each one a chance for a stale lock to block the next start. */
 const KILL_ROUNDS = 3;
@@ -26,18 +26,6 @@ async function append(s: Server, i: number): Promise<number> {
   return r.json.index;
 }
 
-/** A port nothing listens on right now (the OS picks it; it is closed again at once). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const a = srv.address();
-      const port = typeof a === "object" && a !== null ? a.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 describe("the data-dir lock", () => {
   beforeAll(async () => {
@@ -67,7 +55,7 @@ describe("the data-dir lock", () => {
     withFailureContext(context, [dir], async () => {
       const s = server!;
       const listing = fs.readdirSync(dir).sort();
-      const port = await freePort();
+      const port = await freePortRange(1);
       // The seed is the server itself; a refused join never reaches it (the lock is checked first).
       const r = await runCli(["join", "--data-dir", dir, "--id", "n9", "--seed", s.baseUrl, "--token-file", path.join(dir, "admin.token"),
         "--host", "127.0.0.1", "--port", String(port)], REFUSAL_TIMEOUT_MS);
