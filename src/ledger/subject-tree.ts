@@ -53,6 +53,8 @@ const SUBJECT_OPEN = utf8('","subject":');
  */
 export function subjectLeafHash(subject: string, version: number, head: Uint8Array): Uint8Array {
   assert(Number.isSafeInteger(version) && version >= 1, `subject version ${version}`);
+  // A head is a SHA-256 (32 bytes); anything else is built the long way, which has no size to outgrow.
+  if (head.length !== 32) return leafHash(subjectLeafData(subject, version, head));
   const out = LEAF_SCRATCH;
   let at: number | null = 0;
   for (const part of [SUBJECT_TAG, HEAD_OPEN]) {

@@ -48,6 +48,10 @@ describe("subjects_root", () => {
     for (const subject of ["😀".repeat(1100), "\u0001".repeat(800), "a"]) {
       expect(toHex(subjectLeafHash(subject, 7, head(3)))).toBe(ind.subjectLeafHash(subject, 7, head(3)).toString("hex"));
     }
+    // A head that is not 32 bytes (none is: it is a SHA-256) is hashed as given, even one past the buffer.
+    for (const h of [Buffer.alloc(31, 1), Buffer.alloc(3000, 2)]) {
+      expect(toHex(subjectLeafHash("s", 1, h))).toBe(ind.subjectLeafHash("s", 1, h).toString("hex"));
+    }
   });
 
   test("the leaf data is the canonical JSON (canonicalBytes) of {head, subject, version} for any subject and version", () => {
