@@ -266,14 +266,18 @@ export const fmtMB = (bytes: number): string => `${(bytes / 1e6).toFixed(0)} MB`
  * page cache served). Differences of two samples say what a phase cost the process.
  */
 export function processUsage(pid: number): { cpuSeconds: number; storageReadBytes: number } {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  const cpuSeconds = statCpuSeconds(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
+  const io = /read_bytes:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/io`, "utf8"));
+  if (io === null || !Number.isFinite(cpuSeconds)) throw new Error(`no CPU or io figures for process ${pid}`);
+  return { cpuSeconds, storageReadBytes: Number(io[1]) };
+}
+
+/** The CPU seconds (utime + stime) in a /proc stat line, of a process or of one of its threads. */
+function statCpuSeconds(stat: string): number {
   // Fields after the command name, which sits in parentheses and may hold spaces: utime and stime are the 12th and 13th.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  const io = /read_bytes:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/io`, "utf8"));
-  if (io === null || !Number.isFinite(ticks)) throw new Error(`no CPU or io figures for process ${pid}`);
   // USER_HZ is 100 on every Linux this runs on (the kernel ABI fixes it for /proc).
-  return { cpuSeconds: ticks / 100, storageReadBytes: Number(io[1]) };
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** A process's resident memory from /proc/<pid>/status (Linux): VmRSS now, or VmHWM, its peak so far. */
@@ -586,9 +590,7 @@ function threadCpuSeconds(pid: number): Map<number, number> {
   }
   for (const tid of tids) {
     try {
-      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      out.set(Number(tid), (Number(fields[11]) + Number(fields[12])) / 100); // USER_HZ: 100 (see processUsage)
+      out.set(Number(tid), statCpuSeconds(fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8")));
     } catch {
       // The thread ended between the listing and the read.
     }

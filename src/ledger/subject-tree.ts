@@ -42,7 +42,8 @@ export function subjectLeafData(subject: string, version: number, head: Uint8Arr
  * built by subjectLeafData instead.
  */
 const LEAF_SCRATCH = new Uint8Array(4096);
-const HEAD_OPEN = utf8('{"head":"');
+/** The leaf data up to the head's hex: the tag, then the JSON's first key. */
+const LEAF_OPEN = concatBytes(SUBJECT_TAG, utf8('{"head":"'));
 const SUBJECT_OPEN = utf8('","subject":');
 
 /**
@@ -56,12 +57,8 @@ export function subjectLeafHash(subject: string, version: number, head: Uint8Arr
   // A head is a SHA-256 (32 bytes); anything else is built the long way, which has no size to outgrow.
   if (head.length !== 32) return leafHash(subjectLeafData(subject, version, head));
   const out = LEAF_SCRATCH;
-  let at: number | null = 0;
-  for (const part of [SUBJECT_TAG, HEAD_OPEN]) {
-    out.set(part, at);
-    at += part.length;
-  }
-  at = writeHex(head, out, at);
+  out.set(LEAF_OPEN, 0);
+  let at: number | null = writeHex(head, out, LEAF_OPEN.length);
   out.set(SUBJECT_OPEN, at);
   at = writeUtf8(`${JSON.stringify(subject)},"version":${version}}`, out, at + SUBJECT_OPEN.length);
   // The hash reads the scratch before it returns (every SHA-256 port does), so it is free again after.
