@@ -4,8 +4,15 @@
 // flaky; one that failed in every run is failing. Exit 0 only when no test is flaky or failing
 // (issue 8, acceptance 3: "10 consecutive runs of the suite show no flaky test").
 //
+// A series is one commit's: the work dir's series.json records the commit, the clean tree, N and the
+// jest args. `--resume <dir>` continues a series that was stopped (a run of the whole suite takes
+// ~11 minutes, ten take two hours) after its last run with a report, on the same commit and tree and
+// with the same N and args, or refuses; a run cut off without a report counts for nothing, and is run
+// again. The tally covers every run of the series.
+//
 // Examples:
 //   npm run test:repeat -- 10                                  the whole suite, 10 times
+//   npm run test:repeat -- 10 --resume /tmp/resonetics-repeat-Ab12Cd   the same series, on from where it stopped
 //   npm run test:repeat -- 3 test/util test/ledger/merkle.test.ts
 //   npm run test:repeat -- 5 -t "ReadIndex" test/raft/core.test.ts
 import { spawnSync } from "node:child_process";
@@ -20,6 +27,8 @@ const RUNS_MAX = 100;
 const RUN_TIMEOUT_MS = 60 * 60 * 1000;
 /** Jest's own output per run, kept in a log file; this much of its tail is shown for a run with no report. */
 const TAIL_CHARS = 4000;
+/** In the work dir: what the series runs on (see the header). */
+const SERIES_FILE = "series.json";
 
 interface AssertionResult {
   readonly fullName: string;
@@ -45,19 +54,64 @@ interface Tally {
 }
 
 function usage(message: string): never {
-  process.stderr.write(`repeat-tests: ${message}\nusage: npm run test:repeat -- N [jest args...]   (1 <= N <= ${RUNS_MAX})\n`);
+  process.stderr.write(`repeat-tests: ${message}\nusage: npm run test:repeat -- N [--resume DIR] [jest args...]   (1 <= N <= ${RUNS_MAX})\n`);
   process.exit(2);
 }
 
-function parseArgs(argv: readonly string[]): { runs: number; jestArgs: string[] } {
+function parseArgs(argv: readonly string[]): { runs: number; resume: string | null; jestArgs: string[] } {
   const [first, ...rest] = argv;
   if (first === undefined || !/^[0-9]+$/.test(first)) usage(`the first argument is the number of runs, got ${JSON.stringify(first ?? null)}`);
   const runs = Number(first);
   if (runs < 1 || runs > RUNS_MAX) usage(`runs must be 1..${RUNS_MAX}, got ${runs}`);
+  let resume: string | null = null;
+  if (rest[0] === "--resume") {
+    if (rest[1] === undefined || rest[1].startsWith("-")) usage("--resume needs the work dir of the series to continue");
+    resume = path.resolve(rest[1]);
+    rest.splice(0, 2);
+  }
   for (const a of rest) {
     if (a === "--json" || a.startsWith("--outputFile")) usage(`${a} is set by this script`);
+    if (a === "--resume") usage("--resume goes right after N");
   }
-  return { runs, jestArgs: rest };
+  return { runs, resume, jestArgs: rest };
+}
+
+/** What a series runs on: the commit, and whether tracked files differ from it. */
+interface Series {
+  readonly commit: string;
+  readonly clean: boolean;
+  readonly runs: number;
+  readonly jestArgs: readonly string[];
+}
+
+function git(args: readonly string[]): string {
+  const r = spawnSync("git", args, { cwd: ROOT, encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`git ${args.join(" ")} failed: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+function currentSeries(runs: number, jestArgs: readonly string[]): Series {
+  return { commit: git(["rev-parse", "HEAD"]), clean: git(["status", "--porcelain", "--untracked-files=no"]) === "", runs, jestArgs };
+}
+
+/**
+ * The runs of a stopped series that have a report, 1..k in a row, after checking the series is this
+ * one: the same commit, a clean tree then and now (a dirty tree's runs may be of other code), the
+ * same N and jest args. Refuses (exit 2) otherwise.
+ */
+function resumable(work: string, now: Series): number {
+  const file = path.join(work, SERIES_FILE);
+  if (!fs.existsSync(file)) usage(`${work} holds no ${SERIES_FILE}: not a series this script started`);
+  const then = JSON.parse(fs.readFileSync(file, "utf8")) as Series;
+  const differs = then.commit !== now.commit ? `it ran on ${then.commit}, HEAD is ${now.commit}`
+    : !then.clean || !now.clean ? "tracked files differed from the commit (then or now): its runs may not be of the same code"
+      : then.runs !== now.runs ? `it is a series of ${then.runs} runs, not ${now.runs}`
+        : JSON.stringify(then.jestArgs) !== JSON.stringify(now.jestArgs) ? `its jest args were ${JSON.stringify(then.jestArgs)}`
+          : null;
+  if (differs !== null) usage(`cannot resume ${work}: ${differs}`);
+  let done = 0;
+  while (done < now.runs && readsAsReport(path.join(work, `run-${done + 1}.json`))) done++;
+  return done;
 }
 
 /** One jest run; its report, or null (with the reason) when jest wrote none. */
@@ -114,13 +168,42 @@ function table(rows: readonly (readonly string[])[]): string {
   return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join("  ")).join("\n");
 }
 
+/** Whether a run left a whole report (jest writes it when the run ends; a cut-off write does not parse). */
+function readsAsReport(file: string): boolean {
+  if (!fs.existsSync(file)) return false;
+  try {
+    JSON.parse(fs.readFileSync(file, "utf8"));
+    return true;
+  } catch (err) {
+    if (err instanceof SyntaxError) return false;
+    throw err;
+  }
+}
+
+/** A finished run's report, read back when a series is resumed. */
+function earlierRun(work: string, i: number, runs: number): JestReport {
+  const report = JSON.parse(fs.readFileSync(path.join(work, `run-${i}.json`), "utf8")) as JestReport;
+  process.stdout.write(`run ${i}/${runs}: from the stopped series, ${report.numTotalTests - report.numFailedTests}/${report.numTotalTests} passed\n`);
+  return report;
+}
+
 function main(): void {
-  const { runs, jestArgs } = parseArgs(process.argv.slice(2));
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), "resonetics-repeat-"));
+  const { runs, resume, jestArgs } = parseArgs(process.argv.slice(2));
+  const series = currentSeries(runs, jestArgs);
+  let work: string;
+  let done = 0;
+  if (resume === null) {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), "resonetics-repeat-"));
+    fs.writeFileSync(path.join(work, SERIES_FILE), JSON.stringify(series, null, 2) + "\n");
+  } else {
+    work = resume;
+    done = resumable(work, series);
+  }
+  process.stdout.write(`series on ${series.commit}${series.clean ? "" : " (tracked files changed: cannot be resumed)"}, work dir ${work}\n`);
   const tallies = new Map<string, Tally>();
   const noReport: string[] = [];
   for (let i = 1; i <= runs; i++) {
-    const r = runOnce(i, runs, jestArgs, work);
+    const r = i <= done ? { report: earlierRun(work, i, runs), log: "", why: undefined } : runOnce(i, runs, jestArgs, work);
     if (r.report === null) {
       noReport.push(`run ${i}: ${r.why ?? "no report"} (log ${r.log})`);
       continue;
