@@ -108,6 +108,47 @@ describe("requests Node's HTTP parser refuses", () => {
   });
 });
 
+describe("the request and response objects", () => {
+  // Express sets app.request and app.response as every request's prototypes; made with them already
+  // (listen's classes), the objects no longer outlive young-generation collections (see server.ts).
+  // Seen here before express's handler runs, over HTTP and HTTPS, on two requests of one connection.
+  async function prototypesSeen(tlsOn: boolean): Promise<Array<[boolean, boolean, boolean]>> {
+    const app = express();
+    app.get("/x", (_req, res) => {
+      res.json({ ok: true });
+    });
+    const certs = tlsOn ? makeClusterCertificates([{ id: "server", host: "127.0.0.1" }]) : undefined;
+    const pair = certs?.nodes.get("server");
+    const { server, port } = await listen(app, "127.0.0.1", 0, pair === undefined ? undefined : { cert: pair.cert, key: pair.key });
+    const seen: Array<[boolean, boolean, boolean]> = [];
+    server.prependListener("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+      seen.push([Object.getPrototypeOf(req) === app.request, Object.getPrototypeOf(res) === app.response, req instanceof http.IncomingMessage && res instanceof http.ServerResponse]);
+    });
+    try {
+      const agent = tlsOn ? new https.Agent({ keepAlive: true, ca: certs?.ca }) : new http.Agent({ keepAlive: true });
+      for (let i = 0; i < 2; i++) {
+        const body = await new Promise<string>((resolve, reject) => {
+          (tlsOn ? https : http).get({ host: "127.0.0.1", port, path: "/x", agent }, (r) => {
+            let text = "";
+            r.on("data", (d: Buffer) => (text += d.toString()));
+            r.on("end", () => resolve(text));
+          }).on("error", reject);
+        });
+        expect(JSON.parse(body)).toEqual({ ok: true });
+      }
+      agent.destroy();
+    } finally {
+      await close(server);
+    }
+    return seen;
+  }
+
+  test("are made with the app's prototypes, and are still Node's IncomingMessage and ServerResponse, over HTTP and HTTPS", async () => {
+    expect(await prototypesSeen(false)).toEqual([[true, true, true], [true, true, true]]);
+    expect(await prototypesSeen(true)).toEqual([[true, true, true], [true, true, true]]);
+  }, 60_000);
+});
+
 describe("HTTPS", () => {
   let certs: ClusterCertificates;
   let stranger: ClusterCertificates;
