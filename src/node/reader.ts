@@ -16,6 +16,7 @@ import { verifyChain, VerifyReport, VerifyStart } from "../ledger/verify";
 import { Store, StoredCheckpoint } from "../storage/store";
 import { LedgerError, notFound } from "../util/errors";
 import { AuditHandle, AuditJob, auditInWorker } from "./audit-worker";
+import { NodeCache, NodeSource } from "./node-cache";
 import type { SubjectCommitments } from "./subjects";
 import type { CompletenessView, ConsistencyView, InclusionView, LedgerReader, ReceiptAnswer, SnapshotView, SubjectSummary } from "./ports";
 
@@ -27,11 +28,9 @@ import type { CompletenessView, ConsistencyView, InclusionView, LedgerReader, Re
 const LINK_SCAN_MAX = 1000;
 
 /**
- * Merkle subtree hashes kept in memory. Every proof and root here is about committed entries, whose
- * subtree hashes never change, and the proofs of one page (100 records against one checkpoint)
- * share most of their upper nodes: without this a page cost thousands of SQLite point reads.
- * Why 65,536: ~6 MB (32-byte hash, key and Map slot), the upper 16 levels of a tree far past 10^9
- * entries plus the leaves and low nodes of a few busy pages; FIFO eviction keeps it at that.
+ * Merkle subtree hashes kept in memory (src/node/node-cache.ts). Why 65,536: 2 MiB of slab plus a
+ * Map slot each, the upper 16 levels of a tree far past 10^9 entries plus the leaves and low nodes of
+ * a few busy pages; FIFO eviction keeps it at that.
  */
 const NODE_CACHE_MAX = 65_536;
 
@@ -53,17 +52,8 @@ export class Reader implements LedgerReader {
   /** Signer-chain links found so far, by CONFIG index (immutable once found). */
   private readonly links = new Map<number, SignerLink>();
   private note: { readonly index: number; readonly text: string } | null = null;
-  /** Committed subtree hashes by level * 2^40 + index (levels < 64, indices < 2^40 keep keys exact). */
-  private readonly nodes = new Map<number, Uint8Array>();
-  private readonly readNode = (level: number, index: number): Uint8Array => {
-    const key = level * 2 ** 40 + index;
-    const known = this.nodes.get(key);
-    if (known !== undefined) return known;
-    const hash = this.store.readNode(level, index);
-    if (this.nodes.size >= NODE_CACHE_MAX) this.nodes.delete(this.nodes.keys().next().value as number);
-    this.nodes.set(key, hash);
-    return hash;
-  };
+  private readonly nodes: NodeCache;
+  private readonly readNode: NodeSource;
 
   /**
    * `applied` is the runtime's last_applied: what this reader may serve. `noteKey` is the node's own
@@ -75,6 +65,8 @@ export class Reader implements LedgerReader {
   ) {
     this.store = new Store(dbPath, { readonly: true });
     this.genesis = genesisHash(clusterId);
+    this.nodes = new NodeCache(this.store.readNode, NODE_CACHE_MAX);
+    this.readNode = this.nodes.read;
   }
 
   lastApplied(): number {
