@@ -93,16 +93,24 @@ test("a follower behind a recorded prune catches up by InstallSnapshot of the le
       acks.set(key, await client2.append({ type: "policy.set", subject: `b${i % 11}`, data: { name: `n${i}`, value: i } }, key));
     });
     expect((await http(c.url(leader), "GET", `/v1/records/${lagStatus.last_applied + 1}?consistency=local`)).status).toBe(200);
-    const leaderSnaps = await pollUntil(`${leader} lists 3 snapshots`, async () => {
+    // The leader makes snapshots one at a time in a worker, each at the index applied when it starts,
+    // and keeps 3: one made after this look would retire the oldest, the anchor pruned to below (a
+    // prune then names the next one). So wait until no snapshot is due or being made
+    // (last_applied < newest + SNAPSHOT_EVERY) and no entry is to come: the writes are acknowledged,
+    // and the last entry is a checkpoint, so the interval checkpoint has nothing to cover.
+    const leaderSnaps = await pollUntil(`${leader} lists 3 snapshots, none due, its last entry a checkpoint`, async () => {
       const r = await http(c.url(leader), "GET", "/v1/snapshots");
-      const list = (r.json as Array<{ index: number }>).map((x) => x.index);
-      return r.status === 200 && list.length === 3 ? list.sort((a, b) => a - b) : undefined;
-    });
+      const cp = await http(c.url(leader), "GET", "/v1/checkpoints/latest?consistency=local");
+      const applied = (await c.status(leader)).last_applied;
+      const list = r.status === 200 ? (r.json as Array<{ index: number }>).map((x) => x.index).sort((a, b) => a - b) : [];
+      const lastIsCheckpoint = cp.status === 200 && (cp.json as { index: number }).index === applied;
+      return list.length === 3 && lastIsCheckpoint && applied - list[2] < SNAPSHOT_EVERY ? list : undefined;
+    }, 600);
     const anchor = leaderSnaps[0];
     expect(anchor).toBeGreaterThan(lagStatus.last_applied + 1);
+    notes.push(`pruning below ${anchor + 1} on ${leader}'s anchors ${JSON.stringify(leaderSnaps)}`);
     const pruned = await http(c.url(leader), "POST", "/v1/admin/prune", { token: c.token, json: { below: anchor + 1 } });
     expect({ status: pruned.status, body: pruned.json }).toMatchObject({ status: 201, body: { below: anchor + 1, snapshot: anchor } });
-    notes.push(`pruned below ${anchor + 1} on ${leader}'s anchors ${JSON.stringify(leaderSnaps)}`);
     const gone = await http(c.url(leader), "GET", `/v1/records/${lagStatus.last_applied + 1}?consistency=local`);
     expect(gone.status).toBe(410); // the entry the lagger needs next is no longer in the leader's log
 
