@@ -6,9 +6,10 @@
 //
 // A series is one commit's: the work dir's series.json records the commit, the clean tree, N and the
 // jest args. `--resume <dir>` continues a series that was stopped (a run of the whole suite takes
-// ~11 minutes, ten take two hours) after its last run with a report, on the same commit and tree and
-// with the same N and args, or refuses; a run cut off without a report counts for nothing, and is run
-// again. The tally covers every run of the series.
+// ~11 minutes, ten take two hours) after its last run that ended, on the same commit and tree and
+// with the same N and args, or refuses. A run that ended wrote its log, with or without a report (one
+// without counts against the series, as it would have); a run cut off by the stop wrote none, counts
+// for nothing, and is run again. The tally covers every run of the series.
 //
 // Examples:
 //   npm run test:repeat -- 10                                  the whole suite, 10 times
@@ -95,7 +96,7 @@ function currentSeries(runs: number, jestArgs: readonly string[]): Series {
 }
 
 /**
- * The runs of a stopped series that have a report, 1..k in a row, after checking the series is this
+ * The runs of a stopped series that ended, 1..k in a row, after checking the series is this
  * one: the same commit, a clean tree then and now (a dirty tree's runs may be of other code), the
  * same N and jest args. Refuses (exit 2) otherwise.
  */
@@ -109,8 +110,9 @@ function resumable(work: string, now: Series): number {
         : JSON.stringify(then.jestArgs) !== JSON.stringify(now.jestArgs) ? `its jest args were ${JSON.stringify(then.jestArgs)}`
           : null;
   if (differs !== null) usage(`cannot resume ${work}: ${differs}`);
+  // A run that ended wrote its log (after jest exited, report or not); one cut off by the stop did not.
   let done = 0;
-  while (done < now.runs && readsAsReport(path.join(work, `run-${done + 1}.json`))) done++;
+  while (done < now.runs && fs.existsSync(path.join(work, `run-${done + 1}.log`))) done++;
   return done;
 }
 
@@ -168,23 +170,17 @@ function table(rows: readonly (readonly string[])[]): string {
   return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join("  ")).join("\n");
 }
 
-/** Whether a run left a whole report (jest writes it when the run ends; a cut-off write does not parse). */
-function readsAsReport(file: string): boolean {
-  if (!fs.existsSync(file)) return false;
-  try {
-    JSON.parse(fs.readFileSync(file, "utf8"));
-    return true;
-  } catch (err) {
-    if (err instanceof SyntaxError) return false;
-    throw err;
+/** A run of the stopped series, read back: its report, or why it has none (it counts as a run without one). */
+function earlierRun(work: string, i: number, runs: number): { report: JestReport | null; log: string; why?: string } {
+  const file = path.join(work, `run-${i}.json`);
+  const log = path.join(work, `run-${i}.log`);
+  if (!fs.existsSync(file)) {
+    process.stdout.write(`run ${i}/${runs}: from the stopped series, no report; log ${log}\n`);
+    return { report: null, log, why: "jest wrote no report (in the stopped series)" };
   }
-}
-
-/** A finished run's report, read back when a series is resumed. */
-function earlierRun(work: string, i: number, runs: number): JestReport {
-  const report = JSON.parse(fs.readFileSync(path.join(work, `run-${i}.json`), "utf8")) as JestReport;
+  const report = JSON.parse(fs.readFileSync(file, "utf8")) as JestReport;
   process.stdout.write(`run ${i}/${runs}: from the stopped series, ${report.numTotalTests - report.numFailedTests}/${report.numTotalTests} passed\n`);
-  return report;
+  return { report, log };
 }
 
 function main(): void {
@@ -203,7 +199,7 @@ function main(): void {
   const tallies = new Map<string, Tally>();
   const noReport: string[] = [];
   for (let i = 1; i <= runs; i++) {
-    const r = i <= done ? { report: earlierRun(work, i, runs), log: "", why: undefined } : runOnce(i, runs, jestArgs, work);
+    const r = i <= done ? earlierRun(work, i, runs) : runOnce(i, runs, jestArgs, work);
     if (r.report === null) {
       noReport.push(`run ${i}: ${r.why ?? "no report"} (log ${r.log})`);
       continue;
