@@ -471,13 +471,16 @@ const PORT_SLICES_MAX = 8;
 
 /** The first port of the kernel's ephemeral range (ip_local_port_range), or Linux's default. */
 function ephemeralFrom(): number {
+  let text: string;
   try {
-    const low = Number(fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
-    if (Number.isSafeInteger(low) && low > PICKED_PORTS_FROM) return low;
-  } catch {
-    // Not Linux, or no /proc: the default range.
+    text = fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8");
+  } catch (err) {
+    // Not Linux, or no /proc: the default range. Any other failure is a fault to see.
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return EPHEMERAL_FROM_DEFAULT;
+    throw err;
   }
-  return EPHEMERAL_FROM_DEFAULT;
+  const low = Number(text.trim().split(/\s+/)[0]);
+  return Number.isSafeInteger(low) && low > PICKED_PORTS_FROM ? low : EPHEMERAL_FROM_DEFAULT;
 }
 
 /**

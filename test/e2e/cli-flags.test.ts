@@ -101,7 +101,6 @@ async function terminate(p: Proc): Promise<{ code: number | null; signal: NodeJS
   return within(p.exited, PROCESS_TIMEOUT_MS, `pid ${p.pid} after SIGTERM`);
 }
 
-
 afterAll(async () => {
   const gone = [...procs].map((c) => new Promise<void>((r) => {
     if (c.exitCode !== null || c.signalCode !== null) r();

@@ -26,7 +26,6 @@ async function append(s: Server, i: number): Promise<number> {
   return r.json.index;
 }
 
-
 describe("the data-dir lock", () => {
   beforeAll(async () => {
     dir = path.join(makeTempDir(), "node");
