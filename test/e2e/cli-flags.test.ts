@@ -363,6 +363,24 @@ describe("--log-level / RESONETICS_LOG_LEVEL", () => {
     expect(s.output()).toContain('"msg":"shutting down"');
   }), 60_000);
 
+  test("the access log is buffered, not held: a request's line reaches stdout while the node runs, and the lines still buffered at SIGTERM before it exits, each whole", guarded("access log flush", async () => {
+    const s = await started(makeTempDir(), {});
+    const requestLines = (): Array<Record<string, unknown>> =>
+      s.output().split("\n").filter((l) => l.includes('"request completed"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    // One line is far below the buffer's write size: only the periodic flush (250 ms) writes it.
+    expect((await http(s.baseUrl, "GET", "/v1/status")).status).toBe(200);
+    await pollUntil("the /v1/status line while the node runs", async () => requestLines().find((l) => (l.req as { url: string }).url === "/v1/status"), 100, 50);
+    // Asked right before SIGTERM: buffered at exit, written by the exit flush.
+    expect((await http(s.baseUrl, "GET", "/v1/no-such-route")).status).toBe(404);
+    expect((await s.stop()).code).toBe(0);
+    lastOutput = s.output();
+    expect(requestLines().map((l) => [(l.req as { url: string }).url, (l.res as { status: number }).status, l.node_id !== undefined])).toEqual([
+      ["/v1/status", 200, true], ["/v1/no-such-route", 404, true],
+    ]);
+    // Every line of stdout is one JSON object: the two streams never cut into each other's lines.
+    for (const l of s.output().split("\n").filter((x) => x.startsWith("{"))) expect(() => JSON.parse(l)).not.toThrow();
+  }), 60_000);
+
   test("--log-level debug wins over RESONETICS_LOG_LEVEL=info: debug lines are written (a node whose peers are down)", guarded("log debug", async () => {
     const root = makeTempDir();
     const basePort = await freePortRange(3);
