@@ -26,6 +26,7 @@ import type { Checkpoint } from "../ledger/checkpoint";
 import { ChainSource, CheckpointCheck, CheckpointChecker, CheckpointChecks, CheckpointFailure, EntryFacts, entryFacts } from "../ledger/verify";
 import type { RecordKeys } from "../ledger/state-machine";
 import { assert } from "../util/assert";
+import type { HexLogRow } from "../storage/store";
 import { startWorker } from "./background";
 import { useNativeCrypto } from "./native-crypto";
 import { leafHash, nodeHash } from "../ledger/merkle";
@@ -108,33 +109,40 @@ interface PendingPage {
   readonly odd: ReadonlyMap<number, Entry>;
 }
 
-/** The entries of a page that packing would not carry exactly: a field that is not a number (a double is carried exactly). */
-function oddEntries(page: readonly Entry[]): Map<number, Entry> {
-  const odd = new Map<number, Entry>();
-  page.forEach((e, i) => {
-    if (typeof e.index !== "number" || typeof e.term !== "number" || typeof e.kind !== "number") odd.set(i, e);
-  });
-  return odd;
-}
-
-function pack(page: number, prev: Uint8Array | null, entries: readonly Entry[]): PageJob {
+/**
+ * Packs a page of log rows as read (payload and hash as hex) into a job's two arrays. Entries whose
+ * index, term or kind is not a number (a damaged row: packing carries doubles exactly, nothing else)
+ * are also kept as read, by position, so the replay reports them as they are. Also returns the
+ * page's last stored hash, the next page's prev.
+ */
+function packPage(page: number, prev: Uint8Array | null, rows: readonly HexLogRow[]): { job: PageJob; odd: Map<number, Entry>; last: Uint8Array } {
   let total = 0;
-  for (const e of entries) total += e.payload.length + e.hash.length;
-  const meta = new Float64Array(entries.length * META_FIELDS);
+  for (const r of rows) total += (r[3].length + r[4].length) / 2;
+  const meta = new Float64Array(rows.length * META_FIELDS);
+  // Its own ArrayBuffer (never a slice of Buffer's pool): it is transferred to the worker.
   const bytes = new Uint8Array(total);
+  const into = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const odd = new Map<number, Entry>();
   let off = 0;
-  entries.forEach((e, i) => {
+  let last = new Uint8Array(0);
+  rows.forEach(([index, term, kind, payloadHex, hashHex], i) => {
+    const payloadAt = off;
+    off += into.write(payloadHex, off, "hex");
+    const hashAt = off;
+    off += into.write(hashHex, off, "hex");
     const m = i * META_FIELDS;
-    meta[m] = e.index;
-    meta[m + 1] = e.term;
-    meta[m + 2] = e.kind;
-    meta[m + 3] = e.payload.length;
-    meta[m + 4] = e.hash.length;
-    bytes.set(e.payload, off);
-    bytes.set(e.hash, off + e.payload.length);
-    off += e.payload.length + e.hash.length;
+    meta[m] = index as number;
+    meta[m + 1] = term as number;
+    meta[m + 2] = kind as number;
+    meta[m + 3] = hashAt - payloadAt;
+    meta[m + 4] = off - hashAt;
+    if (typeof index !== "number" || typeof term !== "number" || typeof kind !== "number") {
+      odd.set(i, { index, term, kind, payload: bytes.slice(payloadAt, hashAt), hash: bytes.slice(hashAt, off) } as Entry);
+    }
+    if (i === rows.length - 1) last = bytes.slice(hashAt, off);
   });
-  return { page, prev, meta, bytes };
+  assert(off === total, `packed ${off} bytes of a page of ${total}`);
+  return { job: { page, prev, meta, bytes }, odd, last };
 }
 
 /**
@@ -366,8 +374,10 @@ class NodeCache {
   }
 }
 
-/** A ChainSource that can also read a run of stored Merkle nodes in one go (Store does). */
+/** A ChainSource that can also read a run of stored Merkle nodes in one go and log rows as hex (Store does). */
 export interface PagedChainSource extends ChainSource {
+  /** The log rows from..to as stored, in index order, payload and hash as hex (Store.logRowsHex). */
+  logRowsHex(from: number, to: number): IterableIterator<HexLogRow>;
   /** The hashes of nodes from..to of a level, 32 bytes each in index order; undefined unless every one is stored and 32 bytes long. */
   nodeRun(level: number, from: number, to: number): Uint8Array | undefined;
 }
@@ -543,7 +553,7 @@ export class ParallelChainSource implements ChainSource {
 
   *entries(from: number, to: number): Generator<Entry & { readonly facts?: EntryFacts }, void, void> {
     const slots = this.pages.slots;
-    const rows = this.inner.entries(from, to)[Symbol.iterator]();
+    const rows = this.inner.logRowsHex(from, to);
     const ahead = PAGES_AHEAD_PER_WORKER * slots;
     const pending: PendingPage[] = [];
     let sent = 0;
@@ -554,15 +564,15 @@ export class ParallelChainSource implements ChainSource {
       // Ends: every turn takes one page off `pending`, and `rows` yields finitely many entries.
       for (;;) {
         while (!exhausted && pending.length < ahead) {
-          const page = this.readPage(rows);
-          if (page.length === 0) {
+          const read = this.readPage(rows);
+          if (read.length === 0) {
             exhausted = true;
             break;
           }
-          this.cache.load(this.inner, page[0].index, page[page.length - 1].index);
-          const job = pack(sent, prev, page);
-          pending.push({ n: page.length, odd: oddEntries(page) });
-          prev = page[page.length - 1].hash;
+          const { job, odd, last } = packPage(sent, prev, read);
+          this.cache.load(this.inner, read[0][0] as number, read[read.length - 1][0] as number);
+          pending.push({ n: read.length, odd });
+          prev = last;
           this.pages.submit(sent % slots, job);
           sent++;
         }
@@ -600,15 +610,15 @@ export class ParallelChainSource implements ChainSource {
     }
   }
 
-  /** The next page of entries as read; they are packed at once, and only the packed page is kept. */
-  private readPage(rows: Iterator<Entry>): Entry[] {
-    const page: Entry[] = [];
+  /** The next page of rows as read; they are packed at once, and only the packed page is kept. */
+  private readPage(rows: Iterator<HexLogRow>): HexLogRow[] {
+    const page: HexLogRow[] = [];
     let bytes = 0;
     while (page.length < this.pageEntries && bytes < PAGE_BYTES) {
       const r = rows.next();
       if (r.done === true) break;
       page.push(r.value);
-      bytes += r.value.payload.length;
+      bytes += r.value[3].length / 2;
     }
     return page;
   }

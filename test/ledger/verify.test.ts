@@ -7,6 +7,7 @@ import { createPrivateKey, createPublicKey, sign as cryptoSign, KeyObject } from
 import type { Entry } from "../../src/ledger/entry";
 import { ChainSource, VerifyOptions, VerifyReport, startProblem, verifyChain as verifyOnThisThread, verifyChainSteps } from "../../src/ledger/verify";
 import { InThreadPages, PagedChainSource, ParallelChainSource } from "../../src/node/verify-pipeline";
+import type { HexLogRow } from "../../src/storage/store";
 import { CompactRange } from "../../src/ledger/merkle";
 import { encodeSnapshot, makeSnapshot, SnapshotDoc } from "../../src/ledger/snapshot";
 import type { Checkpoint } from "../../src/ledger/checkpoint";
@@ -180,7 +181,12 @@ function paged(src: ChainSource): PagedChainSource {
     }
     return Buffer.concat(hashes);
   };
-  return Object.assign(Object.create(src) as ChainSource, { nodeRun });
+  // As SQLite's hex() gives them: a row's payload and hash as (uppercase) hex text.
+  const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex").toUpperCase();
+  function* logRowsHex(from: number, to: number): IterableIterator<HexLogRow> {
+    for (const e of src.entries(from, to)) yield [e.index, e.term, e.kind, hex(e.payload), hex(e.hash)];
+  }
+  return Object.assign(Object.create(src) as ChainSource, { nodeRun, logRowsHex });
 }
 
 /**
