@@ -115,8 +115,15 @@ describe("tokens", () => {
     expect(member.status).toBe(403);
     const remove = await http(srv().baseUrl, "DELETE", "/v1/admin/members/n1", { token: auditToken });
     expect(remove.status).toBe(403);
+    // The node appends signed checkpoints on its own (every second with new entries, or every
+    // 1,000): one may land between the two reads (a ten-run caught 3006 -> 3007). Whatever came
+    // after `before` must be checkpoints only: no record and no configuration change.
     const after = await getStatus(srv().baseUrl);
-    expect(after.commit_index).toBe(before.commit_index);
+    expect(after.commit_index).toBeGreaterThanOrEqual(before.commit_index);
+    const since = await http(srv().baseUrl, "GET", `/v1/records?from=${before.commit_index + 1}&limit=1000`);
+    expect(since.status).toBe(200);
+    const kinds = (since.json as { entries: Array<{ index: number; kind: string }> }).entries.filter((e) => e.index <= after.commit_index).map((e) => e.kind);
+    expect({ appended: after.commit_index - before.commit_index, kinds }).toEqual({ appended: kinds.length, kinds: kinds.map(() => "checkpoint") });
     const history = await http(srv().baseUrl, "GET", "/v1/subjects/auditor-write/history");
     expect(history.status).toBe(404);
   }));
