@@ -192,21 +192,32 @@ class Scanner {
 
   private object(depth: number): void {
     this.enter(depth);
-    const keys = new Set<string>();
     if (this.b[this.pos] === 0x7d) {
       this.pos++;
       return;
     }
-    let previous: string | undefined;
+    // While the keys strictly ascend (always, in canonical text), a key above the one before it is
+    // above all before it, so it cannot repeat one: the set of keys is built only once they do not.
+    const ascending: string[] = [];
+    let keys: Set<string> | undefined;
     for (;;) {
       if (this.b[this.pos] !== 0x22) throw this.syntax("expected a string key");
       const key = this.key();
       this.segments.push(key);
-      if (keys.has(key)) throw new IJsonError("duplicate_key", this.path(), `key ${JSON.stringify(key)} appears more than once`);
-      keys.add(key);
-      // Canonical keys ascend by UTF-16 code units, which is how JavaScript compares strings.
-      if (previous !== undefined && key < previous) this.canonical = false;
-      previous = key;
+      if (keys === undefined) {
+        const previous = ascending.length === 0 ? undefined : ascending[ascending.length - 1];
+        // Canonical keys ascend by UTF-16 code units, which is how JavaScript compares strings.
+        if (previous === undefined || key > previous) {
+          ascending.push(key);
+        } else {
+          this.canonical = false;
+          keys = new Set(ascending);
+        }
+      }
+      if (keys !== undefined) {
+        if (keys.has(key)) throw new IJsonError("duplicate_key", this.path(), `key ${JSON.stringify(key)} appears more than once`);
+        keys.add(key);
+      }
       this.ws();
       if (this.b[this.pos] !== 0x3a) throw this.syntax("expected ':'");
       this.pos++;
@@ -302,9 +313,14 @@ class Scanner {
     const b = this.b;
     const start = this.pos;
     let escaped = false;
+    let ascii = true;
     this.pos++;
     for (;;) {
-      const c = b[this.pos];
+      // Printable ASCII but the quote and the backslash: most of any text, one test a byte.
+      let p = this.pos;
+      let c = b[p];
+      while (c >= 0x20 && c < 0x80 && c !== 0x22 && c !== 0x5c) c = b[++p];
+      this.pos = p;
       if (c === undefined) throw this.syntax(`unterminated ${what}`);
       if (c === 0x22) {
         this.pos++;
@@ -336,15 +352,15 @@ class Scanner {
         }
         continue;
       }
-      if (c < 0x80) {
-        this.pos++;
-        continue;
-      }
+      ascii = false;
       this.checkCodePoint(this.utf8(what), what);
     }
     if (what === "string") return "";
-    // Without escapes a key is its bytes between the quotes (already checked to be UTF-8).
-    return escaped ? (JSON.parse(UTF8.decode(b.subarray(start, this.pos))) as string) : UTF8.decode(b.subarray(start + 1, this.pos - 1));
+    if (escaped) return JSON.parse(UTF8.decode(b.subarray(start, this.pos))) as string;
+    // Without escapes a key is its bytes between the quotes (already checked to be UTF-8); an ASCII
+    // one is its bytes as char codes (a TextDecoder call cost more than the rest of a key's scan).
+    if (ascii && this.pos - start - 2 <= ASCII_KEY_CHARS_MAX) return asciiText(b, start + 1, this.pos - 1);
+    return UTF8.decode(b.subarray(start + 1, this.pos - 1));
   }
 
   /** Decodes one multi-byte UTF-8 sequence strictly (no overlong forms, no surrogates, at most U+10FFFF). */
@@ -379,24 +395,34 @@ class Scanner {
       return this.pos - from;
     };
     if (b[this.pos] === 0x2d) this.pos++;
-    let plain = true;
+    let fraction = false;
+    let exponent = false;
     if (b[this.pos] === 0x30) this.pos++;
     else if (digits() === 0) throw this.syntax("bad number");
     if (b[this.pos] === 0x2e) {
-      plain = false;
+      fraction = true;
       this.pos++;
       if (digits() === 0) throw this.syntax("bad number: no digits after '.'");
     }
     if (b[this.pos] === 0x65 || b[this.pos] === 0x45) {
-      plain = false;
+      exponent = true;
       this.pos++;
       if (b[this.pos] === 0x2b || b[this.pos] === 0x2d) this.pos++;
       if (digits() === 0) throw this.syntax("bad number: no digits in the exponent");
     }
-    // An integer of at most 15 digits is below 2^53 in magnitude: an exact, interoperable double,
-    // written canonically as it is (JSON has no leading zeros) unless it is -0 (canonical: 0).
-    if (plain && this.pos - start - (b[start] === 0x2d ? 1 : 0) <= PLAIN_INTEGER_DIGITS_MAX) {
-      if (b[start] === 0x2d && b[start + 1] === 0x30) this.canonical = false;
+    const digitCount = this.pos - start - (b[start] === 0x2d ? 1 : 0) - (fraction ? 1 : 0);
+    if (!exponent && digitCount <= SHORT_NUMBER_DIGITS_MAX) {
+      // An integer of at most 15 digits is below 2^53 in magnitude: an exact, interoperable double,
+      // written canonically as it is (JSON has no leading zeros) unless it is -0 (canonical: 0).
+      if (!fraction) {
+        if (b[start] === 0x2d && b[start + 1] === 0x30) this.canonical = false;
+        return;
+      }
+      // A decimal of at most 15 digits (DBL_DIG) comes back from its double as the same decimal,
+      // and lies between 1e-14 and 1e15, far from overflow and subnormals: exact and interoperable.
+      // Canonical exactly when Number's shortest form writes it back the same (not 1.50, not 0.0000001).
+      const text = asciiText(b, start, this.pos);
+      if (String(Number(text)) !== text) this.canonical = false;
       return;
     }
     const text = String.fromCharCode(...b.subarray(start, Math.min(this.pos, start + NUMBER_TEXT_MAX + 1)));
@@ -411,8 +437,24 @@ class Scanner {
   }
 }
 
-/** 10^15 < 2^53: every integer literal of this many digits or fewer is exact and interoperable, so it skips the checks. */
-const PLAIN_INTEGER_DIGITS_MAX = 15;
+/**
+ * 10^15 < 2^53 and 15 = DBL_DIG: every integer literal of this many digits or fewer is exact and
+ * interoperable, and so is every decimal of this many digits without an exponent, so they skip the checks.
+ */
+const SHORT_NUMBER_DIGITS_MAX = 15;
+
+/**
+ * Longest ASCII key built a char at a time (asciiText): keys are short names; a long one goes
+ * through the TextDecoder, whose one call costs less than the string built char by char.
+ */
+const ASCII_KEY_CHARS_MAX = 64;
+
+/** The string of ASCII bytes b[from..to): for a few chars, far cheaper than a TextDecoder call. */
+function asciiText(b: Uint8Array, from: number, to: number): string {
+  let s = "";
+  for (let i = from; i < to; i++) s += String.fromCharCode(b[i]);
+  return s;
+}
 
 /**
  * Longest number literal accepted: a double's shortest form has at most 17 significant digits and a

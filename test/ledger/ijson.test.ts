@@ -122,6 +122,14 @@ describe("the issue's cases, with the path of the offending value", () => {
     expect(refusal('{"d":{"a/b~":1,"a/b~":2}}')).toMatchObject({ reason: "duplicate_key", path: "body/d/a~1b~0" });
     // Escapes that decode to the same key are the same key.
     expect(refusal('{"a":1,"\\u0061":2}')).toMatchObject({ reason: "duplicate_key" });
+    // However far apart, before or after the keys stop ascending, ASCII or not, short or long.
+    expect(refusal('{"a":1,"b":2,"c":3,"a":4}')).toMatchObject({ reason: "duplicate_key", path: "body/a" });
+    expect(refusal('{"c":1,"a":2,"b":3,"c":4}')).toMatchObject({ reason: "duplicate_key", path: "body/c" });
+    expect(refusal('{"a":1,"b":2,"a":3}')).toMatchObject({ reason: "duplicate_key", path: "body/a" });
+    expect(refusal('{"é":1,"😀":2,"é":3}')).toMatchObject({ reason: "duplicate_key", path: "body/é" });
+    const long = "k".repeat(100);
+    expect(refusal(`{"${long}":1,"z":2,"${long}":3}`)).toMatchObject({ reason: "duplicate_key", path: `body/${long}` });
+    expect(() => checkIJson(enc(`{"${long}":1,"${long}j":2}`))).not.toThrow();
   });
 
   test(`nesting: ${IJSON_DEPTH_MAX} levels pass, one more is refused, 3,000 never overflow the stack`, () => {
@@ -238,6 +246,39 @@ describe("properties (fast-check; the seed is printed on failure)", () => {
         if (got !== undefined) expect({ text, canonical: got }).toEqual({ text, canonical: canonicalByDefinition(text) });
       }
     }), { seed, numRuns: 2000 });
+  });
+
+  test(`keys in any order, repeated or not, spelled plainly or escaped: refused exactly when two are the same key (seed ${seed})`, () => {
+    // Each spelling with the key it means: escapes, non-ASCII, and ASCII keys on both sides of the
+    // length the scanner builds a char at a time.
+    const spelled: Array<[string, string]> = [
+      ["a", "a"], ["\\u0061", "a"], ["b", "b"], ["B", "B"], ["é", "é"], ["\\u00e9", "é"], ["😀", "😀"], ["ﬀ", "ﬀ"],
+      ["10", "10"], ["9", "9"], ["", ""], ["k".repeat(64), "k".repeat(64)], ["k".repeat(65), "k".repeat(65)], ["k".repeat(64) + "é", "k".repeat(64) + "é"],
+    ];
+    fc.assert(fc.property(fc.array(fc.constantFrom(...spelled), { maxLength: 7 }), (members) => {
+      const text = `{${members.map(([k], i) => `"${k}":${i}`).join(",")}}`;
+      const meant = members.map(([, m]) => m);
+      const repeats = new Set(meant).size !== meant.length;
+      const got = flag(text);
+      expect({ text, refused: got === undefined }).toEqual({ text, refused: repeats });
+      if (got !== undefined) expect({ text, canonical: got }).toEqual({ text, canonical: canonicalByDefinition(text) });
+    }), { seed, numRuns: 2000 });
+  });
+
+  test(`the canonical flag of decimals with and without an exponent, short and long (seed ${seed})`, () => {
+    const digits = (min: number, max: number): fc.Arbitrary<string> => fc.array(fc.constantFrom(..."0123456789"), { minLength: min, maxLength: max }).map((d) => d.join(""));
+    const literal = fc.tuple(fc.boolean(), fc.oneof(fc.constant("0"), fc.tuple(fc.constantFrom(..."123456789"), digits(0, 12)).map(([a, b]) => a + b)), digits(1, 12), fc.option(fc.integer({ min: -30, max: 30 })))
+      .map(([neg, int, frac, exp]) => `${neg ? "-" : ""}${int}.${frac}${exp === null ? "" : `e${exp}`}`);
+    fc.assert(fc.property(literal, (n) => {
+      const text = `[${n}]`;
+      const got = flag(text);
+      if (got !== undefined) expect({ text, canonical: got }).toEqual({ text, canonical: canonicalByDefinition(text) });
+    }), { seed, numRuns: 3000 });
+    // Hand-picked: trailing zeros, the exponent forms Number writes below 1e-6, -0 spelled as a decimal, 15 and 16 digits.
+    for (const [n, canonical] of [["1.50", false], ["250.5", true], ["0.000001", true], ["0.0000001", false], ["-0.0", false], ["0.5", true],
+      ["12345678901234.5", true], ["123456789012345.5", true], ["1234567890123.450", false], ["-99999999999999.9", true]] as const) {
+      expect({ n, canonical: flag(`[${n}]`) }).toEqual({ n, canonical });
+    }
   });
 
   test(`the canonical flag on objects whose keys come in any order (seed ${seed})`, () => {
