@@ -191,6 +191,17 @@ function runName(run: Run): string {
   return [run.folder, ...run.files.map((f) => path.basename(f, ".ts"))].join(".");
 }
 
+/**
+ * The property tests' seed in every process of a run (test/support/independent.ts testSeed). Stryker's
+ * jest runner runs a mutant's covering tests by the full names it recorded in its dry run, and several
+ * property tests carry their seed in their name: with a seed from the clock, each process named them
+ * differently, so no mutant run ever matched them and no property test ever ran against a mutant
+ * (its mutants counted as survived, unless another test killed them). One fixed seed keeps the names
+ * equal in every process and from run to run (the incremental file matches tests by name), and makes
+ * a run reproducible.
+ */
+const MUTATION_SEED = "1208";
+
 const incrementalPath = (name: string): string => path.join(REPORT_DIR, `${name}.incremental.json`);
 const baselinePath = (name: string): string => path.join(BASELINE_DIR, `${name}.incremental.json.gz`);
 
@@ -245,7 +256,7 @@ async function runFolder(run: Run, plan: FolderPlan, full: boolean): Promise<{ s
   // The tests' temp dirs go under one dir of this run, removed after it: a test runner Stryker stops
   // on a timeout never runs its afterAll, and its data dirs would be left in the system's temp dir.
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `resonetics-mutate-${name.replace(/[^A-Za-z0-9.-]/g, "_")}-`));
-  const env: Record<string, string> = { ...(plan.env ?? {}), TMPDIR: tmp };
+  const env: Record<string, string> = { ...(plan.env ?? {}), TMPDIR: tmp, RESONETICS_SEED: MUTATION_SEED };
   const saved = Object.keys(env).map((k): [string, string | undefined] => [k, process.env[k]]);
   for (const [k, v] of Object.entries(env)) process.env[k] = v;
   const options: PartialStrykerOptions = {
