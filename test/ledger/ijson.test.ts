@@ -277,8 +277,19 @@ describe("properties (fast-check; the seed is printed on failure)", () => {
     }), { seed, numRuns: 3000 });
     // Hand-picked: trailing zeros, the exponent forms Number writes below 1e-6, -0 spelled as a decimal, 15 and 16 digits.
     for (const [n, canonical] of [["1.50", false], ["250.5", true], ["0.000001", true], ["0.0000001", false], ["-0.0", false], ["0.5", true],
-      ["12345678901234.5", true], ["123456789012345.5", true], ["1234567890123.450", false], ["-99999999999999.9", true]] as const) {
+      ["12345678901234.5", true], ["123456789012345.5", true], ["1234567890123.450", false], ["-99999999999999.9", true],
+      ["-0", false], ["0", true], ["-1", true], ["-10", true], ["-0.5", true]] as const) {
       expect({ n, canonical: flag(`[${n}]`) }).toEqual({ n, canonical });
+    }
+  });
+
+  test("the canonical flag of every \\u escape of U+0000..U+007F, lower and upper case, in a value and in a key", () => {
+    for (let u = 0; u < 0x80; u++) {
+      for (const hex of [u.toString(16).padStart(4, "0"), u.toString(16).toUpperCase().padStart(4, "0")]) {
+        for (const text of [`"\\u${hex}"`, `{"\\u${hex}":0}`]) {
+          expect({ text, canonical: flag(text) }).toEqual({ text, canonical: canonicalByDefinition(text) });
+        }
+      }
     }
   });
 
